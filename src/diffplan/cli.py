@@ -1,0 +1,175 @@
+"""Command line: parse, build objects, call. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _add_planner_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("planner (default: the run's stored settings)")
+    g.add_argument("--batch-size", type=int, help="plans per decision")
+    g.add_argument("--n-guide-steps", type=int, help="value-gradient steps per denoising step")
+    g.add_argument("--scale", type=float, help="guidance step size")
+    g.add_argument("--t-stopgrad", type=int, help="no guidance below this diffusion step")
+    g.add_argument("--sampler", choices=["ddpm", "ddim"], help="denoising sampler")
+    g.add_argument("--steps", dest="num_inference_steps", type=int, help="denoising steps")
+
+
+def _planner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("batch_size", "n_guide_steps", "scale", "t_stopgrad", "sampler", "num_inference_steps")
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``diffplan`` argument parser (one sub-command per job)."""
+    parser = argparse.ArgumentParser(prog="diffplan", description="value-guided diffusion planning")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="roll out a behaviour policy into a Minari dataset")
+    p.add_argument("env_id")
+    p.add_argument("--behavior", required=True, choices=["random", "sac"])
+    p.add_argument("--policy", help="SAC actor .safetensors file (behavior sac)")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset-id", required=True, help="new Minari id, e.g. diffplan/hopper-random-v0")
+
+    sub.add_parser("datasets", help="list local Minari datasets")
+
+    p = sub.add_parser("train", help="train the denoiser and the value network")
+    p.add_argument("dataset", help="Minari dataset id or D4RL-style .hdf5 file")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--preset", default="small", help="tiny, small or paper")
+    p.add_argument("--env-id", help="environment (default: the dataset's)")
+    p.add_argument("--denoiser-steps", type=int)
+    p.add_argument("--value-steps", type=int)
+    p.add_argument("--horizon", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda, ... (default: accelerate's choice)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+
+    p = sub.add_parser("evaluate", help="run episodes with a trained planner")
+    p.add_argument("run", help="run folder or shipped run name")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=1)
+    p.add_argument("--max-episode-steps", type=int)
+    p.add_argument("--env-id", help="environment (default: the run's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the results as JSON here")
+    _add_planner_flags(p)
+
+    sub.add_parser("runs", help="list the runs shipped with diffplan")
+
+    p = sub.add_parser("demo", help="the whole loop at tiny scale: collect, train, evaluate")
+    p.add_argument("--workdir", default="diffplan-demo", help="folder for the demo's dataset and run")
+    p.add_argument("--json", help="write the evaluation JSON here")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--collect-steps", type=int, default=5_000, help="random-policy steps to collect")
+    p.add_argument("--train-steps", type=int, default=1_500, help="optimizer steps per network")
+    p.add_argument("--max-episode-steps", type=int, default=200, help="length limit of the evaluation episode")
+    return parser
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from diffplan.collect.collect import collect
+
+    res = collect(env_id=args.env_id, behavior=args.behavior, steps=args.steps, seed=args.seed,
+                  dataset_id=args.dataset_id, policy=args.policy)
+    print(f"wrote {res.dataset_id}: {res.episodes} episodes, {res.steps} steps, mean return {res.mean_return:.1f} "
+          f"in {res.seconds:.1f} s")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from diffplan.datasets import dataset_table
+
+    print(dataset_table())
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    overrides = {k: v for k, v in (("denoiser_steps", args.denoiser_steps), ("value_steps", args.value_steps),
+                                   ("horizon", args.horizon), ("seed", args.seed)) if v is not None}
+    res = train(dataset=args.dataset, out=args.out, preset=get_preset(args.preset, **overrides),
+                env_id=args.env_id, device=args.device, resume=args.resume)
+    for phase in res.steps:
+        print(f"{phase}: {res.steps[phase]} steps, final loss {res.final_loss[phase]:.4g}, "
+              f"{res.steps_per_second[phase]:.1f} steps/s")
+    print(f"run folder: {res.run_dir}")
+    return 0
+
+
+def _print_eval(res: Any) -> None:
+    rows = [("env", res.env_id), ("episodes", res.episodes), ("mean return", f"{res.mean_return:.1f}"),
+            ("normalized score", "n/a" if res.normalized_score is None else f"{res.normalized_score:.1f} ± {res.stderr:.1f}"),
+            ("episode lengths", ", ".join(map(str, res.lengths))),
+            ("seconds / decision", f"{res.seconds_per_decision:.3f}"), ("envs planned together", res.num_envs)]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+def _write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        from diffplan.io import atomic_write_json
+
+        atomic_write_json(path, data)
+        print(f"wrote {path}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from diffplan.evaluation import evaluate
+    from diffplan.planning import ValueGuidedRLPipeline
+
+    pipe = ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device)
+    res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, env_id=args.env_id, num_envs=args.num_envs,
+                   max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
+    _print_eval(res)
+    _write_json(args.json, res.to_dict())
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from diffplan.planning.runs import list_runs
+
+    names = list_runs()
+    print("\n".join(names) if names else "no runs are shipped with this version")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from diffplan.demo import run_demo
+
+    res = run_demo(workdir=Path(args.workdir), seed=args.seed, collect_steps=args.collect_steps,
+                   train_steps=args.train_steps, max_episode_steps=args.max_episode_steps)
+    _print_eval(res)
+    _write_json(args.json, res.to_dict())
+    return 0
+
+
+COMMANDS = {"collect": _cmd_collect, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
+            "runs": _cmd_runs, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``diffplan`` console script; bad input exits with status 2 and a message."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"diffplan {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diffplan {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

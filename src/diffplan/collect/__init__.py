@@ -1,0 +1,1 @@
+"""Data collection: behaviour policies and writers of Minari datasets."""

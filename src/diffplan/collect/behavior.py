@@ -1,0 +1,216 @@
+"""Behaviour policies that generate offline data.
+
+SAC from stable-baselines3 (optional extra ``collect``) is trained once per environment. Every
+``snapshot_every`` steps the actor is evaluated and its weights saved as safetensors next to a
+JSON of evaluated returns, so that "medium" (about a third of the final return, as D4RL) and
+"expert" (the final policy) can be picked afterwards and shipped without pickles. Training is
+resumable: the SB3 model and replay buffer are saved in ``OUT/state`` at every snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffplan.io import atomic_write_json, read_json
+
+SNAPSHOT_INDEX = "snapshots.json"
+
+
+@dataclass(frozen=True)
+class BehaviorTrainConfig:
+    """Settings of one SAC behaviour-policy training run.
+
+    Attributes:
+        env_id: Gymnasium id, e.g. ``"Hopper-v5"``.
+        total_steps: environment steps to train for.
+        seed: seed of the environment, the network initialisation and the evaluation episodes.
+        snapshot_every: steps between evaluated, saved snapshots.
+        eval_episodes: deterministic episodes per snapshot evaluation.
+    """
+
+    env_id: str
+    total_steps: int
+    seed: int = 0
+    snapshot_every: int = 10_000
+    eval_episodes: int = 5
+
+
+def _require_sb3() -> Any:
+    try:
+        import stable_baselines3
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "training behaviour policies needs stable-baselines3: pip install 'diffplan[collect]'"
+        ) from err
+    return stable_baselines3
+
+
+def evaluate_policy_returns(
+    *, act: Any, env_id: str, episodes: int, seed: int
+) -> list[float]:
+    """Undiscounted returns of ``episodes`` episodes of a policy.
+
+    Args:
+        act: callable ``obs [obs_dim] -> action [act_dim]``.
+        env_id: Gymnasium id.
+        episodes: number of episodes.
+        seed: the i-th episode is reset with ``seed + i``.
+
+    Returns:
+        One return per episode.
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return returns
+
+
+def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
+    """Train (or resume training) a SAC behaviour policy with snapshots.
+
+    Args:
+        config: the run's settings; must match those stored in ``out_dir`` when resuming.
+        out_dir: folder for ``snapshots/``, ``snapshots.json`` and the resumable ``state/``.
+
+    Returns:
+        The path of ``snapshots.json``.
+    """
+    sb3 = _require_sb3()
+    import gymnasium as gym
+    import torch
+    from safetensors.torch import save_file
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    (out / "snapshots").mkdir(parents=True, exist_ok=True)
+    index_path = out / SNAPSHOT_INDEX
+    index: dict[str, Any] = {"config": asdict(config), "snapshots": []}
+    if index_path.exists():
+        index = read_json(index_path)
+        stored = {k: v for k, v in index["config"].items() if k != "total_steps"}
+        wanted = {k: v for k, v in asdict(config).items() if k != "total_steps"}
+        if stored != wanted:
+            raise ValueError(
+                f"{out} holds a run with config {stored}, not {wanted}; use another --out folder"
+            )
+        index["config"] = asdict(config)
+    state_model = out / "state" / "sac.zip"
+    state_buffer = out / "state" / "replay.pkl"
+    env = gym.make(config.env_id)
+    if state_model.exists() and state_buffer.exists():
+        model = sb3.SAC.load(state_model, env=env)
+        model.load_replay_buffer(state_buffer)
+    else:
+        model = sb3.SAC(
+            "MlpPolicy", env, seed=config.seed, verbose=0
+        )
+    done_steps = int(model.num_timesteps)
+
+    class _Snapshot(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bar = tqdm(
+                total=config.total_steps, initial=done_steps, desc=f"SAC {config.env_id}", unit="step"
+            )
+
+        def _on_step(self) -> bool:
+            self.bar.update(1)
+            step = self.model.num_timesteps
+            if step % config.snapshot_every == 0 or step == config.total_steps:
+                self._snapshot(step)
+            return True
+
+        def _snapshot(self, step: int) -> None:
+            actor = self.model.policy.actor
+
+            def act(obs: np.ndarray) -> np.ndarray:
+                return self.model.predict(obs, deterministic=True)[0]
+
+            returns = evaluate_policy_returns(
+                act=act, env_id=config.env_id, episodes=config.eval_episodes, seed=10_000 + step
+            )
+            name = f"step_{step:08d}.safetensors"
+            tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
+            tmp = out / "snapshots" / (name + ".tmp")
+            save_file(tensors, str(tmp))
+            tmp.replace(out / "snapshots" / name)
+            index["snapshots"] = [s for s in index["snapshots"] if s["step"] != step] + [
+                {
+                    "step": step,
+                    "file": f"snapshots/{name}",
+                    "mean_return": float(np.mean(returns)),
+                    "std_return": float(np.std(returns)),
+                    "episodes": len(returns),
+                }
+            ]
+            (out / "state").mkdir(exist_ok=True)
+            self.model.save(out / "state" / "sac.tmp.zip")
+            (out / "state" / "sac.tmp.zip").replace(state_model)
+            self.model.save_replay_buffer(out / "state" / "replay.tmp.pkl")
+            (out / "state" / "replay.tmp.pkl").replace(state_buffer)
+            atomic_write_json(index_path, index)
+            self.bar.set_postfix(step=step, ret=f"{np.mean(returns):.0f}")
+
+    torch.set_num_threads(1)
+    remaining = config.total_steps - done_steps
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=_Snapshot(), reset_num_timesteps=False)
+    return index_path
+
+
+def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3) -> dict[str, Any]:
+    """Pick the "medium" and "expert" snapshots of a behaviour run.
+
+    Expert is the last snapshot; medium is the earliest snapshot whose return is closest to
+    ``medium_fraction`` of the expert's return (D4RL's recipe).
+
+    Args:
+        index_path: ``snapshots.json`` written by :func:`train_sac`.
+        medium_fraction: the medium policy's target fraction of the expert return.
+
+    Returns:
+        ``{"medium": snapshot, "expert": snapshot}`` entries of the index.
+    """
+    snaps = sorted(read_json(index_path)["snapshots"], key=lambda s: s["step"])
+    if not snaps:
+        raise ValueError(f"{index_path} lists no snapshots yet")
+    expert = snaps[-1]
+    target = medium_fraction * expert["mean_return"]
+    medium = min(snaps, key=lambda s: (abs(s["mean_return"] - target), s["step"]))
+    return {"medium": medium, "expert": expert}
+
+
+def main() -> None:  # pragma: no cover - thin entry for background runs
+    import argparse
+
+    parser = argparse.ArgumentParser(description="train a SAC behaviour policy with snapshots")
+    parser.add_argument("env_id")
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--snapshot-every", type=int, default=10_000)
+    args = parser.parse_args()
+    cfg = BehaviorTrainConfig(
+        env_id=args.env_id, total_steps=args.steps, seed=args.seed, snapshot_every=args.snapshot_every
+    )
+    print(json.dumps(select_snapshots(index_path=train_sac(config=cfg, out_dir=args.out)), indent=1))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

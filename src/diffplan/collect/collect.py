@@ -1,0 +1,158 @@
+"""Roll out a behaviour policy and write the episodes as a Minari dataset (no jax needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffplan.envs.specs import make_env, reference_scores
+
+BEHAVIORS = ("random", "sac")
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    """What a collection wrote.
+
+    Attributes:
+        dataset_id: the Minari id.
+        episodes: number of episodes.
+        steps: number of environment steps.
+        mean_return: mean undiscounted episode return.
+        seconds: wall time.
+    """
+
+    dataset_id: str
+    episodes: int
+    steps: int
+    mean_return: float
+    seconds: float
+
+
+def _random_policy(env: Any, seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    env.action_space.seed(seed)
+    return lambda obs: env.action_space.sample()
+
+
+def load_sac_actor(*, path: str | Path, env: Any, deterministic: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A SAC actor saved as safetensors (by ``behavior train``) as ``obs -> action``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the weights do not fit this environment's spaces.
+    """
+    from safetensors.torch import load_file
+
+    from diffplan.collect.behavior import _require_sb3
+
+    sb3 = _require_sb3()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected a policy file (.safetensors) at {path}, found nothing")
+    model = sb3.SAC("MlpPolicy", env, verbose=0, buffer_size=1, learning_starts=0)
+    try:
+        model.policy.actor.load_state_dict(load_file(str(path)))
+    except Exception as err:
+        raise ValueError(f"policy {path} does not fit {env.spec.id}: {type(err).__name__}: {err}") from err
+    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
+
+
+def dataset_exists(dataset_id: str) -> bool:
+    """Whether a local Minari dataset of this id exists (honours ``MINARI_DATASETS_PATH``)."""
+    import minari
+
+    return dataset_id in minari.list_local_datasets()
+
+
+def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: str, policy: str | None = None,
+            progress: bool = True) -> CollectResult:
+    """Run ``behavior`` for ``steps`` environment steps and store a Minari dataset.
+
+    Args:
+        env_id: Gymnasium id.
+        behavior: ``"random"`` or ``"sac"`` (needs ``policy``: a SAC actor file).
+        steps: total environment steps; the last episode is cut (as a time-out) at the budget.
+        seed: seed of the first reset and of the policy's randomness.
+        dataset_id: new Minari id, e.g. ``"diffplan/hopper-random-v0"``.
+        policy: policy file for ``sac``.
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: unknown behaviour, existing dataset id, or bad step count.
+    """
+    import time
+
+    import minari
+    import torch
+    from minari.data_collector import EpisodeBuffer
+    from tqdm.auto import tqdm
+
+    if behavior not in BEHAVIORS:
+        raise ValueError(f"unknown behavior {behavior!r}; expected one of {list(BEHAVIORS)}")
+    if steps < 1:
+        raise ValueError(f"expected steps >= 1, got {steps}")
+    if dataset_exists(dataset_id):
+        raise ValueError(f"dataset {dataset_id!r} already exists; choose a new --dataset-id (nothing was overwritten)")
+    env = make_env(env_id)
+    torch.manual_seed(seed)
+    if behavior == "random":
+        act = _random_policy(env, seed)
+    else:
+        if policy is None:
+            raise ValueError("behavior 'sac' needs --policy PATH (a SAC actor .safetensors file)")
+        act = load_sac_actor(path=policy, env=env)
+    started = time.perf_counter()
+    buffers, done_steps = [], 0
+    bar = tqdm(total=steps, desc=f"collect {env_id} ({behavior})", unit="step", disable=not progress)
+    while done_steps < steps:
+        obs, _ = env.reset(seed=seed if not buffers else None)
+        observations, actions, rewards, terms, truncs = [obs], [], [], [], []
+        finished = False
+        while not finished:
+            action = np.asarray(act(obs), dtype=env.action_space.dtype)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            done_steps += 1
+            truncated = truncated or done_steps >= steps
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(float(reward))
+            terms.append(bool(terminated))
+            truncs.append(bool(truncated and not terminated))
+            finished = terminated or truncated
+            bar.update(1)
+        buffers.append(EpisodeBuffer(id=len(buffers), seed=seed if len(buffers) == 0 else None,
+                                     observations=_stack(observations), actions=np.stack(actions),
+                                     rewards=rewards, terminations=terms, truncations=truncs, infos={}))
+        bar.set_postfix(episodes=len(buffers))
+    bar.close()
+    refs = reference_scores(env_id)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        minari.create_dataset_from_buffers(
+            dataset_id=dataset_id,
+            buffer=buffers,
+            env=env_id,
+            eval_env=env_id,
+            algorithm_name=f"diffplan-{behavior}",
+            author="diffplan",
+            author_email="diffplan@users.noreply.local",
+            code_permalink="https://pypi.org/project/diffplan/",
+            description=f"{behavior} behaviour in {env_id}, {steps} steps, seed {seed}, collected by diffplan",
+            ref_min_score=refs.random if refs else None,
+            ref_max_score=refs.expert if refs else None,
+        )
+    env.close()
+    returns = [sum(b.rewards) for b in buffers]
+    return CollectResult(dataset_id, len(buffers), done_steps, float(np.mean(returns)), time.perf_counter() - started)
+
+
+def _stack(observations: list[Any]) -> Any:
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)

@@ -1,0 +1,196 @@
+"""Typed, frozen configuration dataclasses shared by training, planning and the CLI.
+
+Every config round-trips through plain JSON (``to_dict`` / ``from_dict``) so that it can be stored
+in a run folder's ``diffplan.json`` without pickling anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Build a dataclass from a dict, turning lists back into tuples and rejecting unknown keys."""
+    names = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; expected {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Size of a temporal U-Net (denoiser or value network), a diffusers ``UNet1DModel``.
+
+    Attributes:
+        block_out_channels: channels of each down block; every entry a multiple of 8 (group norm).
+        layers_per_block: residual layers per block.
+        act_fn: activation of the time embedding and the output blocks.
+    """
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 256)
+    layers_per_block: int = 1
+    act_fn: str = "mish"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The noise schedule and the denoiser's training objective.
+
+    Attributes:
+        num_train_timesteps: diffusion steps T.
+        beta_schedule: diffusers beta schedule name (cosine = ``squaredcos_cap_v2``).
+        prediction_type: what the denoiser predicts: ``"sample"`` (x0) or ``"epsilon"``.
+        action_weight: loss weight of the first action's dimensions.
+    """
+
+    num_train_timesteps: int = 20
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "sample"
+    action_weight: float = 10.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ValueConfig:
+    """How value targets are made from rewards.
+
+    Attributes:
+        discount: gamma of the discounted return-to-go.
+        termination_penalty: added to the reward of a terminal (not truncated) last step.
+    """
+
+    discount: float = 0.997
+    termination_penalty: float = -100.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValueConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings, shared by the denoiser and value phases.
+
+    Attributes:
+        horizon: window length H.
+        batch_size: windows per micro-batch.
+        learning_rate: Adam learning rate (constant).
+        denoiser_steps: optimiser steps of the denoiser.
+        value_steps: optimiser steps of the value network.
+        gradient_accumulation_steps: micro-batches per optimiser step.
+        ema_decay: EMA decay of the weights used for planning.
+        ema_start: optimiser step after which the EMA starts averaging (before it copies).
+        checkpoint_every: optimiser steps between resumable checkpoints.
+        log_every: optimiser steps between TensorBoard scalars.
+        seed: seed of initialisation, batches and noise.
+    """
+
+    horizon: int = 32
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    denoiser_steps: int = 200_000
+    value_steps: int = 200_000
+    gradient_accumulation_steps: int = 2
+    ema_decay: float = 0.995
+    ema_start: int = 2_000
+    checkpoint_every: int = 1_000
+    log_every: int = 100
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Planner defaults (the keyword arguments of ``ValueGuidedRLPipeline.plan``).
+
+    Attributes:
+        batch_size: plans sampled per decision.
+        planning_horizon: plan length; must equal the trained horizon.
+        n_guide_steps: value-gradient steps per denoising step.
+        scale: guidance step size.
+        t_stopgrad: no guidance at diffusion steps below this.
+        scale_grad_by_var: multiply the gradient by the posterior variance (paper); else by 1.
+        num_inference_steps: denoising steps (``None``: all training steps).
+        sampler: ``"ddpm"`` or ``"ddim"``.
+    """
+
+    batch_size: int = 64
+    planning_horizon: int = 32
+    n_guide_steps: int = 2
+    scale: float = 0.1
+    t_stopgrad: int = 2
+    scale_grad_by_var: bool = True
+    num_inference_steps: int | None = None
+    sampler: str = "ddpm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanConfig:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named bundle of model sizes and training settings.
+
+    Attributes:
+        name: preset name (``tiny``, ``small``, ``paper``).
+        unet: denoiser size.
+        value: value network size.
+        diffusion: noise schedule and objective.
+        values: value-target settings.
+        train: optimisation settings.
+        plan: planner defaults stored with the run.
+    """
+
+    name: str
+    unet: UNetConfig
+    value: UNetConfig
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    values: ValueConfig = field(default_factory=ValueConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preset:
+        return cls(
+            name=data["name"],
+            unet=UNetConfig.from_dict(data["unet"]),
+            value=UNetConfig.from_dict(data["value"]),
+            diffusion=DiffusionConfig.from_dict(data["diffusion"]),
+            values=ValueConfig.from_dict(data["values"]),
+            train=TrainConfig.from_dict(data["train"]),
+            plan=PlanConfig.from_dict(data["plan"]),
+        )

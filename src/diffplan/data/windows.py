@@ -1,0 +1,114 @@
+"""Training windows: every start index of every episode, normalized, with value targets.
+
+Episodes are stored once, concatenated and padded at their ends by repeating the last step, so a
+window ``[t, t + H)`` exists for every step ``t`` of every episode without materialising windows.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from diffplan.data.episodes import EpisodeSet
+from diffplan.data.normalization import TrajectoryNormalizer
+
+
+def discounted_returns(rewards: np.ndarray, *, discount: float, terminated: bool,
+                       termination_penalty: float) -> np.ndarray:
+    """Discounted return-to-go of every step of one episode.
+
+    Args:
+        rewards: ``[T]``.
+        discount: gamma.
+        terminated: the last step is terminal; ``termination_penalty`` is added to its reward.
+        termination_penalty: e.g. -100.
+
+    Returns:
+        ``[T]`` with ``out[t] = sum_k gamma^k r_{t+k}`` to the episode's end.
+    """
+    r = np.asarray(rewards, dtype=np.float64).copy()
+    if terminated and len(r):
+        r[-1] += termination_penalty
+    out = np.empty_like(r)
+    acc = 0.0
+    for t in range(len(r) - 1, -1, -1):
+        acc = r[t] + discount * acc
+        out[t] = acc
+    return out
+
+
+class WindowDataset:
+    """Normalized windows ``[H, act_dim + obs_dim]`` (actions first) and their value targets.
+
+    Args:
+        episodes: the source episodes.
+        horizon: window length H; at least one episode must be that long.
+        normalizer: fitted normalizer; fitted on all steps when ``None``.
+        discount: gamma of the value targets.
+        termination_penalty: added to the reward of terminal last steps.
+
+    Raises:
+        ValueError: every episode is shorter than the horizon.
+    """
+
+    def __init__(self, *, episodes: EpisodeSet, horizon: int, normalizer: TrajectoryNormalizer | None = None,
+                 discount: float = 0.997, termination_penalty: float = -100.0) -> None:
+        lengths = np.array([len(e) for e in episodes.episodes])
+        if horizon < 1 or lengths.max() < horizon:
+            raise ValueError(
+                f"horizon {horizon} is longer than every episode of {episodes.dataset_id} "
+                f"(longest {lengths.max()} steps); use a shorter horizon or longer episodes"
+            )
+        short = int((lengths < horizon).sum())
+        if short:
+            warnings.warn(
+                f"{short} of {len(lengths)} episodes are shorter than the horizon {horizon}; "
+                "they are padded by repeating their last step", stacklevel=2,
+            )
+        obs = np.concatenate([e.observations for e in episodes.episodes])
+        act = np.concatenate([e.actions for e in episodes.episodes])
+        self.normalizer = normalizer or TrajectoryNormalizer.fit(observations=obs, actions=act)
+        if (self.normalizer.obs_dim, self.normalizer.act_dim) != (obs.shape[1], act.shape[1]):
+            raise ValueError(
+                f"normalizer is for obs_dim {self.normalizer.obs_dim}, act_dim {self.normalizer.act_dim}; "
+                f"the data has {obs.shape[1]} and {act.shape[1]}"
+            )
+        self.horizon = horizon
+        self.obs_dim, self.act_dim = obs.shape[1], act.shape[1]
+        rows, starts, values = [], [], []
+        offset = 0
+        for ep in episodes.episodes:
+            traj = np.concatenate([ep.actions, ep.observations], axis=1)
+            padded = np.concatenate([traj, np.repeat(traj[-1:], horizon - 1, axis=0)])
+            rows.append(padded)
+            starts.append(offset + np.arange(len(ep)))
+            values.append(discounted_returns(ep.rewards, discount=discount, terminated=ep.terminated,
+                                             termination_penalty=termination_penalty))
+            offset += len(padded)
+        flat = self.normalizer.normalize(np.concatenate(rows))
+        self.data = torch.as_tensor(flat, dtype=torch.float32)
+        self.starts = torch.as_tensor(np.concatenate(starts), dtype=torch.long)
+        self.values = torch.as_tensor(np.concatenate(values), dtype=torch.float32)
+        self._offsets = torch.arange(horizon)
+
+    @property
+    def transition_dim(self) -> int:
+        return self.act_dim + self.obs_dim
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows and value targets for window indices ``index: [B]``.
+
+        Returns:
+            ``x: [B, H, act_dim + obs_dim]`` normalized, and ``values: [B]``.
+        """
+        rows = self.starts[index][:, None] + self._offsets[None]
+        return self.data[rows], self.values[index]
+
+    def sample(self, batch_size: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A uniformly random batch of windows (see :meth:`batch`)."""
+        return self.batch(torch.randint(len(self), (batch_size,), generator=generator))

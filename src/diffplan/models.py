@@ -1,0 +1,90 @@
+"""Builds the denoiser and the value network as diffusers ``UNet1DModel``s.
+
+The block types are those of the published Diffuser temporal U-Net as ported to diffusers
+(``DownResnetBlock1D``/``UpResnetBlock1D``, ``MidResTemporalBlock1D`` + ``OutConv1DBlock`` for
+the denoiser, ``ValueFunctionMidBlock1D`` + ``ValueFunction`` for the value network), so hub
+checkpoints of that family load unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import UNet1DModel
+
+from diffplan.config import UNetConfig
+
+
+def _common(config: UNetConfig, transition_dim: int) -> dict[str, Any]:
+    bad = [c for c in config.block_out_channels if c % 8]
+    if bad or not config.block_out_channels:
+        raise ValueError(f"block_out_channels must be non-empty multiples of 8, got {config.block_out_channels}")
+    return dict(
+        in_channels=transition_dim,
+        out_channels=transition_dim,
+        extra_in_channels=0,
+        time_embedding_type="positional",
+        flip_sin_to_cos=False,
+        freq_shift=1.0,
+        use_timestep_embedding=True,
+        block_out_channels=tuple(config.block_out_channels),
+        layers_per_block=config.layers_per_block,
+        norm_num_groups=8,
+        act_fn=config.act_fn,
+        down_block_types=("DownResnetBlock1D",) * len(config.block_out_channels),
+    )
+
+
+def check_horizon(*, config: UNetConfig, horizon: int) -> None:
+    """Check that both networks of ``config`` accept windows of length ``horizon``.
+
+    The denoiser halves the horizon ``n_blocks - 1`` times and doubles it back, so the horizon
+    must be divisible by ``2 ** (n_blocks - 1)``; the value network reduces it to length 1 in
+    ``n_blocks + 2`` halvings, so it must be at most ``2 ** (n_blocks + 2)``.
+
+    Raises:
+        ValueError: the horizon does not fit.
+    """
+    n = len(config.block_out_channels)
+    if horizon < 1 or horizon % 2 ** (n - 1) or horizon > 2 ** (n + 2):
+        raise ValueError(
+            f"horizon {horizon} does not fit a {n}-block U-Net: expected a multiple of {2 ** (n - 1)} "
+            f"no larger than {2 ** (n + 2)}"
+        )
+
+
+def build_denoiser(*, config: UNetConfig, transition_dim: int) -> UNet1DModel:
+    """Temporal U-Net denoiser: ``[B, act_dim + obs_dim, H] -> [B, act_dim + obs_dim, H]``."""
+    return UNet1DModel(
+        **_common(config, transition_dim),
+        up_block_types=("UpResnetBlock1D",) * (len(config.block_out_channels) - 1),
+        mid_block_type="MidResTemporalBlock1D",
+        out_block_type="OutConv1DBlock",
+        downsample_each_block=False,
+    )
+
+
+def build_value_function(*, config: UNetConfig, transition_dim: int) -> UNet1DModel:
+    """Value network: ``[B, act_dim + obs_dim, H] -> [B, 1]``."""
+    if config.block_out_channels[-1] % 32:
+        raise ValueError(f"the value network's last block needs a multiple of 32 channels, got {config.block_out_channels}")
+    return UNet1DModel(
+        **_common(config, transition_dim),
+        up_block_types=(),
+        mid_block_type="ValueFunctionMidBlock1D",
+        out_block_type="ValueFunction",
+        downsample_each_block=True,
+    )
+
+
+def build_scheduler(*, num_train_timesteps: int, beta_schedule: str, prediction_type: str) -> Any:
+    """The DDPM scheduler of a run (no clipping: trajectories are Gaussian-normalized)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule=beta_schedule,
+        prediction_type=prediction_type,
+        clip_sample=False,
+        variance_type="fixed_small",
+    )

@@ -1,0 +1,305 @@
+"""``ValueGuidedRLPipeline``: diffusers' constructor and call, with the defects fixed.
+
+Differences from ``diffusers.experimental.ValueGuidedRLPipeline`` (each deliberate):
+
+* per-dimension normalization of observations and actions (diffusers: one scalar mean/std for
+  all dimensions of a key, diffusers#10636), read from the run folder or fitted from
+  ``env.get_dataset()``;
+* guidance gradients scaled by the posterior variance of step ``t`` (diffusers:
+  ``exp(0.5 * _get_variance(t))``, which is about 1 for every ``t``);
+* plans scored by the value network on the finished plans at ``t = 0`` (diffusers: values from
+  the guidance pass before the last denoising step);
+* batched observations ``[n_envs, obs_dim]`` planned in one diffusion call, DDPM or DDIM, any
+  number of inference steps, no progress bar per decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet1DModel
+from diffusers.utils.torch_utils import randn_tensor
+
+from diffplan.config import PlanConfig
+from diffplan.data.normalization import TrajectoryNormalizer
+from diffplan.diffusion.conditioning import Constraint, start_state_constraint
+from diffplan.diffusion.guidance import value
+from diffplan.diffusion.sampling import Guidance, guided_sample
+from diffplan.io import atomic_write_json, replace_dir
+from diffplan.models import check_horizon
+from diffplan.planning.runs import RunInfo, load_components, resolve_run
+
+SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sampled plans in original units, best first.
+
+    With one observation the leading ``n_envs`` axis is absent.
+
+    Attributes:
+        actions: ``[n_envs, batch, horizon, act_dim]``.
+        observations: ``[n_envs, batch, horizon, obs_dim]``.
+        values: ``[n_envs, batch]`` value of each plan, descending.
+        normalized: ``[n_envs, batch, horizon, act_dim + obs_dim]`` normalized plans (torch).
+    """
+
+    actions: np.ndarray
+    observations: np.ndarray
+    values: np.ndarray
+    normalized: torch.Tensor
+
+
+def _normalizer_from_d4rl(env: Any) -> TrajectoryNormalizer:
+    data = env.get_dataset()
+    return TrajectoryNormalizer.fit(observations=np.asarray(data["observations"]), actions=np.asarray(data["actions"]))
+
+
+class ValueGuidedRLPipeline(DiffusionPipeline):
+    """Value-guided diffusion planner (Janner et al., 2022) as a diffusers pipeline.
+
+    Args:
+        value_function: value network ``UNet1DModel`` ``[B, D, H] -> [B, 1]``.
+        unet: denoiser ``UNet1DModel`` ``[B, D, H] -> [B, D, H]``.
+        scheduler: ``DDPMScheduler`` or ``DDIMScheduler`` whose ``prediction_type`` is the
+            denoiser's output.
+        env: optional environment; a D4RL env's ``get_dataset()`` is used to fit the normalizer
+            when ``normalizer`` is not given.
+        normalizer: per-dimension normalizer of observations and actions.
+        plan_config: planner defaults used where a call leaves a setting out.
+        info: run metadata (env id, dataset, reference scores) when loaded from a run folder.
+    """
+
+    model_cpu_offload_seq = "value_function->unet"
+
+    def __init__(
+        self,
+        value_function: UNet1DModel,
+        unet: UNet1DModel,
+        scheduler: DDPMScheduler | DDIMScheduler,
+        env: Any = None,
+        *,
+        normalizer: TrajectoryNormalizer | None = None,
+        plan_config: PlanConfig | None = None,
+        info: RunInfo | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_modules(value_function=value_function, unet=unet, scheduler=scheduler)
+        if normalizer is None:
+            if env is None or not hasattr(env, "get_dataset"):
+                raise ValueError(
+                    "expected normalizer=TrajectoryNormalizer(...) or a D4RL env with get_dataset(); got neither"
+                )
+            normalizer = _normalizer_from_d4rl(env)
+        transition = unet.config.in_channels
+        if normalizer.act_dim + normalizer.obs_dim != transition:
+            raise ValueError(
+                f"the denoiser takes {transition} channels but the normalizer has act_dim {normalizer.act_dim} "
+                f"+ obs_dim {normalizer.obs_dim}"
+            )
+        if value_function.config.in_channels != transition:
+            raise ValueError(
+                f"denoiser takes {transition} channels, value function {value_function.config.in_channels}"
+            )
+        self.env = env
+        self.normalizer = normalizer
+        self.plan_config = plan_config or PlanConfig()
+        self.info = info
+        self._samplers: dict[str, Any] = {}
+
+    @property
+    def obs_dim(self) -> int:
+        return self.normalizer.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.normalizer.act_dim
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        normalizer: TrajectoryNormalizer | None = None,
+        env: Any = None,
+        device: str | torch.device | None = None,
+    ) -> ValueGuidedRLPipeline:
+        """Load a run folder (or the name of a run shipped with diffplan).
+
+        A folder written by diffusers' ``save_pretrained`` (no ``diffplan.json``) loads when
+        ``normalizer`` (or a D4RL ``env``) is given.
+
+        Raises:
+            FileNotFoundError: the folder or a required file is missing.
+            ValueError: a file is corrupt or the parts do not fit together.
+        """
+        path = resolve_run(pretrained_model_name_or_path)
+        unet, value_function, scheduler, info = load_components(path, need_info=normalizer is None and env is None)
+        pipe = cls(
+            value_function=value_function,
+            unet=unet,
+            scheduler=scheduler,
+            env=env,
+            normalizer=normalizer or (info.normalizer if info else None),
+            plan_config=info.plan if info else None,
+            info=info,
+        )
+        return pipe.to(device) if device is not None else pipe
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:  # type: ignore[override]
+        """Write the diffusers folder and ``diffplan.json`` (atomically, component by component)."""
+        import tempfile
+
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp:
+            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
+            for entry in sorted(Path(tmp).iterdir()):
+                if entry.is_dir():
+                    replace_dir(entry, out / entry.name)
+                else:
+                    entry.replace(out / entry.name)
+        info = self.info or RunInfo(normalizer=self.normalizer, plan=self.plan_config)
+        info = replace(info, normalizer=self.normalizer, plan=self.plan_config)
+        atomic_write_json(out / "diffplan.json", info.to_dict())
+
+    # ------------------------------------------------------------------ planning
+    def _scheduler_for(self, sampler: str | None) -> Any:
+        if sampler is None:
+            return self.scheduler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+        if isinstance(self.scheduler, SAMPLERS[sampler]):
+            return self.scheduler
+        if sampler not in self._samplers:
+            self._samplers[sampler] = SAMPLERS[sampler].from_config(self.scheduler.config)
+        return self._samplers[sampler]
+
+    def _check_obs(self, obs: Any, name: str = "observation") -> tuple[torch.Tensor, np.ndarray, bool]:
+        arr = np.asarray(obs, dtype=np.float64) if not isinstance(obs, torch.Tensor) else obs.detach().cpu().double().numpy()
+        single = arr.ndim == 1
+        if arr.ndim not in (1, 2) or arr.shape[-1] != self.obs_dim:
+            raise ValueError(
+                f"expected {name} of shape ({self.obs_dim},) or (n_envs, {self.obs_dim}), got {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf: {arr}")
+        arr = np.atleast_2d(arr)
+        normed = self.normalizer.observations.normalize(arr)
+        return torch.as_tensor(normed, dtype=self.unet.dtype, device=self.device), arr, single
+
+    def plan(
+        self,
+        obs: Any,
+        *,
+        goal: Any = None,
+        batch_size: int | None = None,
+        planning_horizon: int | None = None,
+        n_guide_steps: int | None = None,
+        scale: float | None = None,
+        t_stopgrad: int | None = None,
+        scale_grad_by_var: bool | None = None,
+        num_inference_steps: int | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        constraints: list[Constraint] | None = None,
+    ) -> Plan:
+        """Sample plans that start at ``obs`` (and end at ``goal``), guided by the value network.
+
+        Args:
+            obs: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observations in original units.
+            goal: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observation to inpaint at the last step.
+            batch_size: plans per observation.
+            planning_horizon: plan length H.
+            n_guide_steps: value-gradient steps per denoising step (0: unguided).
+            scale: guidance step size.
+            t_stopgrad: no guidance below this diffusion step.
+            scale_grad_by_var: scale gradients by the posterior variance.
+            num_inference_steps: denoising steps (default: every training step).
+            sampler: ``"ddpm"`` or ``"ddim"`` (default: the pipeline's scheduler).
+            generator: random stream of the initial noise and the sampler's noise.
+            constraints: further inpainting constraints on the normalized ``[n_envs * batch]`` plans.
+
+        Returns:
+            The plans, best first (see :class:`Plan`).
+        """
+        cfg = self.plan_config
+        batch_size = batch_size or cfg.batch_size
+        horizon = planning_horizon or cfg.planning_horizon
+        steps = num_inference_steps or cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
+        check_horizon(config=_blocks(self.unet), horizon=horizon)
+        obs_t, obs_np, single = self._check_obs(obs)
+        n_envs = obs_t.shape[0]
+        cons = [start_state_constraint(obs_t.repeat_interleave(batch_size, 0), act_dim=self.act_dim)]
+        goal_np = None
+        if goal is not None:
+            goal_t, goal_np, _ = self._check_obs(goal, "goal")
+            if goal_t.shape[0] not in (1, n_envs):
+                raise ValueError(f"expected {n_envs} goals, got {goal_t.shape[0]}")
+            goal_t = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
+            cons.append(Constraint(index=-1, start=self.act_dim, values=goal_t))
+        cons += list(constraints or [])
+        guide_steps = cfg.n_guide_steps if n_guide_steps is None else n_guide_steps
+        guidance = Guidance(
+            value_function=self.value_function,
+            n_guide_steps=guide_steps,
+            scale=cfg.scale if scale is None else scale,
+            t_stopgrad=cfg.t_stopgrad if t_stopgrad is None else t_stopgrad,
+            scale_grad_by_var=cfg.scale_grad_by_var if scale_grad_by_var is None else scale_grad_by_var,
+        )
+        scheduler = self._scheduler_for(sampler or cfg.sampler)
+        scheduler.set_timesteps(steps, device=self.device)
+        shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
+        x = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        x = guided_sample(unet=self.unet, scheduler=scheduler, x=x, constraints=cons,
+                          guidance=guidance if guide_steps > 0 else None, generator=generator)
+        with torch.no_grad():
+            values = value(self.value_function, x).view(n_envs, batch_size)
+        order = values.argsort(dim=1, descending=True)
+        x = x.view(n_envs, batch_size, horizon, -1)
+        x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+        values = torch.gather(values, 1, order)
+        traj = self.normalizer.unnormalize(x.detach().double().cpu().numpy())
+        # inpainted states are known exactly: undo the float32 round trip of the network's dtype
+        traj[:, :, 0, self.act_dim :] = obs_np[:, None]
+        if goal_np is not None:
+            traj[:, :, -1, self.act_dim :] = goal_np[:, None]
+        plan = Plan(
+            actions=traj[..., : self.act_dim],
+            observations=traj[..., self.act_dim :],
+            values=values.detach().double().cpu().numpy(),
+            normalized=x.detach(),
+        )
+        if single:
+            plan = Plan(plan.actions[0], plan.observations[0], plan.values[0], plan.normalized[0])
+        return plan
+
+    def __call__(
+        self,
+        obs: Any,
+        batch_size: int | None = None,
+        planning_horizon: int | None = None,
+        n_guide_steps: int | None = None,
+        scale: float | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """First action of the best plan: ``[obs_dim] -> [act_dim]`` or ``[n_envs, obs_dim] -> [n_envs, act_dim]``.
+
+        Same positional signature as diffusers' pipeline; ``None`` takes the run's defaults
+        (for the ``paper`` preset: 64, 32, 2, 0.1). Further keywords go to :meth:`plan`.
+        """
+        plan = self.plan(obs, batch_size=batch_size, planning_horizon=planning_horizon,
+                         n_guide_steps=n_guide_steps, scale=scale, **kwargs)
+        return plan.actions[..., 0, 0, :]
+
+
+def _blocks(unet: UNet1DModel) -> Any:
+    from diffplan.config import UNetConfig
+
+    return UNetConfig(block_out_channels=tuple(unet.config.block_out_channels))

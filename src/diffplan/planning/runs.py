@@ -1,0 +1,172 @@
+"""Run folders: ``diffplan.json`` metadata, shipped runs, and checked loading of the components.
+
+A run folder is a diffusers pipeline folder (``model_index.json``, ``unet/``,
+``value_function/``, ``scheduler/``) plus ``diffplan.json`` (this module's :class:`RunInfo`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from diffplan.config import PlanConfig
+from diffplan.data.normalization import TrajectoryNormalizer
+from diffplan.io import read_json
+
+FORMAT_VERSION = 1
+RUN_INFO = "diffplan.json"
+_MODEL_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run folder records besides the networks.
+
+    Attributes:
+        normalizer: per-dimension observation and action normalizer.
+        plan: planner defaults.
+        env_id: Gymnasium id the run was trained for.
+        dataset_id: training dataset.
+        horizon: trained window length.
+        preset: the preset (as a dict) the run was trained with.
+        ref_min_score: return normalizing to 0, when known.
+        ref_max_score: return normalizing to 100, when known.
+        extra: anything else (training summary).
+    """
+
+    normalizer: TrajectoryNormalizer
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    env_id: str | None = None
+    dataset_id: str | None = None
+    horizon: int | None = None
+    preset: dict[str, Any] | None = None
+    ref_min_score: float | None = None
+    ref_max_score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "env_id": self.env_id,
+            "dataset_id": self.dataset_id,
+            "obs_dim": self.normalizer.obs_dim,
+            "act_dim": self.normalizer.act_dim,
+            "horizon": self.horizon,
+            "normalizer": self.normalizer.to_dict(),
+            "plan": self.plan.to_dict(),
+            "preset": self.preset,
+            "ref_min_score": self.ref_min_score,
+            "ref_max_score": self.ref_max_score,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = RUN_INFO) -> RunInfo:
+        try:
+            if data.get("format_version") != FORMAT_VERSION:
+                raise ValueError(f"format_version {data.get('format_version')!r}, expected {FORMAT_VERSION}")
+            return cls(
+                normalizer=TrajectoryNormalizer.from_dict(data["normalizer"]),
+                plan=PlanConfig.from_dict(data["plan"]),
+                env_id=data.get("env_id"),
+                dataset_id=data.get("dataset_id"),
+                horizon=data.get("horizon"),
+                preset=data.get("preset"),
+                ref_min_score=data.get("ref_min_score"),
+                ref_max_score=data.get("ref_max_score"),
+                extra=data.get("extra") or {},
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{where} is not a valid diffplan run record: {err}") from err
+
+
+def shipped_runs_dir() -> Path:
+    """Folder of the runs shipped inside the package (``diffplan/runs``)."""
+    return Path(str(resources.files("diffplan"))) / "runs"
+
+
+def list_runs() -> list[str]:
+    """Names of the runs shipped inside the package."""
+    root = shipped_runs_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / RUN_INFO).is_file())
+
+
+def resolve_run(name_or_path: str | Path) -> Path:
+    """A run folder path, or the folder of a shipped run of that name.
+
+    Raises:
+        FileNotFoundError: neither a folder nor a shipped run name.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    shipped = shipped_runs_dir() / str(name_or_path)
+    if shipped.is_dir():
+        return shipped
+    raise FileNotFoundError(
+        f"no run folder at {path} and no shipped run named {str(name_or_path)!r}; shipped runs: {list_runs() or 'none'}"
+    )
+
+
+def _load_model(path: Path, sub: str) -> Any:
+    from diffusers import UNet1DModel
+
+    folder = path / sub
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"run folder {path} lacks {sub}/config.json")
+    if not any((folder / f).is_file() for f in _MODEL_FILES):
+        raise FileNotFoundError(f"run folder {path} lacks {sub}/{_MODEL_FILES[0]}")
+    try:
+        return UNet1DModel.from_pretrained(folder)
+    except Exception as err:  # diffusers/safetensors raise many types for corrupt files
+        raise ValueError(f"cannot load {folder}: the weights or config are corrupt ({type(err).__name__}: {err})") from err
+
+
+def _load_scheduler(path: Path) -> Any:
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    cfg_path = path / "scheduler" / "scheduler_config.json"
+    cfg = read_json(cfg_path)
+    classes = {"DDPMScheduler": DDPMScheduler, "DDIMScheduler": DDIMScheduler}
+    name = cfg.get("_class_name", "DDPMScheduler")
+    if name not in classes:
+        raise ValueError(f"{cfg_path} names scheduler {name!r}; expected one of {sorted(classes)}")
+    return classes[name].from_config(cfg)
+
+
+def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, Any, RunInfo | None]:
+    """Load ``(unet, value_function, scheduler, info)`` from a run folder with clear errors.
+
+    Args:
+        path: the run folder.
+        need_info: ``diffplan.json`` must exist (it holds the normalizer).
+
+    Raises:
+        FileNotFoundError: a required file is missing.
+        ValueError: a file is corrupt, or the networks do not match the recorded dimensions.
+    """
+    info_path = path / RUN_INFO
+    info = None
+    if info_path.is_file() or need_info:
+        if not info_path.is_file():
+            raise FileNotFoundError(
+                f"run folder {path} lacks {RUN_INFO} (normalizer and run metadata); pass normalizer= to load "
+                "a plain diffusers folder"
+            )
+        info = RunInfo.from_dict(read_json(info_path), where=str(info_path))
+    unet = _load_model(path, "unet")
+    value_function = _load_model(path, "value_function")
+    scheduler = _load_scheduler(path)
+    if info is not None:
+        want = info.normalizer.act_dim + info.normalizer.obs_dim
+        for name, model in (("unet", unet), ("value_function", value_function)):
+            if model.config.in_channels != want:
+                raise ValueError(
+                    f"{path}/{name} takes {model.config.in_channels} channels but {RUN_INFO} records "
+                    f"act_dim + obs_dim = {want}"
+                )
+    return unet, value_function, scheduler, info

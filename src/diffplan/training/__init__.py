@@ -1,0 +1,5 @@
+"""Training: the denoiser and value network on accelerate, with resumable checkpoints."""
+
+from diffplan.training.trainer import TrainResult, Trainer, train
+
+__all__ = ["TrainResult", "Trainer", "train"]

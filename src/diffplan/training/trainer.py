@@ -1,0 +1,302 @@
+"""Training of the denoiser, then the value network, on accelerate (CPU, one GPU or many).
+
+Every random draw of step ``k`` (batch indices, diffusion steps, noise) comes from a generator
+seeded by ``(seed, phase, k, process)``, so a run resumed from a checkpoint takes exactly the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffplan.config import Preset
+from diffplan.data.episodes import EpisodeSet, load_episodes
+from diffplan.data.windows import WindowDataset
+from diffplan.diffusion.conditioning import Constraint, apply_constraints
+from diffplan.envs.specs import env_dims, make_env, reference_scores
+from diffplan.io import atomic_write_json, read_json
+from diffplan.models import build_denoiser, build_scheduler, build_value_function, check_horizon
+from diffplan.planning.runs import RunInfo
+from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
+
+PHASES = ("unet", "value_function")
+PROGRESS = "training/progress.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of a finished training run.
+
+    Attributes:
+        run_dir: the run folder.
+        steps: optimizer steps per phase.
+        final_loss: last logged loss per phase.
+        steps_per_second: optimizer steps per second per phase (this invocation).
+    """
+
+    run_dir: Path
+    steps: dict[str, int]
+    final_loss: dict[str, float]
+    steps_per_second: dict[str, float]
+
+
+def _step_generator(seed: int, phase: int, step: int, process: int) -> torch.Generator:
+    mixed = np.random.SeedSequence([seed, phase, step, process]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed))
+
+
+def check_dataset_env(episodes: EpisodeSet, env_id: str | None) -> None:
+    """The dataset's dimensions must be the environment's.
+
+    Raises:
+        ValueError: they differ.
+    """
+    if env_id is None:
+        return
+    env = make_env(env_id)
+    obs_dim, act_dim = env_dims(env)
+    env.close()
+    if (obs_dim, act_dim) != (episodes.obs_dim, episodes.act_dim):
+        raise ValueError(
+            f"dataset {episodes.dataset_id} has obs_dim {episodes.obs_dim}, act_dim {episodes.act_dim} but "
+            f"{env_id} has obs_dim {obs_dim}, act_dim {act_dim}"
+        )
+
+
+class Trainer:
+    """Trains a run folder's denoiser and value network.
+
+    Args:
+        dataset: Minari dataset id or D4RL-style HDF5 path.
+        out: run folder.
+        preset: model and training settings.
+        env_id: environment (default: the one recorded in the dataset).
+        device: ``"cpu"`` forces the CPU; ``None`` lets accelerate choose (a GPU when there is
+            one, one per process under ``accelerate launch``).
+        resume: continue from ``out/training`` instead of refusing an existing run.
+        progress: show progress bars.
+    """
+
+    def __init__(self, *, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None,
+                 device: str | None = None, resume: bool = False, progress: bool = True) -> None:
+        self.out = Path(out)
+        self.preset = preset
+        self.progress = progress
+        self.episodes = load_episodes(dataset, env_id=env_id)
+        self.env_id = env_id or self.episodes.env_id
+        check_dataset_env(self.episodes, self.env_id)
+        train = preset.train
+        check_horizon(config=preset.unet, horizon=train.horizon)
+        check_horizon(config=preset.value, horizon=train.horizon)
+        self._check_progress(dataset, resume)
+        self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, discount=preset.values.discount,
+                                  termination_penalty=preset.values.termination_penalty)
+        from accelerate import Accelerator
+
+        log_with = "tensorboard" if _has_tensorboard() else None
+        self.accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=train.gradient_accumulation_steps,
+                                       log_with=log_with, project_dir=str(self.out / "logs"))
+        self.scheduler = build_scheduler(num_train_timesteps=preset.diffusion.num_train_timesteps,
+                                         beta_schedule=preset.diffusion.beta_schedule,
+                                         prediction_type=preset.diffusion.prediction_type)
+
+    def _check_progress(self, dataset: str, resume: bool) -> None:
+        path = self.out / PROGRESS
+        record = {"dataset": dataset, "env_id": self.env_id, "preset": self.preset.to_dict()}
+        if path.exists():
+            if not resume:
+                raise ValueError(f"{self.out} already holds a training run; pass --resume to continue it or "
+                                 "choose another --out (nothing was overwritten)")
+            old = read_json(path)
+            if old["dataset"] != dataset or _without_step_counts(old["preset"]) != _without_step_counts(record["preset"]):
+                raise ValueError(f"{self.out} was trained on {old['dataset']} with preset {old['preset']['name']} "
+                                 "and other settings; resume with the same dataset and preset")
+        elif self.out.exists() and any(p.name != "logs" for p in self.out.iterdir()):
+            raise ValueError(f"{self.out} exists and is not a diffplan run; choose an empty or new --out")
+        atomic_write_json(path, record)
+
+    # ------------------------------------------------------------------ losses
+    def _noised(self, x0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[Constraint]]:
+        batch = x0.shape[0]
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        cond = [Constraint(index=0, start=self.data.act_dim, values=x0[:, 0, self.data.act_dim:])]
+        return apply_constraints(xt, cond), t, [noise]
+
+    def _denoiser_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
+        dev = self.accelerator.device
+        g = _step_generator(self.preset.train.seed, 0, step * 1000 + micro, self.accelerator.process_index)
+        x0, _ = self.data.sample(self.preset.train.batch_size, generator=g)
+        xt, t, (noise,) = self._noised(x0, g)
+        pred = model(xt.to(dev).permute(0, 2, 1), t.to(dev)).sample.permute(0, 2, 1)
+        target = x0 if self.preset.diffusion.prediction_type == "sample" else noise
+        return (self._weights.to(dev) * (pred - target.to(dev)) ** 2).mean()
+
+    def _value_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
+        dev = self.accelerator.device
+        g = _step_generator(self.preset.train.seed, 1, step * 1000 + micro, self.accelerator.process_index)
+        x0, values = self.data.sample(self.preset.train.batch_size, generator=g)
+        xt, t, _ = self._noised(x0, g)
+        pred = model(xt.to(dev).permute(0, 2, 1), t.to(dev)).sample.squeeze(-1)
+        return ((pred - values.to(dev)) ** 2).mean()
+
+    @property
+    def _weights(self) -> torch.Tensor:
+        """``[H, D]`` loss weights: first action weighted, inpainted start state excluded."""
+        w = torch.ones(self.preset.train.horizon, self.data.transition_dim)
+        w[0, : self.data.act_dim] = self.preset.diffusion.action_weight
+        if self.preset.diffusion.prediction_type == "sample":
+            w[0, self.data.act_dim :] = 0.0  # known exactly: inpainted at sampling time
+        return w
+
+    # ------------------------------------------------------------------ phases
+    def _build(self, phase: str) -> torch.nn.Module:
+        torch.manual_seed(self.preset.train.seed + PHASES.index(phase))
+        if phase == "unet":
+            return build_denoiser(config=self.preset.unet, transition_dim=self.data.transition_dim)
+        return build_value_function(config=self.preset.value, transition_dim=self.data.transition_dim)
+
+    def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
+        from diffusers.training_utils import EMAModel
+        from tqdm.auto import tqdm
+
+        train = self.preset.train
+        total = train.denoiser_steps if phase == "unet" else train.value_steps
+        model = self._build(phase)
+        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
+        ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start)
+        folder = self.out / "training" / phase
+        state = PhaseState()
+        if (folder / "state.json").exists():
+            state = load_phase(folder=folder, model=model, ema=ema, optimizer=optimizer)
+        ema.to(self.accelerator.device)
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        loss_fn = self._denoiser_loss if phase == "unet" else self._value_loss
+        acc = self.accelerator
+        bar = tqdm(total=total, initial=state.step, desc=f"train {phase}", unit="step",
+                   disable=not (self.progress and acc.is_main_process))
+        start_step, started = state.step, time.perf_counter()
+        loss_value = float("nan")
+        try:
+            while state.step < total:
+                for micro in range(train.gradient_accumulation_steps):
+                    with acc.accumulate(model):
+                        loss = loss_fn(model, state.step, micro)
+                        acc.backward(loss)
+                        optimizer.step()
+                        optimizer.zero_grad()
+                ema.step(acc.unwrap_model(model).parameters())
+                state.step += 1
+                loss_value = float(loss.detach())
+                if state.step % train.log_every == 0 or state.step == total:
+                    state.losses.append([state.step, loss_value])
+                    acc.log({f"{phase}/loss": loss_value}, step=state.step)
+                if acc.is_main_process and (state.step % train.checkpoint_every == 0 or state.step == total):
+                    save_phase(folder=folder, model=acc.unwrap_model(model), ema=ema, optimizer=optimizer, state=state)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+        except KeyboardInterrupt:
+            if acc.is_main_process:
+                save_phase(folder=folder, model=acc.unwrap_model(model), ema=ema, optimizer=optimizer, state=state)
+                print(f"\ninterrupted: checkpoint at step {state.step} saved in {folder}; continue with --resume")
+            raise
+        finally:
+            bar.close()
+        rate = (state.step - start_step) / max(time.perf_counter() - started, 1e-9)
+        final = self._build(phase)
+        ema.copy_to(final.parameters())
+        return final, state, rate
+
+    def train(self) -> TrainResult:
+        """Train both phases (skipping finished ones) and write the run folder.
+
+        Returns:
+            A summary with steps, final losses and steps per second.
+        """
+        from diffplan.planning.pipeline import ValueGuidedRLPipeline
+
+        if self.accelerator.is_main_process:
+            self.accelerator.init_trackers("diffplan")
+        models, states, rates = {}, {}, {}
+        for phase in PHASES:
+            models[phase], states[phase], rates[phase] = self._run_phase(phase)
+        self.accelerator.end_training()
+        if not self.accelerator.is_main_process:
+            return TrainResult(self.out, {}, {}, {})
+        refs = reference_scores(self.env_id, ref_min=self.episodes.ref_min_score, ref_max=self.episodes.ref_max_score)
+        info = RunInfo(
+            normalizer=self.data.normalizer,
+            plan=self.preset.plan,
+            env_id=self.env_id,
+            dataset_id=self.episodes.dataset_id,
+            horizon=self.preset.train.horizon,
+            preset=self.preset.to_dict(),
+            ref_min_score=refs.random if refs else None,
+            ref_max_score=refs.expert if refs else None,
+            extra={"train_steps": {p: s.step for p, s in states.items()},
+                   "final_loss": {p: s.losses[-1][1] if s.losses else None for p, s in states.items()}},
+        )
+        pipe = ValueGuidedRLPipeline(value_function=models["value_function"], unet=models["unet"],
+                                     scheduler=self.scheduler, normalizer=self.data.normalizer,
+                                     plan_config=self.preset.plan, info=info)
+        pipe.save_pretrained(self.out)
+        _plot_losses(self.out / "training" / "losses.png", states)
+        return TrainResult(
+            run_dir=self.out,
+            steps={p: s.step for p, s in states.items()},
+            final_loss={p: (s.losses[-1][1] if s.losses else float("nan")) for p, s in states.items()},
+            steps_per_second=rates,
+        )
+
+
+def _without_step_counts(preset: dict) -> dict:
+    """A preset record (JSON form) less the step counts, which a resumed run may raise."""
+    preset = json.loads(json.dumps(preset))
+    for key in ("denoiser_steps", "value_steps"):
+        preset["train"].pop(key)
+    return preset
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
+    """Loss curves of both phases as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(states), figsize=(5 * len(states), 3.2))
+    for ax, (phase, st) in zip(np.atleast_1d(axes), states.items()):
+        if st.losses:
+            steps, losses = zip(*st.losses)
+            ax.plot(steps, losses)
+        ax.set_yscale("log")
+        ax.set_title(f"{phase} loss")
+        ax.set_xlabel("optimizer step")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def train(*, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None, device: str | None = None,
+          resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a run folder (see :class:`Trainer`)."""
+    return Trainer(dataset=dataset, out=out, preset=preset, env_id=env_id, device=device, resume=resume,
+                   progress=progress).train()
+

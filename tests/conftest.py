@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny random-policy Hopper-v5 Minari dataset and a tiny trained run.
+
+Everything is generated in temporary folders; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DATASET_ID = "test/hopper-random-v0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private MINARI_DATASETS_PATH for the whole session."""
+    root = tmp_path_factory.mktemp("minari")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hopper_dataset(minari_root: Path) -> str:
+    """A few random-policy Hopper-v5 episodes (800 steps) as a Minari dataset."""
+    from diffplan.collect.collect import collect
+
+    collect(env_id="Hopper-v5", behavior="random", steps=800, seed=0, dataset_id=DATASET_ID, progress=False)
+    return DATASET_ID
+
+
+@pytest.fixture(scope="session")
+def tiny_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run folder trained for a few steps on ``hopper_dataset``."""
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(dataset=hopper_dataset, out=out, preset=get_preset("tiny", denoiser_steps=300, value_steps=300),
+          device="cpu", progress=False)
+    return out

@@ -1,0 +1,139 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffplan.planning import ValueGuidedRLPipeline
+from diffplan.planning.runs import list_runs, resolve_run
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_run: Path) -> ValueGuidedRLPipeline:
+    return ValueGuidedRLPipeline.from_pretrained(tiny_run)
+
+
+def _obs(n: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    base = np.array([1.25, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    return base + 0.01 * rng.normal(size=(11,) if n is None else (n, 11))
+
+
+def test_plan_shapes_order_and_exact_start(pipe: ValueGuidedRLPipeline) -> None:
+    obs = _obs()
+    plan = pipe.plan(obs, batch_size=6, generator=torch.Generator().manual_seed(0))
+    h = pipe.plan_config.planning_horizon
+    assert plan.actions.shape == (6, h, 3)
+    assert plan.observations.shape == (6, h, 11)
+    assert plan.values.shape == (6,)
+    assert np.all(np.diff(plan.values) <= 0)  # best first
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(obs, (6, 11)))
+    normed = torch.as_tensor(pipe.normalizer.observations.normalize(obs), dtype=torch.float32)
+    assert torch.equal(plan.normalized[:, 0, 3:], normed.expand(6, -1))
+
+
+def test_batched_observations_in_one_call(pipe: ValueGuidedRLPipeline) -> None:
+    obs = _obs(4)
+    plan = pipe.plan(obs, batch_size=5, generator=torch.Generator().manual_seed(0))
+    assert plan.actions.shape[:2] == (4, 5) and plan.values.shape == (4, 5)
+    for i in range(4):
+        np.testing.assert_array_equal(plan.observations[i, :, 0], np.broadcast_to(obs[i], (5, 11)))
+    actions = pipe(obs)
+    assert actions.shape == (4, 3)
+    assert pipe(obs[0]).shape == (3,)
+
+
+def test_same_generator_same_plan_and_ddim(pipe: ValueGuidedRLPipeline) -> None:
+    a = pipe.plan(_obs(), generator=torch.Generator().manual_seed(5))
+    b = pipe.plan(_obs(), generator=torch.Generator().manual_seed(5))
+    np.testing.assert_array_equal(a.actions, b.actions)
+    d = pipe.plan(_obs(), sampler="ddim", num_inference_steps=4, generator=torch.Generator().manual_seed(5))
+    assert d.actions.shape == a.actions.shape and np.isfinite(d.actions).all()
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        pipe.plan(_obs(), sampler="euler")
+
+
+def test_goal_is_inpainted(pipe: ValueGuidedRLPipeline) -> None:
+    goal = _obs() + 0.5
+    plan = pipe.plan(_obs(), goal=goal, batch_size=3, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(plan.observations[:, -1], np.broadcast_to(goal, (3, 11)))
+    with pytest.raises(ValueError, match=r"expected goal of shape \(11,\)"):
+        pipe.plan(_obs(), goal=np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.zeros(12), r"expected observation of shape \(11,\) or \(n_envs, 11\), got \(12,\)"),
+        (np.zeros((2, 3, 11)), r"got \(2, 3, 11\)"),
+        (np.full(11, np.nan), "NaN or inf"),
+        (np.full(11, np.inf), "NaN or inf"),
+    ],
+)
+def test_bad_observations(pipe: ValueGuidedRLPipeline, bad: np.ndarray, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        pipe(bad)
+
+
+def test_save_load_round_trip(pipe: ValueGuidedRLPipeline, tmp_path: Path) -> None:
+    pipe.save_pretrained(tmp_path / "copy")
+    again = ValueGuidedRLPipeline.from_pretrained(tmp_path / "copy")
+    a = pipe.plan(_obs(), generator=torch.Generator().manual_seed(1))
+    b = again.plan(_obs(), generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(a.actions, b.actions)
+    assert again.info.env_id == "Hopper-v5" and again.plan_config == pipe.plan_config
+    assert not list((tmp_path / "copy").glob(".*"))  # no temporary leftovers
+
+
+def test_to_device_keeps_working(pipe: ValueGuidedRLPipeline) -> None:
+    moved = pipe.to("cpu")
+    assert moved.device.type == "cpu" and moved(_obs()).shape == (3,)
+
+
+def test_missing_and_corrupt_run_files(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no run folder at .* and no shipped run named"):
+        ValueGuidedRLPipeline.from_pretrained(tmp_path / "nothing")
+    for rel, match in [("unet/diffusion_pytorch_model.safetensors", "lacks unet/diffusion_pytorch_model"),
+                       ("value_function/config.json", "lacks value_function/config.json"),
+                       ("diffplan.json", "lacks diffplan.json")]:
+        broken = tmp_path / rel.replace("/", "_")
+        shutil.copytree(tiny_run, broken)
+        (broken / rel).unlink()
+        with pytest.raises(FileNotFoundError, match=match):
+            ValueGuidedRLPipeline.from_pretrained(broken)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(tiny_run, corrupt)
+    weights = corrupt / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: len(weights.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="cannot load .*unet: the weights or config are corrupt"):
+        ValueGuidedRLPipeline.from_pretrained(corrupt)
+    bad_json = tmp_path / "badjson"
+    shutil.copytree(tiny_run, bad_json)
+    (bad_json / "diffplan.json").write_text("{not json")
+    with pytest.raises(ValueError, match="diffplan.json is not valid JSON"):
+        ValueGuidedRLPipeline.from_pretrained(bad_json)
+
+
+def test_constructor_needs_a_normalizer(pipe: ValueGuidedRLPipeline) -> None:
+    with pytest.raises(ValueError, match="expected normalizer=.* or a D4RL env"):
+        ValueGuidedRLPipeline(value_function=pipe.value_function, unet=pipe.unet, scheduler=pipe.scheduler, env=None)
+
+
+def test_d4rl_style_env_gives_per_dimension_normalizer(pipe: ValueGuidedRLPipeline) -> None:
+    class FakeD4RL:
+        def get_dataset(self) -> dict:
+            rng = np.random.default_rng(0)
+            return {"observations": rng.normal(0, np.arange(1, 12), size=(500, 11)),
+                    "actions": rng.normal(size=(500, 3))}
+
+    p = ValueGuidedRLPipeline(value_function=pipe.value_function, unet=pipe.unet, scheduler=pipe.scheduler,
+                              env=FakeD4RL())
+    scale = p.normalizer.observations.scale
+    assert scale[-1] / scale[0] > 5  # per dimension, not one scalar
+
+
+def test_shipped_run_names() -> None:
+    names = list_runs()
+    for name in names:
+        assert resolve_run(name).is_dir()

@@ -1,0 +1,64 @@
+"""Every CLI command, run in-process."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffplan.cli import main
+
+
+def test_collect_and_datasets(minari_root: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["collect", "Hopper-v5", "--behavior", "random", "--steps", "120", "--seed", "1",
+                 "--dataset-id", "cli/hopper-tiny-v0"]) == 0
+    assert "wrote cli/hopper-tiny-v0" in capsys.readouterr().out
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "cli/hopper-tiny-v0" in out and "Hopper-v5" in out and "120" in out
+    # the same id again is refused, and the data is left as it was
+    assert main(["collect", "Hopper-v5", "--behavior", "random", "--steps", "50",
+                 "--dataset-id", "cli/hopper-tiny-v0"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["datasets"]) == 0 and "120" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["collect", "Nope-v0", "--behavior", "random", "--steps", "5", "--dataset-id", "cli/x-v0"], "unknown environment id"),
+    (["collect", "Hopper-v5", "--behavior", "sac", "--steps", "5", "--dataset-id", "cli/y-v0"], "needs --policy"),
+    (["train", "nope/none-v0", "--out", "unused", "--preset", "tiny"], "no local Minari dataset"),
+    (["train", "test/hopper-random-v0", "--out", "unused", "--preset", "huge"], "unknown preset 'huge'"),
+    (["evaluate", "no-such-run"], "no shipped run named 'no-such-run'"),
+])
+def test_bad_input_exits_2_with_a_message(argv: list, message: str, hopper_dataset: str,
+                                          capsys: pytest.CaptureFixture) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["train", hopper_dataset, "--out", str(run), "--preset", "tiny", "--denoiser-steps", "10",
+                 "--value-steps", "10", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "unet: 10 steps" in out and f"run folder: {run}" in out
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--episodes", "2", "--seed", "3", "--num-envs", "2", "--max-episode-steps", "5",
+                 "--batch-size", "2", "--sampler", "ddim", "--steps", "3", "--json", str(out_json)]) == 0
+    assert "normalized score" in capsys.readouterr().out
+    data = json.loads(out_json.read_text())
+    assert data["episodes"] == 2 and data["planner"] == {"batch_size": 2, "sampler": "ddim", "num_inference_steps": 3}
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_demo(minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", os.environ["MINARI_DATASETS_PATH"])  # restored afterwards
+    out_json = tmp_path / "demo.json"
+    assert main(["demo", "--workdir", str(tmp_path / "demo"), "--json", str(out_json), "--collect-steps", "300",
+                 "--train-steps", "10", "--max-episode-steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/3]" in out and "[3/3]" in out and "run folder:" in out
+    assert json.loads(out_json.read_text())["episodes"] == 1
+    assert (tmp_path / "demo" / "run" / "diffplan.json").is_file()

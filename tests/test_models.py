@@ -1,0 +1,53 @@
+import pytest
+import torch
+
+from diffplan.config import Preset, UNetConfig
+from diffplan.models import build_denoiser, build_value_function, check_horizon
+from diffplan.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name,horizon", [("tiny", 8), ("small", 32), ("paper", 32)])
+def test_preset_networks_have_expected_shapes(name: str, horizon: int) -> None:
+    preset = get_preset(name)
+    assert preset.train.horizon == horizon
+    unet = build_denoiser(config=preset.unet, transition_dim=14)
+    vf = build_value_function(config=preset.value, transition_dim=14)
+    x = torch.randn(3, 14, horizon)
+    t = torch.tensor([0, 5, 19])
+    assert unet(x, t).sample.shape == (3, 14, horizon)
+    assert vf(x, t).sample.shape == (3, 1)
+
+
+def test_paper_preset_is_the_published_hopper_architecture() -> None:
+    unet = build_denoiser(config=PRESETS["paper"].unet, transition_dim=14)
+    vf = build_value_function(config=PRESETS["paper"].value, transition_dim=14)
+    assert unet.config.block_out_channels == (32, 64, 128, 256)
+    assert unet.config.mid_block_type == "MidResTemporalBlock1D"
+    assert unet.config.out_block_type == "OutConv1DBlock"
+    assert unet.config.time_embedding_type == "positional" and unet.config.act_fn == "mish"
+    assert vf.config.mid_block_type == "ValueFunctionMidBlock1D" and vf.config.out_block_type == "ValueFunction"
+    # parameter count of the published Hopper H32 denoiser (diffusers hub hopper-medium-v2 hor32)
+    assert 3.9e6 < sum(p.numel() for p in unet.parameters()) < 4.0e6
+
+
+def test_horizon_checks() -> None:
+    cfg = UNetConfig(block_out_channels=(32, 64, 128, 256))
+    check_horizon(config=cfg, horizon=32)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        check_horizon(config=cfg, horizon=12)
+    with pytest.raises(ValueError, match="no larger than 64"):
+        check_horizon(config=cfg, horizon=128)
+
+
+def test_unknown_preset_and_override() -> None:
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['paper', 'small', 'tiny'\]"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match="unknown training settings"):
+        get_preset("tiny", epochs=3)
+    p = get_preset("tiny", horizon=16)
+    assert p.train.horizon == 16 and p.plan.planning_horizon == 16
+
+
+def test_preset_json_round_trip() -> None:
+    p = get_preset("small")
+    assert Preset.from_dict(p.to_dict()) == p
