@@ -31,13 +31,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="roll out a behaviour policy into a Minari dataset")
     p.add_argument("env_id")
-    p.add_argument("--behavior", required=True, choices=["random", "sac"])
-    p.add_argument("--policy", help="SAC actor .safetensors file (behavior sac)")
+    p.add_argument("--behavior", required=True, help="random, sac or waypoint (PointMaze)")
+    p.add_argument("--policy", help="medium, expert (shipped) or a SAC actor .safetensors file (behavior sac)")
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dataset-id", required=True, help="new Minari id, e.g. diffplan/hopper-random-v0")
 
     sub.add_parser("datasets", help="list local Minari datasets")
+
+    p = sub.add_parser("behavior", help="train and ship SAC behaviour policies (extra: collect)")
+    bsub = p.add_subparsers(dest="behavior_command", required=True)
+    b = bsub.add_parser("train", help="train SAC with evaluated snapshots (resumable)")
+    b.add_argument("env_id")
+    b.add_argument("--steps", type=int, required=True)
+    b.add_argument("--out", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--snapshot-every", type=int, default=10_000)
+    b.add_argument("--learning-starts", type=int, default=100)
+    b = bsub.add_parser("ship", help="pick medium and expert snapshots, evaluate them, store them")
+    b.add_argument("run_dir")
+    b.add_argument("--dest", help="destination folder (default: the package's policies folder)")
+    b.add_argument("--episodes", type=int, default=20)
 
     p = sub.add_parser("train", help="train the denoiser and the value network")
     p.add_argument("dataset", help="Minari dataset id or D4RL-style .hdf5 file")
@@ -88,6 +102,20 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     from diffplan.datasets import dataset_table
 
     print(dataset_table())
+    return 0
+
+
+def _cmd_behavior(args: argparse.Namespace) -> int:
+    from diffplan.collect.behavior import BehaviorTrainConfig, select_snapshots, ship_policies, train_sac
+
+    if args.behavior_command == "train":
+        cfg = BehaviorTrainConfig(env_id=args.env_id, total_steps=args.steps, seed=args.seed,
+                                  snapshot_every=args.snapshot_every, learning_starts=args.learning_starts)
+        chosen = select_snapshots(index_path=train_sac(config=cfg, out_dir=args.out))
+    else:
+        chosen = ship_policies(run_dir=args.run_dir, dest=args.dest, episodes=args.episodes)
+    for name, snap in chosen.items():
+        print(f"{name}: step {snap.get('step', snap.get('train_step'))}, mean return {snap['mean_return']:.1f}")
     return 0
 
 
@@ -154,7 +182,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"collect": _cmd_collect, "datasets": _cmd_datasets, "train": _cmd_train, "evaluate": _cmd_evaluate,
+COMMANDS = {"collect": _cmd_collect, "datasets": _cmd_datasets, "behavior": _cmd_behavior, "train": _cmd_train, "evaluate": _cmd_evaluate,
             "runs": _cmd_runs, "demo": _cmd_demo}
 
 

@@ -9,7 +9,6 @@ resumable: the SB3 model and replay buffer are saved in ``OUT/state`` at every s
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ class BehaviorTrainConfig:
         seed: seed of the environment, the network initialisation and the evaluation episodes.
         snapshot_every: steps between evaluated, saved snapshots.
         eval_episodes: deterministic episodes per snapshot evaluation.
+        learning_starts: random-action steps before SAC updates begin (RL Zoo uses 10,000 for
+            the MuJoCo tasks; SB3's default is 100).
     """
 
     env_id: str
@@ -38,6 +39,7 @@ class BehaviorTrainConfig:
     seed: int = 0
     snapshot_every: int = 10_000
     eval_episodes: int = 5
+    learning_starts: int = 100
 
 
 def _require_sb3() -> Any:
@@ -103,7 +105,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
     index: dict[str, Any] = {"config": asdict(config), "snapshots": []}
     if index_path.exists():
         index = read_json(index_path)
-        stored = {k: v for k, v in index["config"].items() if k != "total_steps"}
+        stored = {"learning_starts": 100} | {k: v for k, v in index["config"].items() if k != "total_steps"}
         wanted = {k: v for k, v in asdict(config).items() if k != "total_steps"}
         if stored != wanted:
             raise ValueError(
@@ -118,7 +120,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
         model.load_replay_buffer(state_buffer)
     else:
         model = sb3.SAC(
-            "MlpPolicy", env, seed=config.seed, verbose=0
+            "MlpPolicy", env, seed=config.seed, learning_starts=config.learning_starts, verbose=0
         )
     done_steps = int(model.num_timesteps)
 
@@ -148,7 +150,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
             name = f"step_{step:08d}.safetensors"
             tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
             tmp = out / "snapshots" / (name + ".tmp")
-            save_file(tensors, str(tmp))
+            save_file(tensors, str(tmp), metadata={"env_id": config.env_id, "step": str(step)})
             tmp.replace(out / "snapshots" / name)
             index["snapshots"] = [s for s in index["snapshots"] if s["step"] != step] + [
                 {
@@ -196,21 +198,76 @@ def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3) 
     return {"medium": medium, "expert": expert}
 
 
-def main() -> None:  # pragma: no cover - thin entry for background runs
-    import argparse
+def policies_dir() -> Path:
+    """Folder of the behaviour policies shipped inside the package."""
+    from importlib import resources
 
-    parser = argparse.ArgumentParser(description="train a SAC behaviour policy with snapshots")
-    parser.add_argument("env_id")
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--snapshot-every", type=int, default=10_000)
-    args = parser.parse_args()
-    cfg = BehaviorTrainConfig(
-        env_id=args.env_id, total_steps=args.steps, seed=args.seed, snapshot_every=args.snapshot_every
+    return Path(str(resources.files("diffplan"))) / "policies"
+
+
+def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episodes: int = 20, seed: int = 0,
+                  medium_fraction: float = 1 / 3) -> dict[str, Any]:
+    """Pick medium and expert snapshots of a behaviour run, re-evaluate them, and store them.
+
+    Writes ``DEST/<env_id>/{medium,expert}.safetensors`` (with ``env_id`` in the file metadata)
+    and records their measured returns in ``DEST/policies.json``.
+
+    Args:
+        run_dir: folder written by :func:`train_sac`.
+        dest: destination (default: the package's ``policies`` folder).
+        episodes: evaluation episodes per policy (stochastic actions, as collection uses them).
+        seed: seed of the evaluation episodes.
+        medium_fraction: medium's target fraction of the expert return.
+
+    Returns:
+        The ``policies.json`` entry of this environment.
+    """
+    import gymnasium as gym
+    from safetensors.torch import load_file, save_file
+
+    from diffplan.collect.collect import load_sac_actor
+
+    run_dir = Path(run_dir)
+    index = read_json(run_dir / SNAPSHOT_INDEX)
+    env_id = index["config"]["env_id"]
+    chosen = select_snapshots(index_path=run_dir / SNAPSHOT_INDEX, medium_fraction=medium_fraction)
+    dest = Path(dest) if dest is not None else policies_dir()
+    (dest / env_id).mkdir(parents=True, exist_ok=True)
+    entry: dict[str, Any] = {}
+    for name, snap in chosen.items():
+        target = dest / env_id / f"{name}.safetensors"
+        tmp = target.with_name(target.name + ".tmp")
+        save_file(load_file(str(run_dir / snap["file"])), str(tmp), metadata={"env_id": env_id, "step": str(snap["step"])})
+        tmp.replace(target)
+        env = gym.make(env_id)
+        act = load_sac_actor(path=target, env=env)
+        returns = evaluate_policy_returns(act=act, env_id=env_id, episodes=episodes, seed=seed)
+        env.close()
+        entry[name] = {"file": f"{env_id}/{name}.safetensors", "train_step": snap["step"],
+                       "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
+                       "episodes": episodes, "seed": seed, "deterministic": False}
+    registry_path = dest / "policies.json"
+    registry = read_json(registry_path) if registry_path.exists() else {}
+    registry[env_id] = entry
+    atomic_write_json(registry_path, registry)
+    return entry
+
+
+def resolve_policy(*, env_id: str, policy: str) -> Path:
+    """A shipped policy name (``medium``/``expert``) for ``env_id``, or a path to a policy file.
+
+    Raises:
+        FileNotFoundError: no shipped policy of that name for the env, and no such file.
+    """
+    path = Path(policy)
+    if path.is_file():
+        return path
+    shipped = policies_dir() / env_id / f"{policy}.safetensors"
+    if shipped.is_file():
+        return shipped
+    registry_path = policies_dir() / "policies.json"
+    known = read_json(registry_path) if registry_path.exists() else {}
+    raise FileNotFoundError(
+        f"no policy file at {path} and no shipped {policy!r} policy for {env_id}; shipped: "
+        f"{ {k: sorted(v) for k, v in known.items()} or 'none'}"
     )
-    print(json.dumps(select_snapshots(index_path=train_sac(config=cfg, out_dir=args.out)), indent=1))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

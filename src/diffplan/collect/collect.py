@@ -11,7 +11,7 @@ import numpy as np
 
 from diffplan.envs.specs import make_env, reference_scores
 
-BEHAVIORS = ("random", "sac")
+BEHAVIORS = ("random", "sac", "waypoint")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def load_sac_actor(*, path: str | Path, env: Any, deterministic: bool = False) -
         FileNotFoundError: no such file.
         ValueError: the weights do not fit this environment's spaces.
     """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     from diffplan.collect.behavior import _require_sb3
@@ -53,6 +54,13 @@ def load_sac_actor(*, path: str | Path, env: Any, deterministic: bool = False) -
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"expected a policy file (.safetensors) at {path}, found nothing")
+    try:
+        with safe_open(str(path), "pt") as f:
+            recorded = (f.metadata() or {}).get("env_id")
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable safetensors policy file ({err})") from err
+    if recorded is not None and recorded != env.spec.id:
+        raise ValueError(f"policy {path} was trained for {recorded}, not {env.spec.id}")
     model = sb3.SAC("MlpPolicy", env, verbose=0, buffer_size=1, learning_starts=0)
     try:
         model.policy.actor.load_state_dict(load_file(str(path)))
@@ -74,11 +82,13 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
 
     Args:
         env_id: Gymnasium id.
-        behavior: ``"random"`` or ``"sac"`` (needs ``policy``: a SAC actor file).
+        behavior: ``"random"``, ``"sac"`` (needs ``policy``: ``medium``, ``expert`` or a SAC actor
+            file) or ``"waypoint"`` (PointMaze only: D4RL's maze2d controller, a new random goal
+            each time one is reached).
         steps: total environment steps; the last episode is cut (as a time-out) at the budget.
         seed: seed of the first reset and of the policy's randomness.
         dataset_id: new Minari id, e.g. ``"diffplan/hopper-random-v0"``.
-        policy: policy file for ``sac``.
+        policy: shipped policy name or policy file for ``sac``.
         progress: show a progress bar.
 
     Raises:
@@ -95,16 +105,29 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
         raise ValueError(f"unknown behavior {behavior!r}; expected one of {list(BEHAVIORS)}")
     if steps < 1:
         raise ValueError(f"expected steps >= 1, got {steps}")
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    parse_dataset_id(dataset_id)  # ValueError naming the expected form: (namespace/)name-vN
     if dataset_exists(dataset_id):
         raise ValueError(f"dataset {dataset_id!r} already exists; choose a new --dataset-id (nothing was overwritten)")
-    env = make_env(env_id)
+    is_maze = env_id.startswith("PointMaze")
+    if (behavior == "waypoint") != is_maze and behavior != "random":
+        raise ValueError(f"behavior {behavior!r} does not apply to {env_id}: use 'waypoint' for PointMaze envs, "
+                         "'sac' for locomotion")
+    env = make_env(env_id, continuing_task=True, reset_target=True) if is_maze else make_env(env_id)
     torch.manual_seed(seed)
     if behavior == "random":
         act = _random_policy(env, seed)
+    elif behavior == "waypoint":
+        from diffplan.envs.maze import WaypointController
+
+        act = WaypointController(env)
     else:
         if policy is None:
-            raise ValueError("behavior 'sac' needs --policy PATH (a SAC actor .safetensors file)")
-        act = load_sac_actor(path=policy, env=env)
+            raise ValueError("behavior 'sac' needs --policy medium|expert|PATH")
+        from diffplan.collect.behavior import resolve_policy
+
+        act = load_sac_actor(path=resolve_policy(env_id=env_id, policy=policy), env=env)
     started = time.perf_counter()
     buffers, done_steps = [], 0
     bar = tqdm(total=steps, desc=f"collect {env_id} ({behavior})", unit="step", disable=not progress)
@@ -137,7 +160,7 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
             buffer=buffers,
-            env=env_id,
+            env=env.spec,
             eval_env=env_id,
             algorithm_name=f"diffplan-{behavior}",
             author="diffplan",

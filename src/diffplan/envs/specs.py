@@ -33,6 +33,10 @@ D4RL_REFERENCES: dict[str, ReferenceScores] = {
     "Hopper": ReferenceScores(-20.272305, 3234.3, "D4RL hopper"),
     "Walker2d": ReferenceScores(1.629008, 4592.3, "D4RL walker2d"),
     "HalfCheetah": ReferenceScores(-280.178953, 12135.0, "D4RL halfcheetah"),
+    # maze2d-*-v1 (sparse reward, 300 / 600 / 800 steps)
+    "PointMaze_UMaze": ReferenceScores(23.85, 161.86, "D4RL maze2d-umaze"),
+    "PointMaze_Medium": ReferenceScores(13.13, 277.39, "D4RL maze2d-medium"),
+    "PointMaze_Large": ReferenceScores(6.7, 273.99, "D4RL maze2d-large"),
 }
 
 
@@ -64,11 +68,27 @@ def env_dims(env: gym.Env) -> tuple[int, int]:
     return int(space.shape[0]), int(env.action_space.shape[0])
 
 
+def measured_references() -> dict[str, ReferenceScores]:
+    """Reference returns measured by ``benchmarks/reference_scores.py`` and shipped in the package."""
+    import json
+    from importlib import resources
+
+    path = resources.files("diffplan") / "envs" / "reference_scores.json"
+    if not path.is_file():
+        return {}
+    table = json.loads(path.read_text())
+    return {k: ReferenceScores(v["random"], v["expert"], f"diffplan measured ({v['episodes']} episodes)")
+            for k, v in table.items()}
+
+
 def reference_scores(env_id: str | None, *, ref_min: float | None = None,
                      ref_max: float | None = None) -> ReferenceScores | None:
-    """Reference scores from dataset metadata when given, else D4RL's for the env family."""
+    """Reference scores: dataset metadata when given, else ours measured for the env, else D4RL's."""
     if ref_min is not None and ref_max is not None and ref_max != ref_min:
         return ReferenceScores(float(ref_min), float(ref_max), "dataset metadata")
     if env_id is None:
         return None
+    measured = measured_references()
+    if env_id in measured:
+        return measured[env_id]
     return D4RL_REFERENCES.get(env_id.split("-")[0])

@@ -1,0 +1,88 @@
+"""PointMaze helpers: the maze grid, shortest paths and D4RL's maze2d waypoint controller.
+
+The controller follows D4RL's recipe: a shortest path over the free cells of the maze grid
+gives the next waypoint (the centre of the next cell, or the goal itself in the goal cell), and
+a PD controller pushes the point mass towards it, ``a = clip(kp (w - x) + kd v, -1, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+# One fixed goal cell (row, col) per maze for single-task evaluation, as D4RL maze2d's
+# evaluation maps place one goal: the far end of each maze from its usual start region.
+FIXED_GOAL_CELLS: dict[str, tuple[int, int]] = {
+    "PointMaze_UMaze-v3": (3, 1),
+    "PointMaze_Medium-v3": (6, 6),
+    "PointMaze_Large-v3": (7, 10),
+}
+
+
+def maze_grid(env: Any) -> np.ndarray:
+    """``[rows, cols]`` int array of the maze (1 wall, 0 free) of a PointMaze env."""
+    return np.array(env.unwrapped.maze.maze_map, dtype=int) != 1
+
+
+def shortest_path(free: np.ndarray, start: tuple[int, int], goal: tuple[int, int]) -> list[tuple[int, int]]:
+    """Cells from ``start`` to ``goal`` (both included) over 4-connected free cells (BFS).
+
+    Raises:
+        ValueError: a cell is a wall or the goal is unreachable.
+    """
+    for name, cell in (("start", start), ("goal", goal)):
+        if not (0 <= cell[0] < free.shape[0] and 0 <= cell[1] < free.shape[1]) or not free[cell]:
+            raise ValueError(f"{name} cell {cell} is not a free cell of the maze")
+    prev: dict[tuple[int, int], tuple[int, int] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        cell = queue.popleft()
+        if cell == goal:
+            break
+        for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            nxt = (cell[0] + dr, cell[1] + dc)
+            if 0 <= nxt[0] < free.shape[0] and 0 <= nxt[1] < free.shape[1] and free[nxt] and nxt not in prev:
+                prev[nxt] = cell
+                queue.append(nxt)
+    if goal not in prev:
+        raise ValueError(f"goal cell {goal} cannot be reached from {start}")
+    path = [goal]
+    while prev[path[-1]] is not None:
+        path.append(prev[path[-1]])  # type: ignore[arg-type]
+    return path[::-1]
+
+
+class WaypointController:
+    """D4RL maze2d's expert: shortest-path waypoints and a PD controller.
+
+    Args:
+        env: a PointMaze env (Gymnasium-Robotics).
+        p_gain: proportional gain on the waypoint error.
+        d_gain: gain on the velocity (negative: damping).
+    """
+
+    def __init__(self, env: Any, *, p_gain: float = 10.0, d_gain: float = -1.0) -> None:
+        self.maze = env.unwrapped.maze
+        self.free = maze_grid(env)
+        self.p_gain, self.d_gain = p_gain, d_gain
+
+    def cell(self, xy: np.ndarray) -> tuple[int, int]:
+        """Grid cell ``(row, col)`` of a position ``xy: [2]``."""
+        r, c = self.maze.cell_xy_to_rowcol(np.asarray(xy))
+        return int(r), int(c)
+
+    def waypoint(self, pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Next waypoint ``[2]`` on the shortest path from ``pos`` to ``goal``."""
+        path = shortest_path(self.free, self.cell(pos), self.cell(goal))
+        if len(path) == 1:
+            return np.asarray(goal, dtype=np.float64)
+        return np.asarray(self.maze.cell_rowcol_to_xy(np.array(path[1])), dtype=np.float64)
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """Action ``[2]`` for a PointMaze observation dict."""
+        state = obs["observation"]
+        pos, vel = state[:2], state[2:4]
+        target = self.waypoint(pos, obs["desired_goal"])
+        return np.clip(self.p_gain * (target - pos) + self.d_gain * vel, -1.0, 1.0).astype(np.float32)

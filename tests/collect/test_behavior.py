@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from diffplan.collect.behavior import BehaviorTrainConfig, resolve_policy, select_snapshots, ship_policies, train_sac
+from diffplan.collect.collect import collect
+
+
+@pytest.fixture(scope="module")
+def sac_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sac")
+    cfg = BehaviorTrainConfig(env_id="Hopper-v5", total_steps=200, snapshot_every=100, eval_episodes=1)
+    train_sac(config=cfg, out_dir=out)
+    return out
+
+
+def test_snapshots_are_saved_evaluated_and_resumable(sac_run: Path) -> None:
+    import json
+
+    index = json.loads((sac_run / "snapshots.json").read_text())
+    assert [s["step"] for s in index["snapshots"]] == [100, 200]
+    assert all((sac_run / s["file"]).is_file() for s in index["snapshots"])
+    # resuming with more steps continues from step 200 instead of starting over
+    cfg = BehaviorTrainConfig(env_id="Hopper-v5", total_steps=300, snapshot_every=100, eval_episodes=1)
+    train_sac(config=cfg, out_dir=sac_run)
+    index = json.loads((sac_run / "snapshots.json").read_text())
+    assert [s["step"] for s in index["snapshots"]] == [100, 200, 300]
+    chosen = select_snapshots(index_path=sac_run / "snapshots.json")
+    assert chosen["expert"]["step"] == 300
+    with pytest.raises(ValueError, match="use another --out folder"):
+        train_sac(config=BehaviorTrainConfig(env_id="Hopper-v5", total_steps=300, seed=5), out_dir=sac_run)
+
+
+def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_root: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    entry = ship_policies(run_dir=sac_run, dest=tmp_path / "policies", episodes=2)
+    assert set(entry) == {"medium", "expert"} and entry["expert"]["episodes"] == 2
+    registry = json.loads((tmp_path / "policies" / "policies.json").read_text())
+    assert registry["Hopper-v5"]["medium"]["file"] == "Hopper-v5/medium.safetensors"
+    monkeypatch.setattr("diffplan.collect.behavior.policies_dir", lambda: tmp_path / "policies")
+    assert resolve_policy(env_id="Hopper-v5", policy="expert").name == "expert.safetensors"
+    res = collect(env_id="Hopper-v5", behavior="sac", policy="medium", steps=120, seed=0,
+                  dataset_id="test/hopper-sac-v0", progress=False)
+    assert res.steps == 120
+    # a policy trained for Hopper refuses to drive Walker2d
+    with pytest.raises(ValueError, match="was trained for Hopper-v5, not Walker2d-v5"):
+        collect(env_id="Walker2d-v5", behavior="sac", policy=str(tmp_path / "policies" / "Hopper-v5" / "medium.safetensors"),
+                steps=10, seed=0, dataset_id="test/walker-sac-v0", progress=False)
