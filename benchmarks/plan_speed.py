@@ -1,13 +1,21 @@
-"""Seconds per decision: diffusers' ValueGuidedRLPipeline vs ours on the same `paper` weights.
+"""Planning speed: diffusers' ValueGuidedRLPipeline vs ours, then our fast configurations.
 
-Identical settings: 64 plans, horizon 32, 20 DDPM steps, 2 guide steps, scale 0.1, Hopper
-dimensions. Both pipelines share one randomly initialised denoiser, value network and scheduler
-(timing does not depend on training). Also measures training steps/s of the `small` and `paper`
-presets on a generated random-policy Hopper-v5 dataset.
+One run, one table:
 
-    python benchmarks/plan_speed.py [--threads 2] [--decisions 5] [--train-steps 30]
+* diffusers' pipeline and ours at identical settings (`paper` nets, 64 plans, horizon 32,
+  20 DDPM steps, 2 guide steps, scale 0.1), same weights and scheduler;
+* ours in fast configurations (DDIM / DPM-Solver++ with few steps, warm starts, fewer plans):
+  seconds per decision over a sequence of decisions in Hopper-v5 (warm starts need one);
+* decisions/s with K = 1, 8, 32 envs planned in one call, for the recommended fast setting;
+* with `--run RUN`, the normalized score of each configuration (`--episodes`, 1000 steps max).
 
-Prints a table and writes results/plan_speed.json.
+Timing uses randomly initialised `paper` nets unless `--run` is given (cost does not depend on
+the weights). Also measures training steps/s of the `small` and `paper` presets.
+
+    python benchmarks/plan_speed.py [--threads 2] [--decisions 20] [--run RUN --episodes 20]
+
+Writes results/plan_speed.json (with `fast_config`: the keyword arguments of
+`pipe(obs, **fast_config)` for the recommended fast setting).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +36,21 @@ import torch
 
 OBS_DIM, ACT_DIM = 11, 3
 ROOT = Path(__file__).resolve().parents[1]
+
+# name -> keyword arguments of pipe.plan / Planner (None: identical settings)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "ddpm-20 (identical settings)": dict(batch_size=64, n_guide_steps=2, sampler="ddpm", num_inference_steps=20),
+    "ddim-5": dict(batch_size=64, n_guide_steps=2, sampler="ddim", num_inference_steps=5),
+    "dpmsolver++-5": dict(batch_size=64, n_guide_steps=2, sampler="dpmsolver++", num_inference_steps=5),
+    "ddpm-20, warm start 2": dict(batch_size=64, n_guide_steps=2, sampler="ddpm", num_inference_steps=20,
+                                  warm_start_steps=2),
+    "ddim-5, warm start 1, 1 guide": dict(batch_size=64, n_guide_steps=1, sampler="ddim", num_inference_steps=5,
+                                          warm_start_steps=1),
+    "ddim-4, 16 plans, 1 guide": dict(batch_size=16, n_guide_steps=1, sampler="ddim", num_inference_steps=4),
+    "ddim-5, 16 plans, warm start 2, 1 guide": dict(batch_size=16, n_guide_steps=1, sampler="ddim",
+                                                    num_inference_steps=5, warm_start_steps=2),
+}
+FAST = "ddim-5, 16 plans, warm start 2, 1 guide"
 
 
 class _D4RLStandIn:
@@ -42,17 +66,21 @@ class _D4RLStandIn:
         return self.data
 
 
-def _time(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+def machine() -> str:
+    """CPU model, core count and torch version, for the record."""
+    model = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def plan_speed(decisions: int) -> dict:
-    import tqdm
+def build_pipes(run: str | None, device: str) -> tuple[Any, Any]:
+    """Ours and diffusers' pipeline on the same nets (a trained run's, or random `paper` nets)."""
     from diffusers.experimental import ValueGuidedRLPipeline as DiffusersPipeline
 
     from diffplan.data.normalization import TrajectoryNormalizer
@@ -60,38 +88,81 @@ def plan_speed(decisions: int) -> dict:
     from diffplan.planning import ValueGuidedRLPipeline
     from diffplan.presets import PRESETS
 
-    preset = PRESETS["paper"]
-    torch.manual_seed(0)
-    unet = build_denoiser(config=preset.unet, transition_dim=OBS_DIM + ACT_DIM)
-    vf = build_value_function(config=preset.value, transition_dim=OBS_DIM + ACT_DIM)
-    sched = build_scheduler(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample")
     env = _D4RLStandIn()
-    theirs = DiffusersPipeline(value_function=vf, unet=unet, scheduler=sched, env=env)
-    norm = TrajectoryNormalizer.fit(observations=env.data["observations"], actions=env.data["actions"])
-    ours = ValueGuidedRLPipeline(value_function=vf, unet=unet, scheduler=sched, normalizer=norm)
-    obs = env.data["observations"][0]
-    settings = dict(batch_size=64, planning_horizon=32, n_guide_steps=2, scale=0.1)
-    # diffusers draws a tqdm bar per decision; silence it (its cost is negligible either way)
-    orig_tqdm = tqdm.tqdm
+    if run:
+        ours = ValueGuidedRLPipeline.from_pretrained(run)
+    else:
+        torch.manual_seed(0)
+        preset = PRESETS["paper"]
+        unet = build_denoiser(config=preset.unet, transition_dim=OBS_DIM + ACT_DIM)
+        vf = build_value_function(config=preset.value, transition_dim=OBS_DIM + ACT_DIM)
+        sched = build_scheduler(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample")
+        norm = TrajectoryNormalizer.fit(observations=env.data["observations"], actions=env.data["actions"])
+        ours = ValueGuidedRLPipeline(value_function=vf, unet=unet, scheduler=sched, normalizer=norm)
+    theirs = DiffusersPipeline(value_function=ours.value_function, unet=ours.unet, scheduler=ours.scheduler, env=env)
+    return ours.to(device), theirs.to(device)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def diffusers_speed(theirs: Any, decisions: int, device: str) -> float:
+    """Median seconds per decision of diffusers' pipeline (its tqdm bar silenced)."""
+    import tqdm
+
+    obs = theirs.data["observations"][0]
+    orig = tqdm.tqdm
     tqdm.tqdm = lambda it, *a, **k: it  # type: ignore[assignment]
     try:
-        theirs(obs, **settings)  # warm-up
-        ours(obs, **settings)
-        t_theirs, t_ours = [], []
-        for _ in range(decisions):  # interleaved, so both see the same machine state
-            t_theirs += _time(lambda: theirs(obs, **settings), 1)
-            t_ours += _time(lambda: ours(obs, **settings), 1)
+        theirs(obs, batch_size=64, planning_horizon=32, n_guide_steps=2, scale=0.1)
+        times = []
+        for _ in range(decisions):
+            t0 = time.perf_counter()
+            theirs(obs, batch_size=64, planning_horizon=32, n_guide_steps=2, scale=0.1)
+            _sync(device)
+            times.append(time.perf_counter() - t0)
     finally:
-        tqdm.tqdm = orig_tqdm
-    med_t, med_o = float(np.median(t_theirs)), float(np.median(t_ours))
-    return {
-        "settings": settings | {"num_inference_steps": 20, "sampler": "ddpm", "preset": "paper"},
-        "diffusers_seconds_per_decision": med_t,
-        "ours_seconds_per_decision": med_o,
-        "speedup": med_t / med_o,
-        "diffusers_all": t_theirs,
-        "ours_all": t_ours,
-    }
+        tqdm.tqdm = orig
+    return float(np.median(times))
+
+
+def episode_speed(pipe: Any, config: dict[str, Any], decisions: int, n_envs: int, device: str) -> dict[str, float]:
+    """Seconds per decision over ``decisions`` consecutive decisions in Hopper-v5 envs.
+
+    Warm starts are forced (``replan_threshold=inf``): with untrained nets the states jump.
+    Envs that fall are reset; the first (cold) decision is excluded as warm-up.
+    """
+    from diffplan.planning.planner import Planner
+
+    envs = [gym.make("Hopper-v5") for _ in range(n_envs)]
+    obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)])
+    planner = Planner(pipe, n_envs=n_envs, replan_threshold=float("inf"), **config)
+    g = torch.Generator().manual_seed(0)
+    times = []
+    for step in range(decisions + 1):
+        t0 = time.perf_counter()
+        actions = planner.act(obs, generator=g)
+        _sync(device)
+        if step:
+            times.append(time.perf_counter() - t0)
+        for i, e in enumerate(envs):
+            o, _, term, trunc, _ = e.step(actions[i])
+            if term or trunc:
+                o, _ = e.reset()
+            obs[i] = o
+    per_call = float(np.median(times))
+    return {"seconds_per_call": per_call, "seconds_per_decision": per_call / n_envs,
+            "decisions_per_second": n_envs / per_call, "warm": planner.stats.warm, "cold": planner.stats.cold}
+
+
+def score(pipe: Any, config: dict[str, Any], episodes: int, num_envs: int) -> dict[str, float]:
+    from diffplan.evaluation import evaluate
+
+    res = evaluate(pipe=pipe, episodes=episodes, seed=0, num_envs=num_envs, plan_kwargs=config, progress=True)
+    return {"normalized_score": res.normalized_score, "stderr": res.stderr, "mean_return": res.mean_return,
+            "episodes": episodes, "eval_seconds_per_decision": res.seconds_per_decision}
 
 
 def train_speed(steps: int) -> dict:
@@ -116,40 +187,57 @@ def train_speed(steps: int) -> dict:
     return out
 
 
-def machine() -> str:
-    """CPU model, core count and torch version, for the record."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--decisions", type=int, default=5)
-    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--decisions", type=int, default=20, help="timed decisions per configuration")
+    parser.add_argument("--diffusers-decisions", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=30, help="0 skips the training-speed part")
+    parser.add_argument("--run", help="trained run: time its nets and measure each configuration's score")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--compile", action="store_true", help="also time the fast setting with torch.compile")
     parser.add_argument("--out", default=str(ROOT / "results" / "plan_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    ours, theirs = build_pipes(args.run, args.device)
+    rows: dict[str, dict[str, Any]] = {}
+    t_diffusers = diffusers_speed(theirs, args.diffusers_decisions, args.device)
+    for name, config in CONFIGS.items():
+        rows[name] = {"config": config} | episode_speed(ours, config, args.decisions, 1, args.device)
+        print(f"{name:<44}{rows[name]['seconds_per_decision']:>10.4f} s", flush=True)
+    batched = {k: episode_speed(ours, CONFIGS[FAST], args.decisions, k, args.device) for k in (1, 8, 32)}
+    if args.compile:
+        ours.compile(mode="reduce-overhead" if args.device.startswith("cuda") else None)
+        rows[FAST + ", torch.compile"] = {"config": CONFIGS[FAST]} | episode_speed(ours, CONFIGS[FAST], args.decisions,
+                                                                                  1, args.device)
+    if args.run:
+        for name, row in rows.items():
+            row.update(score(ours, row["config"], args.episodes, num_envs=min(args.episodes, 10)))
     result = {
-        "date": date.today().isoformat(),
-        "machine": machine(),
-        "torch_threads": args.threads,
-        "plan": plan_speed(args.decisions),
-        "train": train_speed(args.train_steps),
+        "date": date.today().isoformat(), "machine": machine(), "device": args.device, "torch_threads": args.threads,
+        "nets": args.run or "paper preset, random init",
+        "diffusers_seconds_per_decision": t_diffusers,
+        "ours_identical_seconds_per_decision": rows["ddpm-20 (identical settings)"]["seconds_per_decision"],
+        "speedup_identical": t_diffusers / rows["ddpm-20 (identical settings)"]["seconds_per_decision"],
+        "configs": rows,
+        "batched_envs": batched,
+        "fast_config": {k: v for k, v in CONFIGS[FAST].items()},
+        "fast_config_name": FAST,
     }
-    p, t = result["plan"], result["train"]
-    print(f"{'configuration':<44}{'s / decision':>14}")
-    print(f"{'diffusers ValueGuidedRLPipeline (paper nets)':<44}{p['diffusers_seconds_per_decision']:>14.3f}")
-    print(f"{'diffplan, identical settings':<44}{p['ours_seconds_per_decision']:>14.3f}")
-    print(f"speed-up: {p['speedup']:.2f}x")
-    for name, row in t.items():
+    if args.train_steps:
+        result["train"] = train_speed(args.train_steps)
+    print()
+    print(f"{'configuration':<48}{'s / decision':>13}{'vs diffusers':>14}{'score':>14}")
+    print(f"{'diffusers ValueGuidedRLPipeline':<48}{t_diffusers:>13.4f}{1.0:>13.1f}x{'':>14}")
+    for name, row in rows.items():
+        sc = f"{row['normalized_score']:.1f} ± {row['stderr']:.1f}" if "normalized_score" in row else "-"
+        print(f"{name:<48}{row['seconds_per_decision']:>13.4f}{t_diffusers / row['seconds_per_decision']:>13.1f}x{sc:>14}")
+    print(f"\nbatched envs ({FAST}):")
+    for k, row in batched.items():
+        print(f"  K={k:<3} {row['decisions_per_second']:8.1f} decisions/s  ({row['seconds_per_call']:.4f} s per call, "
+              f"{row['decisions_per_second'] / batched[1]['decisions_per_second']:.1f}x K=1)")
+    for name, row in result.get("train", {}).items():
         print(f"train {name:<6} denoiser {row['denoiser_steps_per_s']:.1f} steps/s, value {row['value_steps_per_s']:.1f} "
               f"steps/s (batch {row['batch_size']} x accumulation {row['gradient_accumulation_steps']})")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -43,10 +43,12 @@ def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest
     assert "unet: 10 steps" in out and f"run folder: {run}" in out
     out_json = tmp_path / "eval.json"
     assert main(["evaluate", str(run), "--episodes", "2", "--seed", "3", "--num-envs", "2", "--max-episode-steps", "5",
-                 "--batch-size", "2", "--sampler", "ddim", "--steps", "3", "--json", str(out_json)]) == 0
+                 "--batch-size", "2", "--sampler", "ddim", "--steps", "3", "--warm-start-steps", "2",
+                 "--json", str(out_json)]) == 0
     assert "normalized score" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert data["episodes"] == 2 and data["planner"] == {"batch_size": 2, "sampler": "ddim", "num_inference_steps": 3}
+    assert data["episodes"] == 2 and data["planner"] == {"batch_size": 2, "sampler": "ddim", "num_inference_steps": 3,
+                                                         "warm_start_steps": 2}
     assert main(["runs"]) == 0
     assert capsys.readouterr().out.strip()
 

@@ -15,12 +15,15 @@ def _add_planner_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-guide-steps", type=int, help="value-gradient steps per denoising step")
     g.add_argument("--scale", type=float, help="guidance step size")
     g.add_argument("--t-stopgrad", type=int, help="no guidance below this diffusion step")
-    g.add_argument("--sampler", choices=["ddpm", "ddim"], help="denoising sampler")
+    g.add_argument("--sampler", choices=["ddpm", "ddim", "dpmsolver++"], help="denoising sampler")
     g.add_argument("--steps", dest="num_inference_steps", type=int, help="denoising steps")
+    g.add_argument("--warm-start-steps", type=int, help="denoising steps of warm-started decisions")
+    g.add_argument("--replan-threshold", type=float, help="state jump (normalized) that forces a cold start")
 
 
 def _planner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("batch_size", "n_guide_steps", "scale", "t_stopgrad", "sampler", "num_inference_steps")
+    names = ("batch_size", "n_guide_steps", "scale", "t_stopgrad", "sampler", "num_inference_steps",
+             "warm_start_steps", "replan_threshold")
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 

@@ -138,7 +138,11 @@ class PlanConfig:
         t_stopgrad: no guidance at diffusion steps below this.
         scale_grad_by_var: multiply the gradient by the posterior variance (paper); else by 1.
         num_inference_steps: denoising steps (``None``: all training steps).
-        sampler: ``"ddpm"`` or ``"ddim"``.
+        sampler: ``"ddpm"``, ``"ddim"`` or ``"dpmsolver++"``.
+        warm_start_steps: denoising steps of a warm-started decision (``None``: no warm start).
+        replan_threshold: a warm start is abandoned (plan from scratch) when the observed state
+            differs from the one the previous plan predicted by more than this (max abs,
+            normalized units).
     """
 
     batch_size: int = 64
@@ -149,6 +153,8 @@ class PlanConfig:
     scale_grad_by_var: bool = True
     num_inference_steps: int | None = None
     sampler: str = "ddpm"
+    warm_start_steps: int | None = None
+    replan_threshold: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -100,6 +100,9 @@ def evaluate(
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    from diffplan.planning.planner import Planner
+
+    planner = Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}))
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
     slot_episode = np.arange(num_envs)  # which episode each env runs; -1 when idle
@@ -109,9 +112,8 @@ def evaluate(
     bar = tqdm(total=episodes, desc=f"evaluate {env_id}", unit="episode", disable=not progress)
     while finished < episodes:
         active = slot_episode >= 0
-        actions = np.zeros((num_envs, act_dim), dtype=envs.single_action_space.dtype)
         started = time.perf_counter()
-        actions[active] = pipe.plan(obs[active], generator=generator, **(plan_kwargs or {})).actions[:, 0, 0]
+        actions = planner.act(obs, active=active, generator=generator).astype(envs.single_action_space.dtype)
         plan_time += time.perf_counter() - started
         decisions += int(active.sum())
         obs, rewards, terminated, truncated, _ = envs.step(actions)
@@ -120,6 +122,7 @@ def evaluate(
             lengths[slot_episode[i]] += 1
         done = terminated | truncated
         if done.any():
+            planner.reset(done)
             seeds: list[int | None] = [None] * num_envs
             for i in np.flatnonzero(done):
                 if slot_episode[i] >= 0:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet1DModel
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler, UNet1DModel
 from diffusers.utils.torch_utils import randn_tensor
 
 from diffplan.config import PlanConfig
@@ -33,7 +33,7 @@ from diffplan.io import atomic_write_json, replace_dir
 from diffplan.models import check_horizon
 from diffplan.planning.runs import RunInfo, load_components, resolve_run
 
-SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
+SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         self.plan_config = plan_config or PlanConfig()
         self.info = info
         self._samplers: dict[str, Any] = {}
+        self._compiled: dict[str, Any] = {}
 
     @property
     def obs_dim(self) -> int:
@@ -169,6 +170,19 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         info = replace(info, normalizer=self.normalizer, plan=self.plan_config)
         atomic_write_json(out / "diffplan.json", info.to_dict())
 
+    def compile(self, *, mode: str | None = None) -> ValueGuidedRLPipeline:
+        """Plan with ``torch.compile``d networks from now on (weights stay shared).
+
+        Args:
+            mode: ``torch.compile`` mode; ``"reduce-overhead"`` uses CUDA graphs on a GPU.
+
+        Returns:
+            ``self``, for chaining.
+        """
+        self._compiled = {"unet": torch.compile(self.unet, mode=mode),
+                          "value_function": torch.compile(self.value_function, mode=mode)}
+        return self
+
     # ------------------------------------------------------------------ planning
     def _scheduler_for(self, sampler: str | None) -> Any:
         if sampler is None:
@@ -209,6 +223,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         sampler: str | None = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
+        init: torch.Tensor | None = None,
+        warm_start_steps: int | None = None,
     ) -> Plan:
         """Sample plans that start at ``obs`` (and end at ``goal``), guided by the value network.
 
@@ -222,9 +238,13 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             t_stopgrad: no guidance below this diffusion step.
             scale_grad_by_var: scale gradients by the posterior variance.
             num_inference_steps: denoising steps (default: every training step).
-            sampler: ``"ddpm"`` or ``"ddim"`` (default: the pipeline's scheduler).
+            sampler: ``"ddpm"``, ``"ddim"`` or ``"dpmsolver++"`` (default: the pipeline's scheduler).
             generator: random stream of the initial noise and the sampler's noise.
             constraints: further inpainting constraints on the normalized ``[n_envs * batch]`` plans.
+            init: ``[n_envs, H, act_dim + obs_dim]`` normalized clean plans to start from (warm
+                start): they are noised to the level of the last ``warm_start_steps`` steps of
+                the schedule and denoised from there. ``None``: from pure noise.
+            warm_start_steps: denoising steps run from ``init`` (at most ``num_inference_steps``).
 
         Returns:
             The plans, best first (see :class:`Plan`).
@@ -246,8 +266,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             cons.append(Constraint(index=-1, start=self.act_dim, values=goal_t))
         cons += list(constraints or [])
         guide_steps = cfg.n_guide_steps if n_guide_steps is None else n_guide_steps
+        unet = self._compiled.get("unet", self.unet)
+        value_function = self._compiled.get("value_function", self.value_function)
         guidance = Guidance(
-            value_function=self.value_function,
+            value_function=value_function,
             n_guide_steps=guide_steps,
             scale=cfg.scale if scale is None else scale,
             t_stopgrad=cfg.t_stopgrad if t_stopgrad is None else t_stopgrad,
@@ -257,10 +279,22 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         scheduler.set_timesteps(steps, device=self.device)
         shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
         x = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        x = guided_sample(unet=self.unet, scheduler=scheduler, x=x, constraints=cons,
+        timesteps = [int(t) for t in scheduler.timesteps]
+        if init is not None:
+            if init.shape != (n_envs, horizon, self.act_dim + self.obs_dim):
+                raise ValueError(f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
+                                 f"got {tuple(init.shape)}")
+            k = warm_start_steps or cfg.warm_start_steps or len(timesteps)
+            if not 1 <= k <= len(timesteps):
+                raise ValueError(f"expected 1 <= warm_start_steps <= {len(timesteps)}, got {k}")
+            timesteps = timesteps[-k:]
+            start = torch.full((shape[0],), timesteps[0], dtype=torch.long, device=self.device)
+            clean = init.to(self.device, self.unet.dtype).repeat_interleave(batch_size, 0)
+            x = scheduler.add_noise(clean, x, start)
+        x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, timesteps=timesteps,
                           guidance=guidance if guide_steps > 0 else None, generator=generator)
         with torch.no_grad():
-            values = value(self.value_function, x).view(n_envs, batch_size)
+            values = value(value_function, x).view(n_envs, batch_size)
         order = values.argsort(dim=1, descending=True)
         x = x.view(n_envs, batch_size, horizon, -1)
         x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))

@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffplan.planning import ValueGuidedRLPipeline
+from diffplan.planning.planner import Planner
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_run: Path) -> ValueGuidedRLPipeline:
+    return ValueGuidedRLPipeline.from_pretrained(tiny_run)
+
+
+def _obs(n: int) -> np.ndarray:
+    base = np.zeros((n, 11))
+    base[:, 0] = 1.25
+    return base + 0.005 * np.random.default_rng(0).normal(size=(n, 11))
+
+
+class _CountCalls:
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.n = 0
+        self.handle = module.register_forward_hook(self)
+
+    def __call__(self, *args: object) -> None:
+        self.n += 1
+
+
+def test_warm_start_runs_only_the_last_k_steps(pipe: ValueGuidedRLPipeline) -> None:
+    counter = _CountCalls(pipe.unet)
+    try:
+        cold = pipe.plan(_obs(2), batch_size=3, generator=torch.Generator().manual_seed(0))
+        assert counter.n == 20
+        counter.n = 0
+        warm = pipe.plan(_obs(2), batch_size=3, init=cold.normalized[:, 0], warm_start_steps=3,
+                         generator=torch.Generator().manual_seed(1))
+        assert counter.n == 3
+    finally:
+        counter.handle.remove()
+    np.testing.assert_array_equal(warm.observations[:, :, 0], np.broadcast_to(_obs(2)[:, None], (2, 3, 11)))
+    with pytest.raises(ValueError, match="expected init plans of shape"):
+        pipe.plan(_obs(2), init=cold.normalized[0, :1], warm_start_steps=3)
+    with pytest.raises(ValueError, match="warm_start_steps <= 20"):
+        pipe.plan(_obs(2), batch_size=3, init=cold.normalized[:, 0], warm_start_steps=50)
+
+
+def test_planner_warm_starts_after_the_first_decision(pipe: ValueGuidedRLPipeline) -> None:
+    planner = Planner(pipe, n_envs=3, batch_size=4, warm_start_steps=2, replan_threshold=1e9)
+    g = torch.Generator().manual_seed(0)
+    first = planner.act(_obs(3), generator=g)
+    assert first.shape == (3, 3) and planner.stats.cold == 3 and planner.stats.warm == 0
+    planner.act(_obs(3), generator=g)
+    assert planner.stats.warm == 3
+    planner.reset(np.array([True, False, False]))
+    planner.act(_obs(3), generator=g)
+    assert planner.stats.cold == 4 and planner.stats.warm == 5
+    # inactive envs get no plan, and forget theirs
+    actions = planner.act(_obs(3), active=np.array([True, True, False]), generator=g)
+    assert np.all(actions[2] == 0) and planner.stats.warm == 7
+
+
+def test_a_state_jump_forces_a_cold_start(pipe: ValueGuidedRLPipeline) -> None:
+    planner = Planner(pipe, n_envs=1, batch_size=4, warm_start_steps=2, replan_threshold=0.5)
+    g = torch.Generator().manual_seed(0)
+    planner.act(_obs(1), generator=g)
+    jumped = _obs(1) + 50 * pipe.normalizer.observations.scale
+    planner.act(jumped, generator=g)
+    assert planner.stats.cold == 2 and planner.stats.warm == 0
+
+
+def test_dpm_solver_sampler(pipe: ValueGuidedRLPipeline) -> None:
+    plan = pipe.plan(_obs(1)[0], sampler="dpmsolver++", num_inference_steps=5, batch_size=4,
+                     generator=torch.Generator().manual_seed(0))
+    assert np.isfinite(plan.actions).all()
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(1)[0], (4, 11)))
