@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.diffplan-installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# Offscreen MuJoCo rendering (MUJOCO_GL=egl) needs EGL and Mesa; installed when missing and possible.
+sysdeps:
+	@if ldconfig -p | grep -q 'libEGL.so.1' && ldconfig -p | grep -q 'libGL.so.1'; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 >/dev/null; \
+	else echo "warning: EGL/Mesa libraries missing; install libegl1 libegl-mesa0 libgl1-mesa-dri for rendering"; fi
+
+demo: sysdeps $(STAMP)
 	MUJOCO_GL=egl $(BIN)/diffplan demo --workdir diffplan-demo
 
-test: $(STAMP)
+test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("run_dir")
     b.add_argument("--dest", help="destination folder (default: the package's policies folder)")
     b.add_argument("--episodes", type=int, default=20)
+    b = bsub.add_parser("export-replay", help="the replay buffer up to the medium snapshot as a dataset")
+    b.add_argument("run_dir")
+    b.add_argument("--dataset-id", required=True)
+    b.add_argument("--until-step", type=int, help="last step (default: the medium snapshot's)")
 
     p = sub.add_parser("train", help="train the denoiser and the value network")
     p.add_argument("dataset", help="Minari dataset id or D4RL-style .hdf5 file")
@@ -77,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-id", help="environment (default: the run's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the results as JSON here")
+    _add_planner_flags(p)
+
+    p = sub.add_parser("render", help="video of one episode and a plot of planned vs executed states")
+    p.add_argument("run", help="run folder or shipped run name")
+    p.add_argument("--out", default="render", help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-episode-steps", type=int)
+    p.add_argument("--env-id", help="environment (default: the run's)")
     _add_planner_flags(p)
 
     sub.add_parser("runs", help="list the runs shipped with diffplan")
@@ -109,8 +121,13 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_behavior(args: argparse.Namespace) -> int:
-    from diffplan.collect.behavior import BehaviorTrainConfig, select_snapshots, ship_policies, train_sac
+    from diffplan.collect.behavior import (BehaviorTrainConfig, export_replay, select_snapshots, ship_policies,
+                                           train_sac)
 
+    if args.behavior_command == "export-replay":
+        n = export_replay(run_dir=args.run_dir, dataset_id=args.dataset_id, until_step=args.until_step)
+        print(f"wrote {args.dataset_id}: {n} transitions")
+        return 0
     if args.behavior_command == "train":
         cfg = BehaviorTrainConfig(env_id=args.env_id, total_steps=args.steps, seed=args.seed,
                                   snapshot_every=args.snapshot_every, learning_starts=args.learning_starts)
@@ -167,6 +184,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from diffplan.planning import ValueGuidedRLPipeline
+    from diffplan.render import render_episode
+
+    pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
+    res = render_episode(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id,
+                         max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
+    print(f"return {res.episode_return:.1f} in {res.steps} steps")
+    print(f"video: {res.video} ({res.frames} frames)\nplot: {res.plot}")
+    return 0
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     from diffplan.planning.runs import list_runs
 
@@ -186,7 +215,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"collect": _cmd_collect, "datasets": _cmd_datasets, "behavior": _cmd_behavior, "train": _cmd_train, "evaluate": _cmd_evaluate,
-            "runs": _cmd_runs, "demo": _cmd_demo}
+            "runs": _cmd_runs, "render": _cmd_render, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,3 +48,23 @@ def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_ro
     with pytest.raises(ValueError, match="was trained for Hopper-v5, not Walker2d-v5"):
         collect(env_id="Walker2d-v5", behavior="sac", policy=str(tmp_path / "policies" / "Hopper-v5" / "medium.safetensors"),
                 steps=10, seed=0, dataset_id="test/walker-sac-v0", progress=False)
+
+
+def test_export_replay_up_to_a_step(sac_run: Path, minari_root: Path) -> None:
+    import minari
+
+    from diffplan.collect.behavior import export_replay
+    from diffplan.data.episodes import load_episodes
+
+    n = export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-v0", until_step=150)
+    assert n == 150
+    eps = load_episodes("test/hopper-replay-v0")
+    assert eps.num_steps == 150 and eps.env_id == "Hopper-v5"
+    ds = minari.load_dataset("test/hopper-replay-v0")
+    first = next(ds.iterate_episodes())
+    # consecutive observations chain: each step's next observation is the following step's observation
+    assert first.observations.shape[0] == len(first.rewards) + 1
+    with pytest.raises(ValueError, match="already exists"):
+        export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-v0", until_step=100)
+    with pytest.raises(ValueError, match="fewer than the 100000 asked for"):
+        export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-big-v0", until_step=100_000)

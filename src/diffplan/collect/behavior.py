@@ -271,3 +271,68 @@ def resolve_policy(*, env_id: str, policy: str) -> Path:
         f"no policy file at {path} and no shipped {policy!r} policy for {env_id}; shipped: "
         f"{ {k: sorted(v) for k, v in known.items()} or 'none'}"
     )
+
+
+def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | None = None) -> int:
+    """Write the replay buffer of a behaviour run up to a step as a Minari dataset (D4RL's medium-replay).
+
+    Args:
+        run_dir: folder written by :func:`train_sac` (its ``state/replay.pkl``).
+        dataset_id: new Minari id.
+        until_step: last environment step to include (default: the "medium" snapshot's step).
+
+    Returns:
+        The number of transitions written.
+
+    Raises:
+        FileNotFoundError: the run holds no replay buffer.
+        ValueError: the dataset id exists, or the buffer holds fewer steps than asked for.
+    """
+    import warnings
+
+    import minari
+    from minari.data_collector import EpisodeBuffer
+    from stable_baselines3.common.save_util import load_from_pkl
+
+    from diffplan.collect.collect import dataset_exists
+    from diffplan.envs.specs import reference_scores
+
+    run_dir = Path(run_dir)
+    path = run_dir / "state" / "replay.pkl"
+    if not path.is_file():
+        raise FileNotFoundError(f"expected the replay buffer of a behaviour run at {path}, found nothing")
+    if dataset_exists(dataset_id):
+        raise ValueError(f"dataset {dataset_id!r} already exists; choose a new id (nothing was overwritten)")
+    env_id = read_json(run_dir / SNAPSHOT_INDEX)["config"]["env_id"]
+    if until_step is None:
+        until_step = int(select_snapshots(index_path=run_dir / SNAPSHOT_INDEX)["medium"]["step"])
+    buf = load_from_pkl(path)
+    stored = buf.buffer_size if buf.full else buf.pos
+    if buf.full or stored < until_step:
+        raise ValueError(f"{path} holds {stored} ordered transitions, fewer than the {until_step} asked for")
+    obs, nxt = buf.observations[:until_step, 0], buf.next_observations[:until_step, 0]
+    acts, rews = buf.actions[:until_step, 0], buf.rewards[:until_step, 0]
+    dones, timeouts = buf.dones[:until_step, 0].astype(bool), buf.timeouts[:until_step, 0].astype(bool)
+    ends = np.flatnonzero(dones)
+    if ends.size == 0 or ends[-1] != until_step - 1:
+        ends = np.append(ends, until_step - 1)
+    episodes, start = [], 0
+    for end in ends:
+        sl = slice(start, end + 1)
+        terminated = bool(dones[end] and not timeouts[end])
+        n = end + 1 - start
+        episodes.append(EpisodeBuffer(
+            id=len(episodes), observations=np.concatenate([obs[sl], nxt[end:end + 1]]), actions=acts[sl],
+            rewards=rews[sl].tolist(), terminations=[False] * (n - 1) + [terminated],
+            truncations=[False] * (n - 1) + [not terminated], infos={}))
+        start = end + 1
+    refs = reference_scores(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        minari.create_dataset_from_buffers(
+            dataset_id=dataset_id, buffer=episodes, env=env_id, eval_env=env_id,
+            algorithm_name="diffplan-sac-replay", author="diffplan", author_email="diffplan@users.noreply.local",
+            code_permalink="https://pypi.org/project/diffplan/",
+            description=f"SAC replay buffer of {env_id} up to step {until_step} (D4RL medium-replay recipe)",
+            ref_min_score=refs.random if refs else None, ref_max_score=refs.expert if refs else None)
+    return until_step

@@ -1,0 +1,97 @@
+"""Generate diffplan's D4RL-style datasets and measure them: generation time and return statistics.
+
+Locomotion (needs the shipped SAC policies): random, medium, expert, medium-replay (the SAC
+replay buffer up to the medium snapshot; needs the behaviour run folder) and medium-expert (the
+union of medium and expert). Mazes: the waypoint controller with a new goal each time one is
+reached.
+
+    python benchmarks/make_datasets.py Hopper-v5 --behavior-run behavior_runs/hopper-v5 [--steps 200000]
+    python benchmarks/make_datasets.py PointMaze_UMaze-v3 --steps 200000
+
+Datasets go to MINARI_DATASETS_PATH (default ~/.minari/datasets) as diffplan/<env>/<kind>-v0;
+figures are merged into results/datasets.json and printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stats(dataset_id: str, seconds: float) -> dict:
+    from diffplan.data.episodes import load_minari
+    from diffplan.envs.specs import reference_scores
+
+    eps = load_minari(dataset_id)
+    ret = eps.returns()
+    refs = reference_scores(eps.env_id, ref_min=eps.ref_min_score, ref_max=eps.ref_max_score)
+    norm = np.array([refs.normalize(r) for r in ret]) if refs else None
+    return {"env_id": eps.env_id, "episodes": len(eps.episodes), "steps": eps.num_steps,
+            "mean_return": float(ret.mean()), "std_return": float(ret.std()),
+            "normalized_mean": float(norm.mean()) if norm is not None else None,
+            "seconds": seconds, "date": date.today().isoformat()}
+
+
+def main() -> None:
+    import minari
+
+    from diffplan.collect.behavior import export_replay
+    from diffplan.collect.collect import collect, dataset_exists
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("env_id")
+    parser.add_argument("--steps", type=int, default=200_000, help="steps of each collected dataset")
+    parser.add_argument("--random-steps", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--behavior-run", help="SAC behaviour run folder (for medium-replay)")
+    parser.add_argument("--kinds", nargs="*", help="subset of kinds to make")
+    args = parser.parse_args()
+    family = args.env_id.split("-")[0].lower()
+    maze = args.env_id.startswith("PointMaze")
+    kinds = args.kinds or (["waypoint"] if maze else ["random", "medium", "expert", "medium-replay", "medium-expert"])
+    out_path = ROOT / "results" / "datasets.json"
+    table = json.loads(out_path.read_text()) if out_path.exists() else {}
+    for kind in kinds:
+        dataset_id = f"diffplan/{family}/{kind}-v0"
+        if dataset_exists(dataset_id):
+            print(f"{dataset_id} exists, measuring it as it is")
+            table[dataset_id] = stats(dataset_id, table.get(dataset_id, {}).get("seconds", float("nan")))
+            continue
+        started = time.perf_counter()
+        if kind == "random":
+            collect(env_id=args.env_id, behavior="random", steps=args.random_steps, seed=args.seed, dataset_id=dataset_id)
+        elif kind in ("medium", "expert"):
+            collect(env_id=args.env_id, behavior="sac", policy=kind, steps=args.steps, seed=args.seed,
+                    dataset_id=dataset_id)
+        elif kind == "waypoint":
+            collect(env_id=args.env_id, behavior="waypoint", steps=args.steps, seed=args.seed, dataset_id=dataset_id)
+        elif kind == "medium-replay":
+            if not args.behavior_run:
+                print("medium-replay needs --behavior-run, skipped")
+                continue
+            export_replay(run_dir=args.behavior_run, dataset_id=dataset_id)
+        elif kind == "medium-expert":
+            parts = [minari.load_dataset(f"diffplan/{family}/{k}-v0") for k in ("medium", "expert")]
+            minari.combine_datasets(parts, dataset_id)
+        table[dataset_id] = stats(dataset_id, time.perf_counter() - started)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(table, indent=2) + "\n")
+    print(f"\n{'dataset':<36}{'episodes':>9}{'steps':>9}{'mean return':>13}{'normalized':>12}{'seconds':>9}")
+    for dataset_id, row in sorted(table.items()):
+        if row["env_id"] != args.env_id:
+            continue
+        norm = "n/a" if row["normalized_mean"] is None else f"{row['normalized_mean']:.1f}"
+        print(f"{dataset_id:<36}{row['episodes']:>9}{row['steps']:>9}{row['mean_return']:>13.1f}{norm:>12}"
+              f"{row['seconds']:>9.0f}")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()

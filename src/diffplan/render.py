@@ -1,0 +1,142 @@
+"""Pictures of plans: MuJoCo episode videos (headless) and planned-vs-executed state plots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What :func:`render_episode` wrote.
+
+    Attributes:
+        video: the MP4 (or GIF) of the episode.
+        plot: PNG of planned vs executed states.
+        frames: frames in the video (steps + 1).
+        episode_return: undiscounted return.
+        steps: environment steps.
+    """
+
+    video: Path
+    plot: Path
+    frames: int
+    episode_return: float
+    steps: int
+
+
+def _writer_path(out: Path) -> Path:
+    try:
+        import imageio_ffmpeg  # noqa: F401
+
+        return out.with_suffix(".mp4")
+    except ImportError:
+        return out.with_suffix(".gif")
+
+
+def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | None = None,
+                   max_episode_steps: int | None = None, plan_kwargs: dict[str, Any] | None = None,
+                   width: int = 320, height: int = 240, fps: int = 30) -> RenderResult:
+    """Run one episode with the planner, recording frames, executed states and the first plan.
+
+    Rendering is offscreen: ``MUJOCO_GL`` defaults to ``egl`` (set it to ``osmesa`` where EGL is
+    missing).
+
+    Args:
+        pipe: a ``ValueGuidedRLPipeline``.
+        out_dir: folder for ``episode.mp4`` (GIF without ffmpeg) and ``plan_vs_executed.png``.
+        seed: reset seed and planner seed.
+        env_id: environment (default: the run's).
+        max_episode_steps: cut the episode at this many steps.
+        plan_kwargs: keyword arguments of ``pipe.plan``.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        fps: video frame rate.
+
+    Returns:
+        Paths and counts of what was written.
+    """
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import imageio.v2 as imageio
+    import torch
+
+    from diffplan.envs.specs import make_env
+    from diffplan.planning.planner import Planner
+
+    env_id = env_id or (pipe.info.env_id if pipe.info else None)
+    if env_id is None:
+        raise ValueError("the run records no env id; pass env_id=")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {"render_mode": "rgb_array", "width": width, "height": height}
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
+    env = make_env(env_id, **kwargs)
+    planner = Planner(pipe, n_envs=1, **(plan_kwargs or {}))
+    generator = torch.Generator().manual_seed(seed)
+    obs, _ = env.reset(seed=seed)
+    frames, executed, total = [env.render()], [np.asarray(obs, dtype=np.float64)], 0.0
+    first_plan = pipe.plan(obs, generator=torch.Generator().manual_seed(seed),
+                           **{k: v for k, v in (plan_kwargs or {}).items() if k not in ("warm_start_steps", "replan_threshold")})
+    done = False
+    while not done:
+        action = planner.act(obs[None], generator=generator)[0]
+        obs, reward, terminated, truncated, _ = env.step(action.astype(env.action_space.dtype))
+        total += float(reward)
+        frames.append(env.render())
+        executed.append(np.asarray(obs, dtype=np.float64))
+        done = terminated or truncated
+    env.close()
+    video = _writer_path(out / "episode")
+    tmp = video.with_name(f".{video.stem}.tmp{video.suffix}")
+    imageio.mimsave(tmp, frames, fps=fps) if video.suffix == ".mp4" else imageio.mimsave(tmp, frames, duration=1 / fps)
+    tmp.replace(video)
+    plot = plot_plan_vs_executed(planned=first_plan.observations[0], executed=np.stack(executed),
+                                 path=out / "plan_vs_executed.png", title=f"{env_id}: first plan vs executed")
+    return RenderResult(video=video, plot=plot, frames=len(frames), episode_return=total, steps=len(frames) - 1)
+
+
+def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: str | Path, title: str = "",
+                          dims: int = 6) -> Path:
+    """Plot the first ``dims`` state dimensions of a plan against the executed trajectory.
+
+    Args:
+        planned: ``[H, obs_dim]`` planned observations (the best plan of the first decision).
+        executed: ``[T + 1, obs_dim]`` observations met while acting.
+        path: PNG to write (atomically).
+        title: figure title.
+        dims: number of state dimensions shown.
+
+    Returns:
+        The PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = min(dims, planned.shape[1])
+    cols = 3
+    rows = (dims + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    for d in range(dims):
+        ax = axes[d // cols][d % cols]
+        ax.plot(np.arange(len(executed)), executed[:, d], label="executed", color="tab:blue")
+        ax.plot(np.arange(len(planned)), planned[:, d], "--", label="planned (first decision)", color="tab:orange")
+        ax.set_title(f"state dim {d}")
+        ax.set_xlabel("step")
+    for d in range(dims, rows * cols):
+        axes[d // cols][d % cols].axis("off")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
