@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.diffplan-installed
 
-.PHONY: demo test install bench clean sysdeps
+.PHONY: demo test install bench bench-venv clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,11 @@ test: sysdeps $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_speed.py
 
+# d3rlpy baselines need gymnasium 1.0, so they get an environment of their own.
+bench-venv:
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install -q "$(TORCH)"
+	.venv-bench/bin/python -m pip install -q "d3rlpy==2.8.1" "gymnasium[mujoco]==1.0.0"
+
 clean:
-	rm -rf $(VENV) diffplan-demo .pytest_cache
+	rm -rf $(VENV) .venv-bench diffplan-demo .pytest_cache
