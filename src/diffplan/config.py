@@ -176,6 +176,7 @@ class Preset:
         values: value-target settings.
         train: optimisation settings.
         plan: planner defaults stored with the run.
+        normalizer: ``"gaussian"`` (locomotion) or ``"limits"`` (mazes: ``[min, max] -> [-1, 1]``).
     """
 
     name: str
@@ -185,6 +186,7 @@ class Preset:
     values: ValueConfig = field(default_factory=ValueConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    normalizer: str = "gaussian"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -199,4 +201,5 @@ class Preset:
             values=ValueConfig.from_dict(data["values"]),
             train=TrainConfig.from_dict(data["train"]),
             plan=PlanConfig.from_dict(data["plan"]),
+            normalizer=data.get("normalizer", "gaussian"),
         )

@@ -50,6 +50,13 @@ class EvalResult:
         return asdict(self)
 
 
+def _merge(old: Any, new: Any, mask: np.ndarray) -> Any:
+    """Take ``new`` rows where ``mask`` (per env), else ``old``; dict observations key by key."""
+    if isinstance(old, dict):
+        return {k: _merge(old[k], new[k], mask) for k in old}
+    return np.where(mask.reshape(-1, *([1] * (old.ndim - 1))), new, old)
+
+
 def _stderr(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
@@ -105,6 +112,8 @@ def evaluate(
     planner = Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}))
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+    goal_env = isinstance(obs, dict)
+    success = np.zeros(episodes, dtype=bool)
     slot_episode = np.arange(num_envs)  # which episode each env runs; -1 when idle
     next_episode = num_envs
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=int)
@@ -113,13 +122,17 @@ def evaluate(
     while finished < episodes:
         active = slot_episode >= 0
         started = time.perf_counter()
-        actions = planner.act(obs, active=active, generator=generator).astype(envs.single_action_space.dtype)
+        state, goal = (obs["observation"], obs["desired_goal"]) if goal_env else (obs, None)
+        actions = planner.act(state, goal=goal, active=active, generator=generator)
+        actions = actions.astype(envs.single_action_space.dtype)
         plan_time += time.perf_counter() - started
         decisions += int(active.sum())
-        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        obs, rewards, terminated, truncated, infos = envs.step(actions)
         for i in np.flatnonzero(active):
             returns[slot_episode[i]] += rewards[i]
             lengths[slot_episode[i]] += 1
+            if goal_env and bool(infos.get("success", np.zeros(num_envs, dtype=bool))[i]):
+                success[slot_episode[i]] = True
         done = terminated | truncated
         if done.any():
             planner.reset(done)
@@ -135,7 +148,7 @@ def evaluate(
                     next_episode += 1
             if finished < episodes:
                 new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": done})
-                obs = np.where(done[:, None], new_obs, obs)
+                obs = _merge(obs, new_obs, done)
     bar.close()
     envs.close()
     info = pipe.info
@@ -151,7 +164,7 @@ def evaluate(
         mean_return=float(returns.mean()),
         normalized_score=float(norm.mean()) if norm is not None else None,
         stderr=_stderr(norm if norm is not None else returns),
-        success_rate=None,
+        success_rate=float(success.mean()) if goal_env else None,
         seconds_per_decision=plan_time / max(decisions, 1),
         num_envs=num_envs,
         reference=asdict(refs) if refs else None,

@@ -58,8 +58,14 @@ def test_goal_is_inpainted(pipe: ValueGuidedRLPipeline) -> None:
     goal = _obs() + 0.5
     plan = pipe.plan(_obs(), goal=goal, batch_size=3, generator=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(plan.observations[:, -1], np.broadcast_to(goal, (3, 11)))
-    with pytest.raises(ValueError, match=r"expected goal of shape \(11,\)"):
-        pipe.plan(_obs(), goal=np.zeros(3))
+    # a partial goal (e.g. a maze position) fixes the first k observation dimensions only
+    part = pipe.plan(_obs(), goal=np.array([1.1, 0.2]), batch_size=3, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(part.observations[:, -1, :2], np.broadcast_to([1.1, 0.2], (3, 2)))
+    assert not np.allclose(part.observations[:, -1, 2:], goal[2:])
+    with pytest.raises(ValueError, match=r"expected goal of shape \(at most 11,\)"):
+        pipe.plan(_obs(), goal=np.zeros(12))
+    with pytest.raises(ValueError, match="goal contains NaN"):
+        pipe.plan(_obs(), goal=np.array([np.nan, 0.0]))
 
 
 @pytest.mark.parametrize(

@@ -45,16 +45,18 @@ class WindowDataset:
     Args:
         episodes: the source episodes.
         horizon: window length H; at least one episode must be that long.
-        normalizer: fitted normalizer; fitted on all steps when ``None``.
+        normalizer: fitted normalizer; fitted on all steps (of kind ``normalizer_kind``) when ``None``.
         discount: gamma of the value targets.
         termination_penalty: added to the reward of terminal last steps.
+        normalizer_kind: ``"gaussian"`` or ``"limits"``, when the normalizer is fitted here.
 
     Raises:
         ValueError: every episode is shorter than the horizon.
     """
 
     def __init__(self, *, episodes: EpisodeSet, horizon: int, normalizer: TrajectoryNormalizer | None = None,
-                 discount: float = 0.997, termination_penalty: float = -100.0) -> None:
+                 discount: float = 0.997, termination_penalty: float = -100.0,
+                 normalizer_kind: str = "gaussian") -> None:
         lengths = np.array([len(e) for e in episodes.episodes])
         if horizon < 1 or lengths.max() < horizon:
             raise ValueError(
@@ -69,7 +71,7 @@ class WindowDataset:
             )
         obs = np.concatenate([e.observations for e in episodes.episodes])
         act = np.concatenate([e.actions for e in episodes.episodes])
-        self.normalizer = normalizer or TrajectoryNormalizer.fit(observations=obs, actions=act)
+        self.normalizer = normalizer or TrajectoryNormalizer.fit(observations=obs, actions=act, kind=normalizer_kind)
         if (self.normalizer.obs_dim, self.normalizer.act_dim) != (obs.shape[1], act.shape[1]):
             raise ValueError(
                 f"normalizer is for obs_dim {self.normalizer.obs_dim}, act_dim {self.normalizer.act_dim}; "

@@ -195,17 +195,24 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             self._samplers[sampler] = SAMPLERS[sampler].from_config(self.scheduler.config)
         return self._samplers[sampler]
 
-    def _check_obs(self, obs: Any, name: str = "observation") -> tuple[torch.Tensor, np.ndarray, bool]:
+    def _check_obs(self, obs: Any, name: str = "observation", *,
+                   partial: bool = False) -> tuple[torch.Tensor, np.ndarray, bool]:
+        """Validate ``[dim]`` or ``[n, dim]`` input (``dim = obs_dim``, or ``<= obs_dim`` when ``partial``)
+        and normalize it with the first ``dim`` observation dimensions."""
         arr = np.asarray(obs, dtype=np.float64) if not isinstance(obs, torch.Tensor) else obs.detach().cpu().double().numpy()
         single = arr.ndim == 1
-        if arr.ndim not in (1, 2) or arr.shape[-1] != self.obs_dim:
+        width = arr.shape[-1] if arr.ndim in (1, 2) else -1
+        ok = 1 <= width <= self.obs_dim if partial else width == self.obs_dim
+        if arr.ndim not in (1, 2) or not ok:
+            expected = f"at most {self.obs_dim}" if partial else f"{self.obs_dim}"
             raise ValueError(
-                f"expected {name} of shape ({self.obs_dim},) or (n_envs, {self.obs_dim}), got {arr.shape}"
+                f"expected {name} of shape ({expected},) or (n_envs, {expected}), got {arr.shape}"
             )
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf: {arr}")
         arr = np.atleast_2d(arr)
-        normed = self.normalizer.observations.normalize(arr)
+        norm = self.normalizer.observations
+        normed = (arr - norm.shift[:width]) / norm.scale[:width]
         return torch.as_tensor(normed, dtype=self.unet.dtype, device=self.device), arr, single
 
     def plan(
@@ -230,7 +237,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         Args:
             obs: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observations in original units.
-            goal: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observation to inpaint at the last step.
+            goal: ``[k]`` or ``[n_envs, k]`` (``k <= obs_dim``): the first ``k`` observation
+                dimensions to inpaint at the last step (a full state, or e.g. a maze position).
             batch_size: plans per observation.
             planning_horizon: plan length H.
             n_guide_steps: value-gradient steps per denoising step (0: unguided).
@@ -259,7 +267,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         cons = [start_state_constraint(obs_t.repeat_interleave(batch_size, 0), act_dim=self.act_dim)]
         goal_np = None
         if goal is not None:
-            goal_t, goal_np, _ = self._check_obs(goal, "goal")
+            goal_t, goal_np, _ = self._check_obs(goal, "goal", partial=True)
             if goal_t.shape[0] not in (1, n_envs):
                 raise ValueError(f"expected {n_envs} goals, got {goal_t.shape[0]}")
             goal_t = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
@@ -303,7 +311,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         # inpainted states are known exactly: undo the float32 round trip of the network's dtype
         traj[:, :, 0, self.act_dim :] = obs_np[:, None]
         if goal_np is not None:
-            traj[:, :, -1, self.act_dim :] = goal_np[:, None]
+            traj[:, :, -1, self.act_dim : self.act_dim + goal_np.shape[1]] = goal_np[:, None]
         plan = Plan(
             actions=traj[..., : self.act_dim],
             observations=traj[..., self.act_dim :],

@@ -63,12 +63,13 @@ class Planner:
         jump = (predicted - obs_norm).abs().amax(dim=1).cpu().numpy()
         return active & self._has_prev & (jump <= self.replan_threshold)
 
-    def act(self, obs: np.ndarray, *, active: np.ndarray | None = None,
+    def act(self, obs: np.ndarray, *, goal: np.ndarray | None = None, active: np.ndarray | None = None,
             generator: torch.Generator | None = None) -> np.ndarray:
         """First actions of the best plans.
 
         Args:
             obs: ``[n_envs, obs_dim]`` observations.
+            goal: ``[n_envs, k]`` goals inpainted at the plans' last step (first ``k`` obs dims).
             active: ``[n_envs]`` envs to plan for (others get zero actions and keep no plan).
             generator: random stream of the diffusion.
 
@@ -87,6 +88,8 @@ class Planner:
             if is_warm:
                 prev = self._prev[group]
                 kwargs.update(init=torch.cat([prev[:, 1:], prev[:, -1:]], dim=1), warm_start_steps=self.warm_start_steps)
+            if goal is not None:
+                kwargs["goal"] = np.asarray(goal, dtype=np.float64).reshape(self.n_envs, -1)[group]
             plan = self.pipe.plan(obs[group], generator=generator, **kwargs)
             actions[group] = plan.actions[:, 0, 0]
             best = plan.normalized[:, 0].to("cpu")

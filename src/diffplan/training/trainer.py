@@ -96,7 +96,8 @@ class Trainer:
         check_horizon(config=preset.value, horizon=train.horizon)
         self._check_progress(dataset, resume)
         self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, discount=preset.values.discount,
-                                  termination_penalty=preset.values.termination_penalty)
+                                  termination_penalty=preset.values.termination_penalty,
+                                  normalizer_kind=preset.normalizer)
         from accelerate import Accelerator
 
         log_with = "tensorboard" if _has_tensorboard() else None

@@ -1,0 +1,41 @@
+"""Goal-conditioned planning in PointMaze on a tiny waypoint dataset."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffplan.collect.collect import collect
+from diffplan.evaluation import evaluate
+from diffplan.planning import ValueGuidedRLPipeline
+from diffplan.presets import get_preset
+from diffplan.training import train
+
+
+@pytest.fixture(scope="module")
+def maze_run(minari_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=900, seed=0,
+            dataset_id="test/umaze-tiny-v0", progress=False)
+    out = tmp_path_factory.mktemp("maze") / "run"
+    preset = replace(get_preset("tiny", denoiser_steps=40, value_steps=20), normalizer="limits")
+    train(dataset="test/umaze-tiny-v0", out=out, preset=preset, device="cpu", progress=False)
+    return out
+
+
+def test_limits_normalizer_and_goal_inpainting(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    assert pipe.normalizer.observations.kind == "limits" and pipe.obs_dim == 4
+    start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    plan = pipe.plan(start, goal=goal, batch_size=3, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(start, (3, 4)))
+    np.testing.assert_array_equal(plan.observations[:, -1, :2], np.broadcast_to(goal, (3, 2)))
+
+
+def test_goal_env_evaluation_reports_success(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    res = evaluate(pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=8, progress=False,
+                   plan_kwargs={"batch_size": 2})
+    assert res.success_rate is not None and 0.0 <= res.success_rate <= 1.0
+    assert res.lengths == [8, 8] and res.normalized_score is not None
