@@ -24,28 +24,10 @@ LOCOMOTION = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"]
 MAZES = ["PointMaze_UMaze-v3", "PointMaze_Medium-v3", "PointMaze_Large-v3"]
 
 
-def returns_of(env_id: str, make_policy, episodes: int, seed: int) -> list[float]:
-    from diffplan.envs.specs import make_env
-
-    env = make_env(env_id)
-    act = make_policy(env)
-    out = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            obs, r, term, trunc, _ = env.step(act(obs))
-            total += float(r)
-            done = term or trunc
-        out.append(total)
-    env.close()
-    return out
-
-
 def main() -> None:
     import torch
 
-    from diffplan.collect.behavior import resolve_policy
+    from diffplan.collect.behavior import evaluate_policy_returns, resolve_policy
     from diffplan.collect.collect import load_sac_actor
     from diffplan.envs.maze import WaypointController
 
@@ -72,8 +54,8 @@ def main() -> None:
                 continue
             expert_policy, expert_name = (lambda env, p=path: load_sac_actor(path=p, env=env)), f"SAC expert ({path.name})"
         started = time.perf_counter()
-        rand = returns_of(env_id, random_policy, args.episodes, args.seed)
-        expert = returns_of(env_id, expert_policy, args.episodes, args.seed)
+        rand = evaluate_policy_returns(policy=random_policy, env_id=env_id, episodes=args.episodes, seed=args.seed)
+        expert = evaluate_policy_returns(policy=expert_policy, env_id=env_id, episodes=args.episodes, seed=args.seed)
         table[env_id] = {
             "random": float(np.mean(rand)), "random_stderr": float(np.std(rand, ddof=1) / np.sqrt(len(rand))),
             "expert": float(np.mean(expert)), "expert_stderr": float(np.std(expert, ddof=1) / np.sqrt(len(expert))),

@@ -22,8 +22,19 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
+class JsonConfig:
+    """``to_dict`` / ``from_dict`` for flat frozen config dataclasses (lists come back as tuples)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        return _from_dict(cls, data)
+
+
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(JsonConfig):
     """Size of a temporal U-Net (denoiser or value network), a diffusers ``UNet1DModel``.
 
     Attributes:
@@ -36,16 +47,9 @@ class UNetConfig:
     layers_per_block: int = 1
     act_fn: str = "mish"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(JsonConfig):
     """The noise schedule and the denoiser's training objective.
 
     Attributes:
@@ -60,16 +64,9 @@ class DiffusionConfig:
     prediction_type: str = "sample"
     action_weight: float = 10.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class ValueConfig:
+class ValueConfig(JsonConfig):
     """How value targets are made from rewards.
 
     Attributes:
@@ -80,16 +77,9 @@ class ValueConfig:
     discount: float = 0.997
     termination_penalty: float = -100.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValueConfig:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Optimisation settings, shared by the denoiser and value phases.
 
     Attributes:
@@ -118,16 +108,9 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class PlanConfig:
+class PlanConfig(JsonConfig):
     """Planner defaults (the keyword arguments of ``ValueGuidedRLPipeline.plan``).
 
     Attributes:
@@ -155,13 +138,6 @@ class PlanConfig:
     sampler: str = "ddpm"
     warm_start_steps: int | None = None
     replan_threshold: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PlanConfig:
-        return _from_dict(cls, data)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffplan.envs.specs import env_dims, make_env, reference_scores
+from diffplan.envs.specs import check_dims, make_env, reference_scores
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,7 @@ def evaluate(
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"expected episodes >= 1 and num_envs >= 1, got {episodes} and {num_envs}")
     num_envs = min(num_envs, episodes)
-    probe = make_env(env_id)
-    obs_dim, act_dim = env_dims(probe)
-    probe.close()
-    if (obs_dim, act_dim) != (pipe.obs_dim, pipe.act_dim):
-        raise ValueError(
-            f"the run plans obs_dim {pipe.obs_dim}, act_dim {pipe.act_dim} but {env_id} has obs_dim {obs_dim}, "
-            f"act_dim {act_dim}: this checkpoint does not match the env"
-        )
+    check_dims(env_id, obs_dim=pipe.obs_dim, act_dim=pipe.act_dim, what="this checkpoint (the run's planner)")
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)

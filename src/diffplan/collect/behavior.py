@@ -53,12 +53,12 @@ def _require_sb3() -> Any:
 
 
 def evaluate_policy_returns(
-    *, act: Any, env_id: str, episodes: int, seed: int
+    *, policy: Any, env_id: str, episodes: int, seed: int
 ) -> list[float]:
     """Undiscounted returns of ``episodes`` episodes of a policy.
 
     Args:
-        act: callable ``obs [obs_dim] -> action [act_dim]``.
+        policy: ``policy(env)`` returns the callable ``obs -> action`` that acts in ``env``.
         env_id: Gymnasium id.
         episodes: number of episodes.
         seed: the i-th episode is reset with ``seed + i``.
@@ -66,9 +66,10 @@ def evaluate_policy_returns(
     Returns:
         One return per episode.
     """
-    import gymnasium as gym
+    from diffplan.envs.specs import make_env
 
-    env = gym.make(env_id)
+    env = make_env(env_id)
+    act = policy(env)
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
@@ -145,7 +146,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
                 return self.model.predict(obs, deterministic=True)[0]
 
             returns = evaluate_policy_returns(
-                act=act, env_id=config.env_id, episodes=config.eval_episodes, seed=10_000 + step
+                policy=lambda env: act, env_id=config.env_id, episodes=config.eval_episodes, seed=10_000 + step
             )
             name = f"step_{step:08d}.safetensors"
             tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
@@ -222,7 +223,6 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
     Returns:
         The ``policies.json`` entry of this environment.
     """
-    import gymnasium as gym
     from safetensors.torch import load_file, save_file
 
     from diffplan.collect.collect import load_sac_actor
@@ -239,10 +239,8 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
         tmp = target.with_name(target.name + ".tmp")
         save_file(load_file(str(run_dir / snap["file"])), str(tmp), metadata={"env_id": env_id, "step": str(snap["step"])})
         tmp.replace(target)
-        env = gym.make(env_id)
-        act = load_sac_actor(path=target, env=env)
-        returns = evaluate_policy_returns(act=act, env_id=env_id, episodes=episodes, seed=seed)
-        env.close()
+        returns = evaluate_policy_returns(policy=lambda env, p=target: load_sac_actor(path=p, env=env),
+                                          env_id=env_id, episodes=episodes, seed=seed)
         entry[name] = {"file": f"{env_id}/{name}.safetensors", "train_step": snap["step"],
                        "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
                        "episodes": episodes, "seed": seed, "deterministic": False}

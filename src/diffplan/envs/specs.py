@@ -68,6 +68,16 @@ def env_dims(env: gym.Env) -> tuple[int, int]:
     return int(space.shape[0]), int(env.action_space.shape[0])
 
 
+def check_dims(env_id: str, *, obs_dim: int, act_dim: int, what: str) -> None:
+    """Raise a ValueError naming both sides when ``what`` (a dataset, a run) does not fit ``env_id``."""
+    env = make_env(env_id)
+    dims = env_dims(env)
+    env.close()
+    if dims != (obs_dim, act_dim):
+        raise ValueError(f"{what} has obs_dim {obs_dim}, act_dim {act_dim} but {env_id} has obs_dim {dims[0]}, "
+                         f"act_dim {dims[1]}")
+
+
 def measured_references() -> dict[str, ReferenceScores]:
     """Reference returns measured by ``benchmarks/reference_scores.py`` and shipped in the package."""
     import json

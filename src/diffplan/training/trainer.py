@@ -19,7 +19,7 @@ from diffplan.config import Preset
 from diffplan.data.episodes import EpisodeSet, load_episodes
 from diffplan.data.windows import WindowDataset
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
-from diffplan.envs.specs import env_dims, make_env, reference_scores
+from diffplan.envs.specs import check_dims, reference_scores
 from diffplan.io import atomic_write_json, read_json
 from diffplan.models import build_denoiser, build_scheduler, build_value_function, check_horizon
 from diffplan.planning.runs import RunInfo
@@ -57,16 +57,8 @@ def check_dataset_env(episodes: EpisodeSet, env_id: str | None) -> None:
     Raises:
         ValueError: they differ.
     """
-    if env_id is None:
-        return
-    env = make_env(env_id)
-    obs_dim, act_dim = env_dims(env)
-    env.close()
-    if (obs_dim, act_dim) != (episodes.obs_dim, episodes.act_dim):
-        raise ValueError(
-            f"dataset {episodes.dataset_id} has obs_dim {episodes.obs_dim}, act_dim {episodes.act_dim} but "
-            f"{env_id} has obs_dim {obs_dim}, act_dim {act_dim}"
-        )
+    if env_id is not None:
+        check_dims(env_id, obs_dim=episodes.obs_dim, act_dim=episodes.act_dim, what=f"dataset {episodes.dataset_id}")
 
 
 class Trainer:
