@@ -39,3 +39,23 @@ def test_goal_env_evaluation_reports_success(maze_run: Path) -> None:
                    plan_kwargs={"batch_size": 2})
     assert res.success_rate is not None and 0.0 <= res.success_rate <= 1.0
     assert res.lengths == [8, 8] and res.normalized_score is not None
+
+
+@pytest.mark.parametrize("mode,every", [("track", 1), ("replan", 3)])
+def test_track_and_sparse_replan_modes_with_pictures(maze_run: Path, tmp_path: Path, mode: str, every: int) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    res = evaluate(pipe=pipe, episodes=2, seed=1, num_envs=2, max_episode_steps=9, progress=False, mode=mode,
+                   replan_every=every, plots_dir=tmp_path, plan_kwargs={"batch_size": 3})
+    plans_per_episode = 1 if mode == "track" else 3
+    assert res.seconds_per_plan == pytest.approx(res.seconds_per_decision * 9 / plans_per_episode, rel=1e-6)
+    pictures = sorted(tmp_path.glob("episode_*.png"))
+    assert [p.name for p in pictures] == ["episode_000.png", "episode_001.png"]
+    assert all(p.stat().st_size > 5_000 for p in pictures)
+
+
+def test_bad_mode_and_goal(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    with pytest.raises(ValueError, match="unknown mode 'teleport'"):
+        evaluate(pipe=pipe, episodes=1, seed=0, mode="teleport", progress=False)
+    with pytest.raises(ValueError, match=r"expected goal of shape \(at most 4,\)"):
+        pipe.plan(np.zeros(4), goal=np.zeros(5))

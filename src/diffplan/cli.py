@@ -158,7 +158,9 @@ def _print_eval(res: Any) -> None:
     rows = [("env", res.env_id), ("episodes", res.episodes), ("mean return", f"{res.mean_return:.1f}"),
             ("normalized score", "n/a" if res.normalized_score is None else f"{res.normalized_score:.1f} ± {res.stderr:.1f}"),
             ("episode lengths", ", ".join(map(str, res.lengths))),
-            ("seconds / decision", f"{res.seconds_per_decision:.3f}"), ("envs planned together", res.num_envs)]
+            ("success rate", "n/a" if res.success_rate is None else f"{100 * res.success_rate:.0f} %"),
+            ("seconds / decision", f"{res.seconds_per_decision:.3f}"), ("seconds / plan", f"{res.seconds_per_plan:.3f}"),
+            ("envs planned together", res.num_envs)]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
@@ -178,7 +180,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device)
     res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, env_id=args.env_id, num_envs=args.num_envs,
-                   max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
+                   max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args), mode=args.mode,
+                   replan_every=args.replan_every, plots_dir=args.plots)
     _print_eval(res)
     _write_json(args.json, res.to_dict())
     return 0

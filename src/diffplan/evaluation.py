@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,8 @@ class EvalResult:
         normalized_score: mean normalized score (0 random, 100 expert), when references exist.
         stderr: standard error of the normalized score (of the return without references).
         success_rate: fraction of episodes that reached their goal (goal tasks only).
-        seconds_per_decision: planning wall time per env decision.
+        seconds_per_decision: acting wall time (planning and tracking) per env step.
+        seconds_per_plan: that time per plan made (equal in closed loop with replanning every step).
         num_envs: envs planned together.
         reference: the reference scores used.
         planner: the planner keyword arguments.
@@ -42,12 +44,33 @@ class EvalResult:
     stderr: float
     success_rate: float | None
     seconds_per_decision: float
+    seconds_per_plan: float
     num_envs: int
     reference: dict[str, Any] | None = None
     planner: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _plot_episode(env_id: str, episode: int, first_plans: dict[int, Any], visited: dict[int, list[np.ndarray]],
+                  plots_dir: str | Path, mode: str) -> None:
+    """Maze picture of one episode (goal envs) or the plan-vs-executed plot (others)."""
+    from diffplan.render import plot_maze, plot_plan_vs_executed
+
+    plan, goal = first_plans.get(episode, (None, None))
+    executed = np.stack(visited.pop(episode, [])) if visited.get(episode) else None
+    out = Path(plots_dir) / f"episode_{episode:03d}.png"
+    if plan is None or executed is None:
+        return
+    if env_id.startswith("PointMaze"):
+        env = make_env(env_id)
+        plot_maze(env=env, plans=plan["observations"], executed=executed, goal=goal, path=out,
+                  title=f"{env_id} episode {episode} ({mode})")
+        env.close()
+    else:
+        plot_plan_vs_executed(planned=plan["observations"][0], executed=executed, path=out,
+                              title=f"{env_id} episode {episode}")
 
 
 def _merge(old: Any, new: Any, mask: np.ndarray) -> Any:
@@ -71,6 +94,9 @@ def evaluate(
     max_episode_steps: int | None = None,
     plan_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
+    mode: str = "replan",
+    replan_every: int = 1,
+    plots_dir: str | Path | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes, acting with the first action of the best plan at every step.
 
@@ -83,6 +109,11 @@ def evaluate(
         max_episode_steps: cut episodes at this many steps (default: the env's limit).
         plan_kwargs: keyword arguments of ``pipe.plan``.
         progress: show a progress bar.
+        mode: ``"replan"`` (closed loop: plan every ``replan_every`` steps and execute the
+            planner's own actions) or ``"track"`` (plan once per episode, then follow the planned
+            states with a PD controller, as Diffuser's Maze2D results did).
+        replan_every: steps between plans in ``replan`` mode (the best plan's actions in between).
+        plots_dir: goal envs: write a maze picture of each episode's first plans and executed path.
 
     Raises:
         ValueError: no env id, bad counts, or a run whose dimensions do not match the env.
@@ -90,9 +121,15 @@ def evaluate(
     import gymnasium as gym
     from tqdm.auto import tqdm
 
+    from diffplan.envs.maze import track_action
+
     env_id = env_id or (pipe.info.env_id if pipe.info else None)
     if env_id is None:
         raise ValueError("the run records no env id; pass env_id=")
+    if mode not in ("replan", "track"):
+        raise ValueError(f"unknown mode {mode!r}; expected 'replan' or 'track'")
+    if replan_every < 1:
+        raise ValueError(f"expected replan_every >= 1, got {replan_every}")
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"expected episodes >= 1 and num_envs >= 1, got {episodes} and {num_envs}")
     num_envs = min(num_envs, episodes)
@@ -107,20 +144,44 @@ def evaluate(
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
     goal_env = isinstance(obs, dict)
     success = np.zeros(episodes, dtype=bool)
+    since_plan = np.zeros(num_envs, dtype=int)  # steps executed since each env's last plan
+    has_plan = np.zeros(num_envs, dtype=bool)
+    first_plans: dict[int, Any] = {}
+    visited: dict[int, list[np.ndarray]] = {int(i): [] for i in range(num_envs)}
     slot_episode = np.arange(num_envs)  # which episode each env runs; -1 when idle
     next_episode = num_envs
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=int)
-    plan_time, decisions, finished = 0.0, 0, 0
+    plan_time, decisions, plans, finished = 0.0, 0, 0, 0
     bar = tqdm(total=episodes, desc=f"evaluate {env_id}", unit="episode", disable=not progress)
     while finished < episodes:
         active = slot_episode >= 0
         started = time.perf_counter()
         state, goal = (obs["observation"], obs["desired_goal"]) if goal_env else (obs, None)
-        actions = planner.act(state, goal=goal, active=active, generator=generator)
+        if mode == "track":
+            need = active & ~has_plan
+        else:
+            need = active & (~has_plan | (since_plan >= replan_every))
+        actions = np.zeros((num_envs, pipe.act_dim))
+        if need.any():
+            plans += int(need.sum())
+            actions = planner.act(state, goal=goal, active=need, generator=generator)
+            since_plan[need], has_plan[need] = 0, True
+            for i in np.flatnonzero(need):
+                first_plans.setdefault(int(slot_episode[i]), (planner.plans[i], None if goal is None else goal[i]))
+        for i in np.flatnonzero(active & ~need):
+            best = planner.plans[i]
+            if mode == "track":
+                actions[i] = track_action(plan=best["observations"][0], t=int(since_plan[i]), state=state[i])
+            else:
+                actions[i] = best["actions"][0, min(int(since_plan[i]), best["actions"].shape[1] - 1)]
+        if plots_dir is not None:
+            for i in np.flatnonzero(active):
+                visited.setdefault(int(slot_episode[i]), []).append(np.asarray(state[i], dtype=np.float64))
         actions = actions.astype(envs.single_action_space.dtype)
         plan_time += time.perf_counter() - started
         decisions += int(active.sum())
         obs, rewards, terminated, truncated, infos = envs.step(actions)
+        since_plan += 1
         for i in np.flatnonzero(active):
             returns[slot_episode[i]] += rewards[i]
             lengths[slot_episode[i]] += 1
@@ -129,9 +190,12 @@ def evaluate(
         done = terminated | truncated
         if done.any():
             planner.reset(done)
+            has_plan[done] = False
             seeds: list[int | None] = [None] * num_envs
             for i in np.flatnonzero(done):
                 if slot_episode[i] >= 0:
+                    if plots_dir is not None:
+                        _plot_episode(env_id, int(slot_episode[i]), first_plans, visited, plots_dir, mode)
                     finished += 1
                     bar.update(1)
                     bar.set_postfix(ret=f"{returns[slot_episode[i]]:.0f}")
@@ -159,7 +223,8 @@ def evaluate(
         stderr=_stderr(norm if norm is not None else returns),
         success_rate=float(success.mean()) if goal_env else None,
         seconds_per_decision=plan_time / max(decisions, 1),
+        seconds_per_plan=plan_time / max(plans, 1),
         num_envs=num_envs,
         reference=asdict(refs) if refs else None,
-        planner=dict(plan_kwargs or {}),
+        planner=dict(plan_kwargs or {}) | {"mode": mode, "replan_every": replan_every},
     )

@@ -140,3 +140,55 @@ def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: st
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None, goal: np.ndarray | None,
+              path: str | Path, title: str = "") -> Path:
+    """Maze walls with sampled plans, the chosen plan and the executed path.
+
+    Args:
+        env: the PointMaze env (for its walls).
+        plans: ``[B, H, >=2]`` planned states, best first (positions in the first two dims).
+        executed: ``[T, >=2]`` visited states.
+        goal: ``[2]`` goal position.
+        path: PNG to write (atomically).
+        title: figure title.
+
+    Returns:
+        The PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from diffplan.envs.maze import wall_cells
+
+    size = env.unwrapped.maze.maze_size_scaling
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for c in wall_cells(env):
+        ax.add_patch(Rectangle((c[0] - size / 2, c[1] - size / 2), size, size, color="0.25"))
+    if plans is not None:
+        for p in plans[1:]:
+            ax.plot(p[:, 0], p[:, 1], color="tab:orange", alpha=0.25, lw=1)
+        ax.plot(plans[0][:, 0], plans[0][:, 1], color="tab:red", lw=2, label="chosen plan")
+        ax.plot(plans[0][0, 0], plans[0][0, 1], "o", color="tab:green", ms=8, label="start")
+    if executed is not None:
+        ax.plot(executed[:, 0], executed[:, 1], color="tab:blue", lw=2, label="executed")
+    if goal is not None:
+        ax.plot(goal[0], goal[1], "*", color="gold", ms=16, mec="k", label="goal")
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    ax.legend(loc="upper right", fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -86,3 +86,32 @@ class WaypointController:
         pos, vel = state[:2], state[2:4]
         target = self.waypoint(pos, obs["desired_goal"])
         return np.clip(self.p_gain * (target - pos) + self.d_gain * vel, -1.0, 1.0).astype(np.float32)
+
+
+def track_action(*, plan: np.ndarray, t: int, state: np.ndarray, p_gain: float = 1.0, d_gain: float = 1.0) -> np.ndarray:
+    """PD action that follows planned waypoints (Diffuser's Maze2D ``track`` execution).
+
+    Args:
+        plan: ``[H, 4]`` planned states ``(x, y, vx, vy)``.
+        t: steps executed since the plan was made.
+        state: ``[4]`` current state.
+        p_gain: gain on the position error to the next waypoint.
+        d_gain: gain on the velocity error to the next waypoint's velocity.
+
+    Returns:
+        ``[2]`` action in ``[-1, 1]``.
+    """
+    if t + 1 < len(plan):
+        target = plan[t + 1]
+    else:  # past the plan's end: hold its last position at rest
+        target = np.concatenate([plan[-1, :2], np.zeros(2)])
+    action = p_gain * (target[:2] - state[:2]) + d_gain * (target[2:4] - state[2:4])
+    return np.clip(action, -1.0, 1.0)
+
+
+def wall_cells(env: Any) -> list[np.ndarray]:
+    """Centres ``[2]`` of the wall cells of a PointMaze env, in world coordinates."""
+    maze = env.unwrapped.maze
+    free = maze_grid(env)
+    return [np.asarray(maze.cell_rowcol_to_xy(np.array([r, c])), dtype=np.float64)
+            for r in range(free.shape[0]) for c in range(free.shape[1]) if not free[r, c]]

@@ -36,6 +36,10 @@ class Planner:
         n_envs: environments acted for.
         **plan_kwargs: keyword arguments of ``pipe.plan``; ``warm_start_steps`` and
             ``replan_threshold`` (default: the run's planner settings) control warm starts.
+
+    Attributes:
+        plans: per env, the latest plans (best first) as ``{"observations": [B, H, S],
+            "actions": [B, H, A], "values": [B]}`` in original units.
     """
 
     def __init__(self, pipe: Any, *, n_envs: int = 1, **plan_kwargs: Any) -> None:
@@ -48,6 +52,7 @@ class Planner:
         self.stats = PlannerStats()
         self._prev: torch.Tensor | None = None  # [n_envs, H, D] best plans, normalized
         self._has_prev = np.zeros(n_envs, dtype=bool)
+        self.plans: list[Any] = [None] * n_envs  # latest Plan-like record per env (original units)
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Forget the previous plans of the envs in ``mask`` (all envs when ``None``)."""
@@ -92,6 +97,9 @@ class Planner:
                 kwargs["goal"] = np.asarray(goal, dtype=np.float64).reshape(self.n_envs, -1)[group]
             plan = self.pipe.plan(obs[group], generator=generator, **kwargs)
             actions[group] = plan.actions[:, 0, 0]
+            for j, env in enumerate(group):
+                self.plans[env] = {"observations": plan.observations[j], "actions": plan.actions[j],
+                                   "values": plan.values[j]}
             best = plan.normalized[:, 0].to("cpu")
             if self._prev is None:
                 self._prev = torch.zeros(self.n_envs, *best.shape[1:], dtype=best.dtype)
