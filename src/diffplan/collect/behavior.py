@@ -238,6 +238,7 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
         target = dest / env_id / f"{name}.safetensors"
         tmp = target.with_name(target.name + ".tmp")
         save_file(load_file(str(run_dir / snap["file"])), str(tmp), metadata={"env_id": env_id, "step": str(snap["step"])})
+        tmp.chmod(0o644)
         tmp.replace(target)
         returns = evaluate_policy_returns(policy=lambda env, p=target: load_sac_actor(path=p, env=env),
                                           env_id=env_id, episodes=episodes, seed=seed)
