@@ -75,3 +75,24 @@ def test_dpm_solver_sampler(pipe: ValueGuidedRLPipeline) -> None:
                      generator=torch.Generator().manual_seed(0))
     assert np.isfinite(plan.actions).all()
     np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(1)[0], (4, 11)))
+
+
+def test_pipeline_call_warm_starts_with_fast_config(pipe: ValueGuidedRLPipeline) -> None:
+    fast = dict(batch_size=4, n_guide_steps=1, sampler="ddim", num_inference_steps=5, warm_start_steps=2)
+    counter = _CountCalls(pipe.unet)
+    try:
+        pipe.reset()
+        obs = _obs(1)[0]
+        assert pipe(obs, **fast).shape == (3,)
+        assert counter.n == 5  # first decision: cold, every DDIM step
+        counter.n = 0
+        pipe(obs, **fast)
+        assert counter.n == 2  # then warm-started from the remembered plan
+        pipe.reset()
+        counter.n = 0
+        pipe(obs, **fast)
+        assert counter.n == 5
+        assert pipe(_obs(2), **fast).shape == (2, 3)  # batched envs get their own memory
+    finally:
+        counter.handle.remove()
+        pipe.reset()

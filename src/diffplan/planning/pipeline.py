@@ -112,6 +112,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         self.info = info
         self._samplers: dict[str, Any] = {}
         self._compiled: dict[str, Any] = {}
+        self._planner: Any = None
+        self._planner_kwargs: dict[str, Any] = {}
 
     @property
     def obs_dim(self) -> int:
@@ -334,11 +336,29 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         """First action of the best plan: ``[obs_dim] -> [act_dim]`` or ``[n_envs, obs_dim] -> [n_envs, act_dim]``.
 
         Same positional signature as diffusers' pipeline; ``None`` takes the run's defaults
-        (for the ``paper`` preset: 64, 32, 2, 0.1). Further keywords go to :meth:`plan`.
+        (for the ``paper`` preset: 64, 32, 2, 0.1). Further keywords go to :meth:`plan`. With
+        ``warm_start_steps`` the pipeline remembers its last plans and warm-starts the next call
+        from them (see :class:`~diffplan.planning.planner.Planner`); call :meth:`reset` between
+        episodes (a large state jump also plans from scratch).
         """
-        plan = self.plan(obs, batch_size=batch_size, planning_horizon=planning_horizon,
-                         n_guide_steps=n_guide_steps, scale=scale, **kwargs)
-        return plan.actions[..., 0, 0, :]
+        kwargs.update({k: v for k, v in (("batch_size", batch_size), ("planning_horizon", planning_horizon),
+                                         ("n_guide_steps", n_guide_steps), ("scale", scale)) if v is not None})
+        if kwargs.get("warm_start_steps") is None and self.plan_config.warm_start_steps is None:
+            return self.plan(obs, **kwargs).actions[..., 0, 0, :]
+        from diffplan.planning.planner import Planner
+
+        arr = np.asarray(obs, dtype=np.float64)
+        n_envs = 1 if arr.ndim == 1 else arr.shape[0]
+        generator = kwargs.pop("generator", None)
+        if self._planner is None or self._planner.n_envs != n_envs or self._planner_kwargs != kwargs:
+            self._planner, self._planner_kwargs = Planner(self, n_envs=n_envs, **dict(kwargs)), dict(kwargs)
+        actions = self._planner.act(arr.reshape(n_envs, -1) if arr.ndim == 1 else arr, generator=generator)
+        return actions[0] if arr.ndim == 1 else actions
+
+    def reset(self) -> None:
+        """Forget the plans remembered for warm starts (call at the start of an episode)."""
+        if self._planner is not None:
+            self._planner.reset()
 
 
 def _blocks(unet: UNet1DModel) -> Any:
