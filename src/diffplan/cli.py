@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-id", help="environment (default: the run's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--mode", choices=["replan", "track"], default="replan",
+                   help="replan: closed loop with the planner's actions; track: plan once, PD-follow the plan")
+    p.add_argument("--replan-every", type=int, default=1, help="steps between plans in replan mode")
+    p.add_argument("--plots", help="folder for a picture of each episode's plans and executed path")
     _add_planner_flags(p)
 
     p = sub.add_parser("render", help="video of one episode and a plot of planned vs executed states")
