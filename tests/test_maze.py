@@ -59,3 +59,12 @@ def test_bad_mode_and_goal(maze_run: Path) -> None:
         evaluate(pipe=pipe, episodes=1, seed=0, mode="teleport", progress=False)
     with pytest.raises(ValueError, match=r"expected goal of shape \(at most 4,\)"):
         pipe.plan(np.zeros(4), goal=np.zeros(5))
+
+
+def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from diffplan.cli import main
+
+    assert main(["evaluate", str(maze_run), "--mode", "track", "--episodes", "1", "--max-episode-steps", "5",
+                 "--batch-size", "2", "--plots", str(tmp_path / "pics")]) == 0
+    assert "success rate" in capsys.readouterr().out
+    assert (tmp_path / "pics" / "episode_000.png").is_file()
