@@ -68,3 +68,19 @@ def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, caps
                  "--batch-size", "2", "--plots", str(tmp_path / "pics")]) == 0
     assert "success rate" in capsys.readouterr().out
     assert (tmp_path / "pics" / "episode_000.png").is_file()
+
+
+def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
+    """Maze presets train no value network: plans come from inpainting alone."""
+    preset = get_preset("maze-small", denoiser_steps=5, horizon=16)
+    preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
+                     diffusion=replace(preset.diffusion, num_train_timesteps=8))
+    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=300, seed=2, dataset_id="test/umaze-vf-v0",
+            progress=False)
+    train(dataset="test/umaze-vf-v0", out=tmp_path / "run", preset=preset, device="cpu", progress=False)
+    assert not (tmp_path / "run" / "value_function").exists()
+    pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.value_function is None
+    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=2, generator=torch.Generator().manual_seed(0))
+    assert np.all(plan.values == 0) and plan.observations.shape == (2, 16, 4)
+    np.testing.assert_array_equal(plan.observations[:, -1, :2], [[1.0, 0.5], [1.0, 0.5]])

@@ -33,14 +33,16 @@ def test_paper_preset_is_the_published_hopper_architecture() -> None:
 def test_horizon_checks() -> None:
     cfg = UNetConfig(block_out_channels=(32, 64, 128, 256))
     check_horizon(config=cfg, horizon=32)
+    check_horizon(config=cfg, horizon=32, value_network=True)
+    check_horizon(config=cfg, horizon=128)  # the denoiser takes any multiple of 8
     with pytest.raises(ValueError, match="multiple of 8"):
         check_horizon(config=cfg, horizon=12)
-    with pytest.raises(ValueError, match="no larger than 64"):
-        check_horizon(config=cfg, horizon=128)
+    with pytest.raises(ValueError, match="value network: expected at most 64"):
+        check_horizon(config=cfg, horizon=128, value_network=True)
 
 
 def test_unknown_preset_and_override() -> None:
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['paper', 'small', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['maze-large', .*'tiny'\]"):
         get_preset("huge")
     with pytest.raises(ValueError, match="unknown training settings"):
         get_preset("tiny", epochs=3)
@@ -51,3 +53,14 @@ def test_unknown_preset_and_override() -> None:
 def test_preset_json_round_trip() -> None:
     p = get_preset("small")
     assert Preset.from_dict(p.to_dict()) == p
+
+
+@pytest.mark.parametrize("name,horizon,steps", [("maze-umaze", 128, 64), ("maze-medium", 256, 256),
+                                                ("maze-large", 384, 256), ("maze-small", 128, 32)])
+def test_maze_presets_are_the_paper_sizes(name: str, horizon: int, steps: int) -> None:
+    preset = get_preset(name)
+    assert preset.train.horizon == horizon and preset.diffusion.num_train_timesteps == steps
+    assert preset.normalizer == "limits" and preset.train.value_steps == 0
+    check_horizon(config=preset.unet, horizon=horizon)
+    unet = build_denoiser(config=preset.unet, transition_dim=6)
+    assert unet(torch.randn(1, 6, horizon), torch.tensor([1])).sample.shape == (1, 6, horizon)

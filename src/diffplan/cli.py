@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the denoiser and the value network")
     p.add_argument("dataset", help="Minari dataset id or D4RL-style .hdf5 file")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--preset", default="small", help="tiny, small or paper")
+    p.add_argument("--preset", default="small", help="tiny, small, paper, maze-small, maze-umaze, maze-medium, maze-large")
     p.add_argument("--env-id", help="environment (default: the dataset's)")
     p.add_argument("--denoiser-steps", type=int)
     p.add_argument("--value-steps", type=int)

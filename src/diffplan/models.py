@@ -35,22 +35,28 @@ def _common(config: UNetConfig, transition_dim: int) -> dict[str, Any]:
     )
 
 
-def check_horizon(*, config: UNetConfig, horizon: int) -> None:
-    """Check that both networks of ``config`` accept windows of length ``horizon``.
+def check_horizon(*, config: UNetConfig, horizon: int, value_network: bool = False) -> None:
+    """Check that a network of ``config`` accepts windows of length ``horizon``.
 
     The denoiser halves the horizon ``n_blocks - 1`` times and doubles it back, so the horizon
     must be divisible by ``2 ** (n_blocks - 1)``; the value network reduces it to length 1 in
     ``n_blocks + 2`` halvings, so it must be at most ``2 ** (n_blocks + 2)``.
 
+    Args:
+        config: the network's size.
+        horizon: window length H.
+        value_network: check the value network's bound instead of the denoiser's.
+
     Raises:
         ValueError: the horizon does not fit.
     """
     n = len(config.block_out_channels)
-    if horizon < 1 or horizon % 2 ** (n - 1) or horizon > 2 ** (n + 2):
-        raise ValueError(
-            f"horizon {horizon} does not fit a {n}-block U-Net: expected a multiple of {2 ** (n - 1)} "
-            f"no larger than {2 ** (n + 2)}"
-        )
+    if value_network:
+        if not 1 <= horizon <= 2 ** (n + 2):
+            raise ValueError(f"horizon {horizon} does not fit a {n}-block value network: expected at most "
+                             f"{2 ** (n + 2)} (use more blocks, or no value network)")
+    elif horizon < 1 or horizon % 2 ** (n - 1):
+        raise ValueError(f"horizon {horizon} does not fit a {n}-block denoiser: expected a multiple of {2 ** (n - 1)}")
 
 
 def build_denoiser(*, config: UNetConfig, transition_dim: int) -> UNet1DModel:

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from diffplan.config import PlanConfig, Preset, TrainConfig, UNetConfig
+from diffplan.config import DiffusionConfig, PlanConfig, Preset, TrainConfig, UNetConfig
+
+
+def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], train_steps: int) -> Preset:
+    """Maze2D-style preset: limits normalizer, no value network (goals by inpainting), batch 8 plans."""
+    return Preset(
+        name=name,
+        unet=UNetConfig(block_out_channels=channels),
+        value=UNetConfig(block_out_channels=channels),
+        diffusion=DiffusionConfig(num_train_timesteps=steps, action_weight=1.0),
+        train=TrainConfig(horizon=horizon, batch_size=32, denoiser_steps=train_steps, value_steps=0,
+                          gradient_accumulation_steps=1, ema_start=1_000),
+        plan=PlanConfig(batch_size=8, planning_horizon=horizon, n_guide_steps=0),
+        normalizer="limits",
+    )
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -47,6 +61,12 @@ PRESETS: dict[str, Preset] = {
         value=UNetConfig(block_out_channels=(32, 64, 128, 256)),
         train=TrainConfig(horizon=32, batch_size=32, denoiser_steps=1_000_000, value_steps=200_000),
     ),
+    # Maze2D sizes of the paper (jannerm/diffuser config/maze2d.py: dim_mults (1, 4, 8)).
+    "maze-umaze": _maze("maze-umaze", horizon=128, steps=64, channels=(32, 128, 256), train_steps=2_000_000),
+    "maze-medium": _maze("maze-medium", horizon=256, steps=256, channels=(32, 128, 256), train_steps=2_000_000),
+    "maze-large": _maze("maze-large", horizon=384, steps=256, channels=(32, 128, 256), train_steps=2_000_000),
+    # trains on 2 CPU cores: a smaller net and 32 diffusion steps
+    "maze-small": _maze("maze-small", horizon=128, steps=32, channels=(32, 64, 128), train_steps=20_000),
 }
 
 

@@ -64,7 +64,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
     """Value-guided diffusion planner (Janner et al., 2022) as a diffusers pipeline.
 
     Args:
-        value_function: value network ``UNet1DModel`` ``[B, D, H] -> [B, 1]``.
+        value_function: value network ``UNet1DModel`` ``[B, D, H] -> [B, 1]``; ``None`` for
+            goal-reaching runs planned by inpainting alone (no guidance, plans left unranked).
         unet: denoiser ``UNet1DModel`` ``[B, D, H] -> [B, D, H]``.
         scheduler: ``DDPMScheduler`` or ``DDIMScheduler`` whose ``prediction_type`` is the
             denoiser's output.
@@ -76,10 +77,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "value_function->unet"
+    _optional_components = ["value_function"]
 
     def __init__(
         self,
-        value_function: UNet1DModel,
+        value_function: UNet1DModel | None,
         unet: UNet1DModel,
         scheduler: DDPMScheduler | DDIMScheduler,
         env: Any = None,
@@ -102,7 +104,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 f"the denoiser takes {transition} channels but the normalizer has act_dim {normalizer.act_dim} "
                 f"+ obs_dim {normalizer.obs_dim}"
             )
-        if value_function.config.in_channels != transition:
+        if value_function is not None and value_function.config.in_channels != transition:
             raise ValueError(
                 f"denoiser takes {transition} channels, value function {value_function.config.in_channels}"
             )
@@ -181,8 +183,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Returns:
             ``self``, for chaining.
         """
-        self._compiled = {"unet": torch.compile(self.unet, mode=mode),
-                          "value_function": torch.compile(self.value_function, mode=mode)}
+        self._compiled = {name: torch.compile(getattr(self, name), mode=mode)
+                          for name in ("unet", "value_function") if getattr(self, name) is not None}
         return self
 
     # ------------------------------------------------------------------ planning
@@ -264,6 +266,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         horizon = planning_horizon or cfg.planning_horizon
         steps = num_inference_steps or cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
         check_horizon(config=_blocks(self.unet), horizon=horizon)
+        if self.value_function is not None:
+            check_horizon(config=_blocks(self.value_function), horizon=horizon, value_network=True)
         obs_t, obs_np, single = self._check_obs(obs)
         n_envs = obs_t.shape[0]
         cons = [start_state_constraint(obs_t.repeat_interleave(batch_size, 0), act_dim=self.act_dim)]
@@ -276,6 +280,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             cons.append(Constraint(index=-1, start=self.act_dim, values=goal_t))
         cons += list(constraints or [])
         guide_steps = cfg.n_guide_steps if n_guide_steps is None else n_guide_steps
+        if self.value_function is None:
+            guide_steps = 0
         unet = self._compiled.get("unet", self.unet)
         value_function = self._compiled.get("value_function", self.value_function)
         guidance = Guidance(
@@ -304,7 +310,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, timesteps=timesteps,
                           guidance=guidance if guide_steps > 0 else None, generator=generator)
         with torch.no_grad():
-            values = value(value_function, x).view(n_envs, batch_size)
+            if value_function is None:  # unranked: sampling order
+                values = torch.zeros(n_envs, batch_size, device=x.device)
+            else:
+                values = value(value_function, x).view(n_envs, batch_size)
         order = values.argsort(dim=1, descending=True)
         x = x.view(n_envs, batch_size, horizon, -1)
         x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))

@@ -159,12 +159,14 @@ def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, An
             )
         info = RunInfo.from_dict(read_json(info_path), where=str(info_path))
     unet = _load_model(path, "unet")
-    value_function = _load_model(path, "value_function")
+    index = read_json(path / "model_index.json") if (path / "model_index.json").is_file() else {}
+    no_value = index.get("value_function") in ([None, None], None) and "value_function" in index
+    value_function = None if no_value else _load_model(path, "value_function")
     scheduler = _load_scheduler(path)
     if info is not None:
         want = info.normalizer.act_dim + info.normalizer.obs_dim
         for name, model in (("unet", unet), ("value_function", value_function)):
-            if model.config.in_channels != want:
+            if model is not None and model.config.in_channels != want:
                 raise ValueError(
                     f"{path}/{name} takes {model.config.in_channels} channels but {RUN_INFO} records "
                     f"act_dim + obs_dim = {want}"

@@ -85,7 +85,8 @@ class Trainer:
         check_dataset_env(self.episodes, self.env_id)
         train = preset.train
         check_horizon(config=preset.unet, horizon=train.horizon)
-        check_horizon(config=preset.value, horizon=train.horizon)
+        if train.value_steps > 0:
+            check_horizon(config=preset.value, horizon=train.horizon, value_network=True)
         self._check_progress(dataset, resume)
         self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, discount=preset.values.discount,
                                   termination_penalty=preset.values.termination_penalty,
@@ -217,8 +218,11 @@ class Trainer:
 
         if self.accelerator.is_main_process:
             self.accelerator.init_trackers("diffplan")
-        models, states, rates = {}, {}, {}
+        models: dict[str, torch.nn.Module | None] = {"value_function": None}
+        states, rates = {}, {}
         for phase in PHASES:
+            if phase == "value_function" and self.preset.train.value_steps == 0:
+                continue  # goal-reaching by inpainting alone: no value network
             models[phase], states[phase], rates[phase] = self._run_phase(phase)
         self.accelerator.end_training()
         if not self.accelerator.is_main_process:
