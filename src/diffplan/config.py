@@ -26,10 +26,12 @@ class JsonConfig:
     """``to_dict`` / ``from_dict`` for flat frozen config dataclasses (lists come back as tuples)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this object."""
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record)."""
         return _from_dict(cls, data)
 
 
@@ -165,10 +167,12 @@ class Preset:
     normalizer: str = "gaussian"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this object."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preset:
+        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record)."""
         return cls(
             name=data["name"],
             unet=UNetConfig.from_dict(data["unet"]),

@@ -50,6 +50,7 @@ class EvalResult:
     planner: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this object."""
         return asdict(self)
 
 

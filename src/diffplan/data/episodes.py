@@ -49,14 +49,17 @@ class EpisodeSet:
 
     @property
     def obs_dim(self) -> int:
+        """Observation dimensions S."""
         return int(self.episodes[0].observations.shape[1])
 
     @property
     def act_dim(self) -> int:
+        """Action dimensions A."""
         return int(self.episodes[0].actions.shape[1])
 
     @property
     def num_steps(self) -> int:
+        """Total steps over all episodes."""
         return sum(len(e) for e in self.episodes)
 
     def returns(self) -> np.ndarray:

@@ -39,6 +39,7 @@ class DimNormalizer:
 
     @property
     def dim(self) -> int:
+        """Number of dimensions."""
         return int(self.shift.shape[0])
 
     @classmethod
@@ -66,10 +67,12 @@ class DimNormalizer:
         return x * _like(self.scale, x) + _like(self.shift, x)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this object."""
         return {"kind": self.kind, "shift": self.shift.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DimNormalizer:
+        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record)."""
         shift = np.asarray(data["shift"], dtype=np.float64)
         scale = np.asarray(data["scale"], dtype=np.float64)
         if shift.shape != scale.shape or shift.ndim != 1:
@@ -93,10 +96,12 @@ class TrajectoryNormalizer:
 
     @property
     def obs_dim(self) -> int:
+        """Observation dimensions S."""
         return self.observations.dim
 
     @property
     def act_dim(self) -> int:
+        """Action dimensions A."""
         return self.actions.dim
 
     @classmethod
@@ -129,10 +134,12 @@ class TrajectoryNormalizer:
         return torch.cat(parts, -1) if isinstance(x, torch.Tensor) else np.concatenate(parts, -1)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this object."""
         return {"observations": self.observations.to_dict(), "actions": self.actions.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrajectoryNormalizer:
+        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record)."""
         try:
             return cls(
                 observations=DimNormalizer.from_dict(data["observations"]),

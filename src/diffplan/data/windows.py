@@ -97,6 +97,7 @@ class WindowDataset:
 
     @property
     def transition_dim(self) -> int:
+        """Channels of a trajectory step, ``act_dim + obs_dim``."""
         return self.act_dim + self.obs_dim
 
     def __len__(self) -> int:

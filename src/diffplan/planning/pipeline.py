@@ -119,10 +119,12 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
     @property
     def obs_dim(self) -> int:
+        """Observation dimensions S."""
         return self.normalizer.obs_dim
 
     @property
     def act_dim(self) -> int:
+        """Action dimensions A."""
         return self.normalizer.act_dim
 
     # ------------------------------------------------------------------ loading and saving

@@ -47,6 +47,7 @@ class RunInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of this object."""
         return {
             "format_version": FORMAT_VERSION,
             "env_id": self.env_id,
@@ -64,6 +65,7 @@ class RunInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = RUN_INFO) -> RunInfo:
+        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record)."""
         try:
             if data.get("format_version") != FORMAT_VERSION:
                 raise ValueError(f"format_version {data.get('format_version')!r}, expected {FORMAT_VERSION}")
