@@ -39,6 +39,15 @@ def stats(dataset_id: str, seconds: float) -> dict:
             "seconds": seconds, "date": date.today().isoformat()}
 
 
+def save(path: Path, rows: dict) -> None:
+    """Merge ``rows`` into the JSON file (re-read first: several envs may be generated at once)."""
+    from diffplan.io import atomic_write_json
+
+    table = json.loads(path.read_text()) if path.exists() else {}
+    table.update(rows)
+    atomic_write_json(path, table)
+
+
 def main() -> None:
     import minari
 
@@ -63,6 +72,7 @@ def main() -> None:
         if dataset_exists(dataset_id):
             print(f"{dataset_id} exists, measuring it as it is")
             table[dataset_id] = stats(dataset_id, table.get(dataset_id, {}).get("seconds", float("nan")))
+            save(out_path, {dataset_id: table[dataset_id]})
             continue
         started = time.perf_counter()
         if kind == "random":
@@ -81,8 +91,7 @@ def main() -> None:
             parts = [minari.load_dataset(f"diffplan/{family}/{k}-v0") for k in ("medium", "expert")]
             minari.combine_datasets(parts, dataset_id)
         table[dataset_id] = stats(dataset_id, time.perf_counter() - started)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(json.dumps(table, indent=2) + "\n")
+        save(out_path, {dataset_id: table[dataset_id]})
     print(f"\n{'dataset':<36}{'episodes':>9}{'steps':>9}{'mean return':>13}{'normalized':>12}{'seconds':>9}")
     for dataset_id, row in sorted(table.items()):
         if row["env_id"] != args.env_id:
