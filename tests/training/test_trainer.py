@@ -66,6 +66,7 @@ def test_bad_training_inputs(hopper_dataset: str, tmp_path: Path) -> None:
         Trainer(dataset="nope/none-v0", out=tmp_path / "a", preset=get_preset("tiny"))
     with pytest.raises(ValueError, match="horizon 2048 is longer than every episode"):
         _long_horizon(hopper_dataset, tmp_path)
+    assert not (tmp_path / "b").exists()  # a refused run leaves nothing behind
     with pytest.raises(ValueError, match="unknown environment id 'Nope-v9'"):
         Trainer(dataset=hopper_dataset, out=tmp_path / "c", preset=get_preset("tiny"), env_id="Nope-v9")
 

@@ -87,10 +87,10 @@ class Trainer:
         check_horizon(config=preset.unet, horizon=train.horizon)
         if train.value_steps > 0:
             check_horizon(config=preset.value, horizon=train.horizon, value_network=True)
-        self._check_progress(dataset, resume)
         self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, discount=preset.values.discount,
                                   termination_penalty=preset.values.termination_penalty,
                                   normalizer_kind=preset.normalizer)
+        self._check_progress(dataset, resume)  # last: writes nothing before every check has passed
         from accelerate import Accelerator
 
         log_with = "tensorboard" if _has_tensorboard() else None
@@ -116,19 +116,20 @@ class Trainer:
         atomic_write_json(path, record)
 
     # ------------------------------------------------------------------ losses
-    def _noised(self, x0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, list[Constraint]]:
+    def _noised(self, x0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noised windows ``x_t`` with the clean start state inpainted, their steps ``t`` and the noise."""
         batch = x0.shape[0]
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         xt = self.scheduler.add_noise(x0, noise, t)
         cond = [Constraint(index=0, start=self.data.act_dim, values=x0[:, 0, self.data.act_dim:])]
-        return apply_constraints(xt, cond), t, [noise]
+        return apply_constraints(xt, cond), t, noise
 
     def _denoiser_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
         dev = self.accelerator.device
         g = _step_generator(self.preset.train.seed, 0, step * 1000 + micro, self.accelerator.process_index)
         x0, _ = self.data.sample(self.preset.train.batch_size, generator=g)
-        xt, t, (noise,) = self._noised(x0, g)
+        xt, t, noise = self._noised(x0, g)
         pred = model(xt.to(dev).permute(0, 2, 1), t.to(dev)).sample.permute(0, 2, 1)
         target = x0 if self.preset.diffusion.prediction_type == "sample" else noise
         return (self._weights.to(dev) * (pred - target.to(dev)) ** 2).mean()
