@@ -84,3 +84,14 @@ def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=2, generator=torch.Generator().manual_seed(0))
     assert np.all(plan.values == 0) and plan.observations.shape == (2, 16, 4)
     np.testing.assert_array_equal(plan.observations[:, -1, :2], [[1.0, 0.5], [1.0, 0.5]])
+
+
+def test_denoising_strip_picture(maze_run: Path, tmp_path: Path) -> None:
+    from diffplan.envs.specs import make_env
+    from diffplan.render import plot_denoising
+
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    env = make_env("PointMaze_UMaze-v3")
+    out = plot_denoising(pipe=pipe, obs=np.array([-1.0, -1.0, 0, 0]), goal=np.array([1.0, 1.0]), env=env,
+                         path=tmp_path / "strip.png", panels=4)
+    assert out.is_file() and out.stat().st_size > 5_000

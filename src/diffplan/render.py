@@ -142,6 +142,17 @@ def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: st
     return path
 
 
+def _maze_limits(ax: Any, env: Any) -> None:
+    """Same square frame (the maze's outer walls) for every maze picture."""
+    from diffplan.envs.maze import wall_cells
+
+    cells = np.stack(wall_cells(env))
+    half = env.unwrapped.maze.maze_size_scaling / 2
+    ax.set_xlim(cells[:, 0].min() - half, cells[:, 0].max() + half)
+    ax.set_ylim(cells[:, 1].min() - half, cells[:, 1].max() + half)
+    ax.set_aspect("equal")
+
+
 def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None, goal: np.ndarray | None,
               path: str | Path, title: str = "") -> Path:
     """Maze walls with sampled plans, the chosen plan and the executed path.
@@ -178,8 +189,7 @@ def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None
         ax.plot(executed[:, 0], executed[:, 1], color="tab:blue", lw=2, label="executed")
     if goal is not None:
         ax.plot(goal[0], goal[1], "*", color="gold", ms=16, mec="k", label="goal")
-    ax.set_aspect("equal")
-    ax.autoscale_view()
+    _maze_limits(ax, env)
     ax.legend(loc="upper right", fontsize=7)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
@@ -189,6 +199,71 @@ def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.ndarray | None = None,
+                   env: Any = None, panels: int = 5, seed: int = 0, plan_kwargs: dict[str, Any] | None = None) -> Path:
+    """A strip of one plan at several denoising steps, from noise to the final plan.
+
+    Mazes (``env`` given): the plan's positions over the walls. Other envs: the first state
+    dimensions over the horizon.
+
+    Args:
+        pipe: a ``ValueGuidedRLPipeline``.
+        obs: ``[obs_dim]`` start observation.
+        path: PNG to write (atomically).
+        goal: ``[k]`` goal inpainted at the last step.
+        env: a PointMaze env for the walls.
+        panels: number of denoising steps shown (evenly spaced, the last one included).
+        seed: planner seed.
+        plan_kwargs: keyword arguments of ``pipe.plan``.
+
+    Returns:
+        The PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    snapshots: list[tuple[int, np.ndarray]] = []
+
+    def keep(t: int, x: torch.Tensor) -> None:
+        snapshots.append((t, pipe.normalizer.unnormalize(x[0].detach().double().cpu().numpy())[:, pipe.act_dim :]))
+
+    kwargs = dict(plan_kwargs or {}) | {"batch_size": 2}  # the first plan is drawn
+    pipe.plan(obs, goal=goal, generator=torch.Generator().manual_seed(seed), callback=keep, **kwargs)
+    picks = np.unique(np.linspace(0, len(snapshots) - 1, min(panels, len(snapshots))).round().astype(int))
+    fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3), squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        t, states = snapshots[i]
+        if env is not None:
+            from matplotlib.patches import Rectangle
+
+            from diffplan.envs.maze import wall_cells
+
+            size = env.unwrapped.maze.maze_size_scaling
+            for c in wall_cells(env):
+                ax.add_patch(Rectangle((c[0] - size / 2, c[1] - size / 2), size, size, color="0.25"))
+            ax.plot(states[:, 0], states[:, 1], "-o", ms=2, color="tab:red")
+            if goal is not None:
+                ax.plot(goal[0], goal[1], "*", color="gold", ms=12, mec="k")
+            _maze_limits(ax, env)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.plot(states[:, : min(3, states.shape[1])])
+            ax.set_xlabel("plan step")
+        ax.set_title(f"after step t={t}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=90)
     plt.close(fig)
     tmp.replace(path)
     return path

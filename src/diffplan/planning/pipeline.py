@@ -238,6 +238,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
         warm_start_steps: int | None = None,
+        callback: Any = None,
     ) -> Plan:
         """Sample plans that start at ``obs`` (and end at ``goal``), guided by the value network.
 
@@ -259,6 +260,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 start): they are noised to the level of the last ``warm_start_steps`` steps of
                 the schedule and denoised from there. ``None``: from pure noise.
             warm_start_steps: denoising steps run from ``init`` (at most ``num_inference_steps``).
+            callback: called as ``callback(t, x)`` after every denoising step with the normalized
+                plans ``x: [n_envs * batch, H, act_dim + obs_dim]`` (for pictures of the process).
 
         Returns:
             The plans, best first (see :class:`Plan`).
@@ -310,7 +313,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             clean = init.to(self.device, self.unet.dtype).repeat_interleave(batch_size, 0)
             x = scheduler.add_noise(clean, x, start)
         x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, timesteps=timesteps,
-                          guidance=guidance if guide_steps > 0 else None, generator=generator)
+                          guidance=guidance if guide_steps > 0 else None, generator=generator, callback=callback)
         with torch.no_grad():
             if value_function is None:  # unranked: sampling order
                 values = torch.zeros(n_envs, batch_size, device=x.device)
