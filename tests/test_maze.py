@@ -64,10 +64,28 @@ def test_bad_mode_and_goal(maze_run: Path) -> None:
 def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from diffplan.cli import main
 
-    assert main(["evaluate", str(maze_run), "--mode", "track", "--episodes", "1", "--max-episode-steps", "5",
-                 "--batch-size", "2", "--plots", str(tmp_path / "pics")]) == 0
+    out_json = tmp_path / "e.json"
+    assert main(["evaluate", str(maze_run), "--mode", "track", "--episodes", "2", "--max-episode-steps", "5",
+                 "--batch-size", "2", "--plots", str(tmp_path / "pics"), "--task", "single",
+                 "--json", str(out_json)]) == 0
     assert "success rate" in capsys.readouterr().out
     assert (tmp_path / "pics" / "episode_000.png").is_file()
+    import json
+
+    assert json.loads(out_json.read_text())["planner"]["task"] == "single"
+
+
+def test_single_task_uses_the_fixed_goal(maze_run: Path) -> None:
+    from diffplan.envs.maze import FIXED_GOAL_CELLS
+    from diffplan.envs.specs import make_env
+
+    env = make_env("PointMaze_UMaze-v3")
+    obs, _ = env.reset(seed=0, options={"goal_cell": np.array(FIXED_GOAL_CELLS["PointMaze_UMaze-v3"])})
+    cell = env.unwrapped.maze.cell_xy_to_rowcol(obs["desired_goal"])
+    assert tuple(int(c) for c in cell) == FIXED_GOAL_CELLS["PointMaze_UMaze-v3"]
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    with pytest.raises(ValueError, match="task 'single' needs a fixed goal"):
+        evaluate(pipe=pipe, episodes=1, seed=0, env_id="PointMaze_Open-v3", task="single", progress=False)
 
 
 def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:

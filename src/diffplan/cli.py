@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replan: closed loop with the planner's actions; track: plan once, PD-follow the plan")
     p.add_argument("--replan-every", type=int, default=1, help="steps between plans in replan mode")
     p.add_argument("--plots", help="folder for a picture of each episode's plans and executed path")
+    p.add_argument("--task", choices=["multi", "single"], default="multi",
+                   help="PointMaze: a random goal per episode (multi) or the maze's fixed goal (single)")
     _add_planner_flags(p)
 
     p = sub.add_parser("render", help="video of one episode and a plot of planned vs executed states")
@@ -185,7 +187,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device)
     res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, env_id=args.env_id, num_envs=args.num_envs,
                    max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args), mode=args.mode,
-                   replan_every=args.replan_every, plots_dir=args.plots)
+                   replan_every=args.replan_every, plots_dir=args.plots, task=args.task)
     _print_eval(res)
     _write_json(args.json, res.to_dict())
     return 0

@@ -98,6 +98,7 @@ def evaluate(
     mode: str = "replan",
     replan_every: int = 1,
     plots_dir: str | Path | None = None,
+    task: str = "multi",
 ) -> EvalResult:
     """Run ``episodes`` episodes, acting with the first action of the best plan at every step.
 
@@ -115,6 +116,8 @@ def evaluate(
             states with a PD controller, as Diffuser's Maze2D results did).
         replan_every: steps between plans in ``replan`` mode (the best plan's actions in between).
         plots_dir: goal envs: write a maze picture of each episode's first plans and executed path.
+        task: PointMaze only: ``"multi"`` (a random goal each episode, Multi2D) or ``"single"``
+            (the fixed goal cell of ``diffplan.envs.maze.FIXED_GOAL_CELLS``, Maze2D).
 
     Raises:
         ValueError: no env id, bad counts, or a run whose dimensions do not match the env.
@@ -129,6 +132,15 @@ def evaluate(
         raise ValueError("the run records no env id; pass env_id=")
     if mode not in ("replan", "track"):
         raise ValueError(f"unknown mode {mode!r}; expected 'replan' or 'track'")
+    if task not in ("multi", "single"):
+        raise ValueError(f"unknown task {task!r}; expected 'multi' or 'single'")
+    reset_options: dict[str, Any] = {}
+    if task == "single":
+        from diffplan.envs.maze import FIXED_GOAL_CELLS
+
+        if env_id not in FIXED_GOAL_CELLS:
+            raise ValueError(f"task 'single' needs a fixed goal; known for {sorted(FIXED_GOAL_CELLS)}, not {env_id}")
+        reset_options["goal_cell"] = np.array(FIXED_GOAL_CELLS[env_id])
     if replan_every < 1:
         raise ValueError(f"expected replan_every >= 1, got {replan_every}")
     if episodes < 1 or num_envs < 1:
@@ -142,7 +154,7 @@ def evaluate(
 
     planner = Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}))
     generator = torch.Generator().manual_seed(seed)
-    obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+    obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=dict(reset_options) or None)
     goal_env = isinstance(obs, dict)
     success = np.zeros(episodes, dtype=bool)
     since_plan = np.zeros(num_envs, dtype=int)  # steps executed since each env's last plan
@@ -205,7 +217,7 @@ def evaluate(
                     seeds[i] = seed + next_episode
                     next_episode += 1
             if finished < episodes:
-                new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": done})
+                new_obs, _ = envs.reset(seed=seeds, options={"reset_mask": done} | reset_options)
                 obs = _merge(obs, new_obs, done)
     bar.close()
     envs.close()
@@ -227,5 +239,6 @@ def evaluate(
         seconds_per_plan=plan_time / max(plans, 1),
         num_envs=num_envs,
         reference=asdict(refs) if refs else None,
-        planner=dict(plan_kwargs or {}) | {"mode": mode, "replan_every": replan_every},
+        planner=dict(plan_kwargs or {}) | {"mode": mode, "replan_every": replan_every}
+        | ({"task": task} if isinstance(obs, dict) else {}),
     )
