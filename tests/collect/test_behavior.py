@@ -25,7 +25,7 @@ def test_snapshots_are_saved_evaluated_and_resumable(sac_run: Path) -> None:
     train_sac(config=cfg, out_dir=sac_run)
     index = json.loads((sac_run / "snapshots.json").read_text())
     assert [s["step"] for s in index["snapshots"]] == [100, 200, 300]
-    chosen = select_snapshots(index_path=sac_run / "snapshots.json")
+    chosen = select_snapshots(index_path=sac_run / "snapshots.json", expert_window=0.0)
     assert chosen["expert"]["step"] == 300
     with pytest.raises(ValueError, match="use another --out folder"):
         train_sac(config=BehaviorTrainConfig(env_id="Hopper-v5", total_steps=300, seed=5), out_dir=sac_run)
@@ -68,3 +68,16 @@ def test_export_replay_up_to_a_step(sac_run: Path, minari_root: Path) -> None:
         export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-v0", until_step=100)
     with pytest.raises(ValueError, match="fewer than the 100000 asked for"):
         export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-big-v0", until_step=100_000)
+
+
+def test_snapshot_selection_rule(tmp_path: Path) -> None:
+    import json
+
+    returns = {10: 100, 20: 900, 30: 350, 40: 3000, 50: 2500, 60: 1000, 70: 2900, 80: 2600}
+    index = {"config": {}, "snapshots": [{"step": k, "mean_return": v, "file": ""} for k, v in returns.items()]}
+    (tmp_path / "snapshots.json").write_text(json.dumps(index))
+    chosen = select_snapshots(index_path=tmp_path / "snapshots.json")
+    # expert: best of the last quarter (steps >= 60), not the dip at the end nor the early peak at 40
+    assert chosen["expert"]["step"] == 70
+    # medium: closest to a third of 2900 (= 967): step 60 (1000)
+    assert chosen["medium"]["step"] == 60

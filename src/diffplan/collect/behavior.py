@@ -177,15 +177,19 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
     return index_path
 
 
-def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3) -> dict[str, Any]:
+def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3,
+                     expert_window: float = 0.25) -> dict[str, Any]:
     """Pick the "medium" and "expert" snapshots of a behaviour run.
 
-    Expert is the last snapshot; medium is the earliest snapshot whose return is closest to
-    ``medium_fraction`` of the expert's return (D4RL's recipe).
+    Expert is the best-evaluated snapshot of the last ``expert_window`` of training (SAC's
+    returns swing between snapshots, so the very last one can be a dip); medium is the snapshot
+    whose return is closest to ``medium_fraction`` of the expert's (D4RL's recipe), the earliest
+    on ties.
 
     Args:
         index_path: ``snapshots.json`` written by :func:`train_sac`.
         medium_fraction: the medium policy's target fraction of the expert return.
+        expert_window: fraction of the run, counted from its end, searched for the expert.
 
     Returns:
         ``{"medium": snapshot, "expert": snapshot}`` entries of the index.
@@ -193,7 +197,9 @@ def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3) 
     snaps = sorted(read_json(index_path)["snapshots"], key=lambda s: s["step"])
     if not snaps:
         raise ValueError(f"{index_path} lists no snapshots yet")
-    expert = snaps[-1]
+    last_step = snaps[-1]["step"]
+    late = [s for s in snaps if s["step"] >= (1 - expert_window) * last_step]
+    expert = max(late, key=lambda s: (s["mean_return"], s["step"]))
     target = medium_fraction * expert["mean_return"]
     medium = min(snaps, key=lambda s: (abs(s["mean_return"] - target), s["step"]))
     return {"medium": medium, "expert": expert}
