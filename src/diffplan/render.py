@@ -133,13 +133,32 @@ def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: st
         axes[d // cols][d % cols].axis("off")
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
+    return save_figure(fig, path, dpi=90)
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def _draw_walls(ax: Any, env: Any) -> None:
+    """The wall cells of a PointMaze env as dark squares."""
+    from matplotlib.patches import Rectangle
+
+    from diffplan.envs.maze import wall_cells
+
+    size = env.unwrapped.maze.maze_size_scaling
+    for c in wall_cells(env):
+        ax.add_patch(Rectangle((c[0] - size / 2, c[1] - size / 2), size, size, color="0.25"))
 
 
 def _maze_limits(ax: Any, env: Any) -> None:
@@ -172,14 +191,9 @@ def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
-    from diffplan.envs.maze import wall_cells
-
-    size = env.unwrapped.maze.maze_size_scaling
     fig, ax = plt.subplots(figsize=(5, 5))
-    for c in wall_cells(env):
-        ax.add_patch(Rectangle((c[0] - size / 2, c[1] - size / 2), size, size, color="0.25"))
+    _draw_walls(ax, env)
     if plans is not None:
         for p in plans[1:]:
             ax.plot(p[:, 0], p[:, 1], color="tab:orange", alpha=0.25, lw=1)
@@ -194,14 +208,7 @@ def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.ndarray | None = None,
@@ -242,13 +249,7 @@ def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.nda
     for ax, i in zip(axes[0], picks):
         t, states = snapshots[i]
         if env is not None:
-            from matplotlib.patches import Rectangle
-
-            from diffplan.envs.maze import wall_cells
-
-            size = env.unwrapped.maze.maze_size_scaling
-            for c in wall_cells(env):
-                ax.add_patch(Rectangle((c[0] - size / 2, c[1] - size / 2), size, size, color="0.25"))
+            _draw_walls(ax, env)
             ax.plot(states[:, 0], states[:, 1], "-o", ms=2, color="tab:red")
             if goal is not None:
                 ax.plot(goal[0], goal[1], "*", color="gold", ms=12, mec="k")
@@ -259,11 +260,4 @@ def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.nda
             ax.plot(states[:, : min(3, states.shape[1])])
             ax.set_xlabel("plan step")
         ax.set_title(f"after step t={t}", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=90)

@@ -277,6 +277,8 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from diffplan.render import save_figure
+
     fig, axes = plt.subplots(1, len(states), figsize=(5 * len(states), 3.2))
     for ax, (phase, st) in zip(np.atleast_1d(axes), states.items()):
         if st.losses:
@@ -285,12 +287,7 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
         ax.set_yscale("log")
         ax.set_title(f"{phase} loss")
         ax.set_xlabel("optimizer step")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-
+    save_figure(fig, path)
 
 def train(*, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None, device: str | None = None,
           resume: bool = False, progress: bool = True) -> TrainResult:
