@@ -44,6 +44,18 @@ def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_ro
     res = collect(env_id="Hopper-v5", behavior="sac", policy="medium", steps=120, seed=0,
                   dataset_id="test/hopper-sac-v0", progress=False)
     assert res.steps == 120
+    # the same seed gives a byte-identical dataset with a policy too
+    import hashlib
+    import os
+
+    digests = []
+    for root in ("a", "b"):
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / root))
+        collect(env_id="Hopper-v5", behavior="sac", policy="expert", steps=150, seed=3, dataset_id="det/sac-v0",
+                progress=False)
+        data = tmp_path / root / "det" / "sac-v0" / "data"
+        digests.append({f: hashlib.sha256((data / f).read_bytes()).hexdigest() for f in sorted(os.listdir(data))})
+    assert digests[0] == digests[1]
     # a policy trained for Hopper refuses to drive Walker2d
     with pytest.raises(ValueError, match="was trained for Hopper-v5, not Walker2d-v5"):
         collect(env_id="Walker2d-v5", behavior="sac", policy=str(tmp_path / "policies" / "Hopper-v5" / "medium.safetensors"),
