@@ -139,7 +139,13 @@ def test_d4rl_style_env_gives_per_dimension_normalizer(pipe: ValueGuidedRLPipeli
     assert scale[-1] / scale[0] > 5  # per dimension, not one scalar
 
 
-def test_shipped_run_names() -> None:
+def test_shipped_runs_load_and_plan() -> None:
     names = list_runs()
+    assert "hopper-medium" in names
     for name in names:
         assert resolve_run(name).is_dir()
+    pipe = ValueGuidedRLPipeline.from_pretrained("hopper-medium")
+    assert pipe.info.env_id == "Hopper-v5" and pipe.plan_config.sampler == "ddim"
+    pipe.reset()
+    assert pipe(_obs()).shape == (3,) and pipe(_obs()).shape == (3,)  # cold, then warm-started
+    pipe.reset()
