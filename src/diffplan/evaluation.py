@@ -125,7 +125,8 @@ def evaluate(
     import gymnasium as gym
     from tqdm.auto import tqdm
 
-    from diffplan.envs.maze import track_action
+    from diffplan.envs.maze import FIXED_GOAL_CELLS, track_action
+    from diffplan.planning.planner import Planner
 
     env_id = env_id or (pipe.info.env_id if pipe.info else None)
     if env_id is None:
@@ -136,8 +137,6 @@ def evaluate(
         raise ValueError(f"unknown task {task!r}; expected 'multi' or 'single'")
     reset_options: dict[str, Any] = {}
     if task == "single":
-        from diffplan.envs.maze import FIXED_GOAL_CELLS
-
         if env_id not in FIXED_GOAL_CELLS:
             raise ValueError(f"task 'single' needs a fixed goal; known for {sorted(FIXED_GOAL_CELLS)}, not {env_id}")
         reset_options["goal_cell"] = np.array(FIXED_GOAL_CELLS[env_id])
@@ -150,8 +149,6 @@ def evaluate(
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    from diffplan.planning.planner import Planner
-
     planner = Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}))
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=dict(reset_options) or None)
