@@ -157,7 +157,7 @@ def evaluate(
     since_plan = np.zeros(num_envs, dtype=int)  # steps executed since each env's last plan
     has_plan = np.zeros(num_envs, dtype=bool)
     first_plans: dict[int, Any] = {}
-    visited: dict[int, list[np.ndarray]] = {int(i): [] for i in range(num_envs)}
+    visited: dict[int, list[np.ndarray]] = {}  # per episode, filled only when plots are asked for
     slot_episode = np.arange(num_envs)  # which episode each env runs; -1 when idle
     next_episode = num_envs
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=int)

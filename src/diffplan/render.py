@@ -80,11 +80,12 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
     generator = torch.Generator().manual_seed(seed)
     obs, _ = env.reset(seed=seed)
     frames, executed, total = [env.render()], [np.asarray(obs, dtype=np.float64)], 0.0
-    first_plan = pipe.plan(obs, generator=torch.Generator().manual_seed(seed),
-                           **{k: v for k, v in (plan_kwargs or {}).items() if k not in ("warm_start_steps", "replan_threshold")})
+    first_plan = None
     done = False
     while not done:
         action = planner.act(obs[None], generator=generator)[0]
+        if first_plan is None:  # the plan the first decision was taken from, not a second sample
+            first_plan = planner.plans[0]["observations"][0]
         obs, reward, terminated, truncated, _ = env.step(action.astype(env.action_space.dtype))
         total += float(reward)
         frames.append(env.render())
@@ -95,7 +96,7 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
     tmp = video.with_name(f".{video.stem}.tmp{video.suffix}")
     imageio.mimsave(tmp, frames, fps=fps) if video.suffix == ".mp4" else imageio.mimsave(tmp, frames, duration=1 / fps)
     tmp.replace(video)
-    plot = plot_plan_vs_executed(planned=first_plan.observations[0], executed=np.stack(executed),
+    plot = plot_plan_vs_executed(planned=first_plan, executed=np.stack(executed),
                                  path=out / "plan_vs_executed.png", title=f"{env_id}: first plan vs executed")
     return RenderResult(video=video, plot=plot, frames=len(frames), episode_return=total, steps=len(frames) - 1)
 
