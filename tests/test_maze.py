@@ -90,7 +90,7 @@ def test_single_task_uses_the_fixed_goal(maze_run: Path) -> None:
 
 def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     """Maze presets train no value network: plans come from inpainting alone."""
-    preset = get_preset("maze-small", denoiser_steps=5, horizon=16)
+    preset = get_preset("maze-umaze-small", denoiser_steps=5, horizon=16)
     preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
                      diffusion=replace(preset.diffusion, num_train_timesteps=8))
     collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=300, seed=2, dataset_id="test/umaze-vf-v0",

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from diffplan.presets import PRESETS
+
 
 def _add_planner_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("planner (default: the run's stored settings)")
@@ -63,11 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the denoiser and the value network")
     p.add_argument("dataset", help="Minari dataset id or D4RL-style .hdf5 file")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--preset", default="small", help="tiny, small, paper, maze-small, maze-umaze, maze-medium, maze-large")
+    p.add_argument("--preset", default="small", help=", ".join(PRESETS))
     p.add_argument("--env-id", help="environment (default: the dataset's)")
     p.add_argument("--denoiser-steps", type=int)
     p.add_argument("--value-steps", type=int)
     p.add_argument("--horizon", type=int)
+    p.add_argument("--stride", type=int, help="environment steps per planned step")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, ... (default: accelerate's choice)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -150,7 +153,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from diffplan.training import train
 
     overrides = {k: v for k, v in (("denoiser_steps", args.denoiser_steps), ("value_steps", args.value_steps),
-                                   ("horizon", args.horizon), ("seed", args.seed)) if v is not None}
+                                   ("horizon", args.horizon), ("stride", args.stride),
+                                   ("seed", args.seed)) if v is not None}
     res = train(dataset=args.dataset, out=args.out, preset=get_preset(args.preset, **overrides),
                 env_id=args.env_id, device=args.device, resume=args.resume)
     for phase in res.steps:

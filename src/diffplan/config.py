@@ -85,7 +85,10 @@ class TrainConfig(JsonConfig):
     """Optimisation settings, shared by the denoiser and value phases.
 
     Attributes:
-        horizon: window length H.
+        horizon: window length H (planned steps).
+        stride: environment steps between consecutive planned steps (1: every step). A stride
+            ``s`` lets a plan of H steps cover ``(H - 1) * s`` environment steps; executed plans
+            hold each planned action for ``s`` steps (the long-horizon maze presets use 4-8).
         batch_size: windows per micro-batch.
         learning_rate: Adam learning rate (constant).
         denoiser_steps: optimiser steps of the denoiser.
@@ -99,6 +102,7 @@ class TrainConfig(JsonConfig):
     """
 
     horizon: int = 32
+    stride: int = 1
     batch_size: int = 32
     learning_rate: float = 2e-4
     denoiser_steps: int = 200_000

@@ -114,7 +114,8 @@ def evaluate(
         mode: ``"replan"`` (closed loop: plan every ``replan_every`` steps and execute the
             planner's own actions) or ``"track"`` (plan once per episode, then follow the planned
             states with a PD controller, as Diffuser's Maze2D results did).
-        replan_every: steps between plans in ``replan`` mode (the best plan's actions in between).
+        replan_every: steps between plans in ``replan`` mode (the best plan's actions in between,
+            each held for the run's ``stride`` steps).
         plots_dir: goal envs: write a maze picture of each episode's first plans and executed path.
         task: PointMaze only: ``"multi"`` (a random goal each episode, Multi2D) or ``"single"``
             (the fixed goal cell of ``diffplan.envs.maze.FIXED_GOAL_CELLS``, Maze2D).
@@ -150,6 +151,7 @@ def evaluate(
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     planner = Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}))
+    stride = pipe.info.stride if pipe.info else 1
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=dict(reset_options) or None)
     goal_env = isinstance(obs, dict)
@@ -181,9 +183,11 @@ def evaluate(
         for i in np.flatnonzero(active & ~need):
             best = planner.plans[i]
             if mode == "track":
-                actions[i] = track_action(plan=best["observations"][0], t=int(since_plan[i]), state=state[i])
-            else:
-                actions[i] = best["actions"][0, min(int(since_plan[i]), best["actions"].shape[1] - 1)]
+                actions[i] = track_action(plan=best["observations"][0], t=int(since_plan[i]), state=state[i],
+                                          stride=stride, goal=None if goal is None else goal[i])
+            else:  # each planned action is held for `stride` environment steps
+                k = min(int(since_plan[i]) // stride, best["actions"].shape[1] - 1)
+                actions[i] = best["actions"][0, k]
         if plots_dir is not None:
             for i in np.flatnonzero(active):
                 visited.setdefault(int(slot_episode[i]), []).append(np.asarray(state[i], dtype=np.float64))

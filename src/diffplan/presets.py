@@ -7,14 +7,15 @@ from dataclasses import replace
 from diffplan.config import DiffusionConfig, PlanConfig, Preset, TrainConfig, UNetConfig
 
 
-def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], train_steps: int) -> Preset:
+def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], train_steps: int,
+          stride: int = 1) -> Preset:
     """Maze2D-style preset: limits normalizer, no value network (goals by inpainting), batch 8 plans."""
     return Preset(
         name=name,
         unet=UNetConfig(block_out_channels=channels),
         value=UNetConfig(block_out_channels=channels),
         diffusion=DiffusionConfig(num_train_timesteps=steps, action_weight=1.0),
-        train=TrainConfig(horizon=horizon, batch_size=32, denoiser_steps=train_steps, value_steps=0,
+        train=TrainConfig(horizon=horizon, stride=stride, batch_size=32, denoiser_steps=train_steps, value_steps=0,
                           gradient_accumulation_steps=1, ema_start=1_000),
         plan=PlanConfig(batch_size=8, planning_horizon=horizon, n_guide_steps=0),
         normalizer="limits",
@@ -65,8 +66,14 @@ PRESETS: dict[str, Preset] = {
     "maze-umaze": _maze("maze-umaze", horizon=128, steps=64, channels=(32, 128, 256), train_steps=2_000_000),
     "maze-medium": _maze("maze-medium", horizon=256, steps=256, channels=(32, 128, 256), train_steps=2_000_000),
     "maze-large": _maze("maze-large", horizon=384, steps=256, channels=(32, 128, 256), train_steps=2_000_000),
-    # trains on 2 CPU cores: a smaller net and 32 diffusion steps
-    "maze-small": _maze("maze-small", horizon=128, steps=32, channels=(32, 64, 128), train_steps=20_000),
+    # Train on CPU cores: a smaller net, 32 diffusion steps, and a stride (one planned step per 4 or 8
+    # environment steps) so that 48-64 planned steps span the paper's 128-384 environment steps.
+    "maze-umaze-small": _maze("maze-umaze-small", horizon=48, stride=4, steps=32, channels=(32, 64, 128),
+                              train_steps=10_000),
+    "maze-medium-small": _maze("maze-medium-small", horizon=48, stride=8, steps=32, channels=(32, 64, 128),
+                               train_steps=10_000),
+    "maze-large-small": _maze("maze-large-small", horizon=64, stride=8, steps=32, channels=(32, 64, 128),
+                              train_steps=10_000),
 }
 
 
@@ -74,7 +81,7 @@ def get_preset(name: str, **train_overrides: int | float) -> Preset:
     """Look up a preset by name, optionally overriding ``TrainConfig`` fields.
 
     Args:
-        name: ``tiny``, ``small`` or ``paper``.
+        name: one of :data:`PRESETS` (``tiny``, ``small``, ``paper``, ``maze-*``).
         **train_overrides: ``TrainConfig`` fields to replace (e.g. ``denoiser_steps=500``).
 
     Raises:

@@ -44,8 +44,20 @@ def test_windows_every_start_with_end_padding() -> None:
 
 def test_horizon_longer_than_every_episode() -> None:
     eps = EpisodeSet(episodes=[_episode(5, True), _episode(7, True)], dataset_id="short-ds")
-    with pytest.raises(ValueError, match=r"horizon 8 is longer than every episode of short-ds \(longest 7"):
+    with pytest.raises(ValueError, match=r"horizon 8 \(stride 1: 8 steps\) is longer than every episode of short-ds \(longest 7"):
         WindowDataset(episodes=eps, horizon=8)
+    with pytest.raises(ValueError, match=r"horizon 3 \(stride 4: 9 steps\)"):
+        WindowDataset(episodes=eps, horizon=3, stride=4)
+
+
+def test_stride_takes_every_kth_step_and_pads_the_end() -> None:
+    eps = EpisodeSet(episodes=[_episode(10, False)], dataset_id="mem")
+    ds = WindowDataset(episodes=eps, horizon=3, stride=4, discount=1.0)
+    x, _ = ds.batch(torch.tensor([0, 1, 9]))
+    raw = ds.normalizer.unnormalize(x.double().numpy())
+    np.testing.assert_allclose(raw[0, :, 1], [0, 4, 8], atol=1e-5)
+    np.testing.assert_allclose(raw[1, :, 1], [1, 5, 9], atol=1e-5)
+    np.testing.assert_allclose(raw[2, :, 1], [9, 9, 9], atol=1e-5)  # last step repeated
 
 
 def test_sampling_is_seeded() -> None:

@@ -44,7 +44,8 @@ class WindowDataset:
 
     Args:
         episodes: the source episodes.
-        horizon: window length H; at least one episode must be that long.
+        horizon: window length H; at least one episode must span ``(H - 1) * stride + 1`` steps.
+        stride: environment steps between consecutive window steps.
         normalizer: fitted normalizer; fitted on all steps (of kind ``normalizer_kind``) when ``None``.
         discount: gamma of the value targets.
         termination_penalty: added to the reward of terminal last steps.
@@ -54,20 +55,23 @@ class WindowDataset:
         ValueError: every episode is shorter than the horizon.
     """
 
-    def __init__(self, *, episodes: EpisodeSet, horizon: int, normalizer: TrajectoryNormalizer | None = None,
+    def __init__(self, *, episodes: EpisodeSet, horizon: int, stride: int = 1, normalizer: TrajectoryNormalizer | None = None,
                  discount: float = 0.997, termination_penalty: float = -100.0,
                  normalizer_kind: str = "gaussian") -> None:
         lengths = np.array([len(e) for e in episodes.episodes])
-        if horizon < 1 or lengths.max() < horizon:
+        if stride < 1:
+            raise ValueError(f"expected stride >= 1, got {stride}")
+        span = (horizon - 1) * stride + 1  # environment steps one window covers
+        if horizon < 1 or lengths.max() < span:
             raise ValueError(
-                f"horizon {horizon} is longer than every episode of {episodes.dataset_id} "
-                f"(longest {lengths.max()} steps); use a shorter horizon or longer episodes"
+                f"horizon {horizon} (stride {stride}: {span} steps) is longer than every episode of "
+                f"{episodes.dataset_id} (longest {lengths.max()} steps); use a shorter horizon or longer episodes"
             )
-        short = int((lengths < horizon).sum())
+        short = int((lengths < span).sum())
         if short:
             warnings.warn(
-                f"{short} of {len(lengths)} episodes are shorter than the horizon {horizon}; "
-                "they are padded by repeating their last step", stacklevel=2,
+                f"{short} of {len(lengths)} episodes are shorter than the horizon {horizon} "
+                f"({span} steps); they are padded by repeating their last step", stacklevel=2,
             )
         obs = np.concatenate([e.observations for e in episodes.episodes])
         act = np.concatenate([e.actions for e in episodes.episodes])
@@ -77,13 +81,13 @@ class WindowDataset:
                 f"normalizer is for obs_dim {self.normalizer.obs_dim}, act_dim {self.normalizer.act_dim}; "
                 f"the data has {obs.shape[1]} and {act.shape[1]}"
             )
-        self.horizon = horizon
+        self.horizon, self.stride = horizon, stride
         self.obs_dim, self.act_dim = obs.shape[1], act.shape[1]
         rows, starts, values = [], [], []
         offset = 0
         for ep in episodes.episodes:
             traj = np.concatenate([ep.actions, ep.observations], axis=1)
-            padded = np.concatenate([traj, np.repeat(traj[-1:], horizon - 1, axis=0)])
+            padded = np.concatenate([traj, np.repeat(traj[-1:], span - 1, axis=0)])
             rows.append(padded)
             starts.append(offset + np.arange(len(ep)))
             values.append(discounted_returns(ep.rewards, discount=discount, terminated=ep.terminated,
@@ -93,7 +97,7 @@ class WindowDataset:
         self.data = torch.as_tensor(flat, dtype=torch.float32)
         self.starts = torch.as_tensor(np.concatenate(starts), dtype=torch.long)
         self.values = torch.as_tensor(np.concatenate(values), dtype=torch.float32)
-        self._offsets = torch.arange(horizon)
+        self._offsets = torch.arange(horizon) * stride
 
     @property
     def transition_dim(self) -> int:

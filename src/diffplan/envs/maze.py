@@ -88,23 +88,45 @@ class WaypointController:
         return np.clip(self.p_gain * (target - pos) + self.d_gain * vel, -1.0, 1.0).astype(np.float32)
 
 
-def track_action(*, plan: np.ndarray, t: int, state: np.ndarray, p_gain: float = 1.0, d_gain: float = 1.0) -> np.ndarray:
+# PointMaze counts the goal as reached within this distance (gymnasium-robotics ``maze_v4``).
+GOAL_RADIUS = 0.45
+
+
+def track_action(*, plan: np.ndarray, t: int, state: np.ndarray, stride: int = 1, goal: np.ndarray | None = None,
+                 p_gain: float = 1.0, d_gain: float = 1.0) -> np.ndarray:
     """PD action that follows planned waypoints (Diffuser's Maze2D ``track`` execution).
+
+    The target at environment step ``t + 1`` is the plan interpolated linearly between its
+    planned steps (``stride`` environment steps apart). With a ``goal``, the plan is followed
+    only up to its first step within :data:`GOAL_RADIUS` of the goal; from there the target is
+    the goal at rest (a plan inpainted to end at the goal may wander before its last step).
 
     Args:
         plan: ``[H, 4]`` planned states ``(x, y, vx, vy)``.
-        t: steps executed since the plan was made.
+        t: environment steps executed since the plan was made.
         state: ``[4]`` current state.
+        stride: environment steps between planned steps.
+        goal: ``[2]`` goal position, or ``None``.
         p_gain: gain on the position error to the next waypoint.
         d_gain: gain on the velocity error to the next waypoint's velocity.
 
     Returns:
         ``[2]`` action in ``[-1, 1]``.
     """
-    if t + 1 < len(plan):
-        target = plan[t + 1]
-    else:  # past the plan's end: hold its last position at rest
-        target = np.concatenate([plan[-1, :2], np.zeros(2)])
+    plan = np.asarray(plan, dtype=np.float64)
+    end = len(plan) - 1
+    if goal is not None:
+        near = np.flatnonzero(np.linalg.norm(plan[:, :2] - np.asarray(goal)[None, :2], axis=1) < GOAL_RADIUS)
+        if near.size:
+            end = int(near[0])
+    u = (t + 1) / stride  # fractional plan index of the next environment step
+    if u < end:
+        k = int(u)
+        frac = u - k
+        target = (1 - frac) * plan[k] + frac * plan[k + 1]
+    else:  # past the plan's end (or its arrival at the goal): hold that point at rest
+        hold = plan[end, :2] if goal is None else np.asarray(goal, dtype=np.float64)[:2]
+        target = np.concatenate([hold, np.zeros(2)])
     action = p_gain * (target[:2] - state[:2]) + d_gain * (target[2:4] - state[2:4])
     return np.clip(action, -1.0, 1.0)
 

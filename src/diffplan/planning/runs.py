@@ -30,6 +30,7 @@ class RunInfo:
         env_id: Gymnasium id the run was trained for.
         dataset_id: training dataset.
         horizon: trained window length.
+        stride: environment steps between planned steps (``TrainConfig.stride``).
         preset: the preset (as a dict) the run was trained with.
         ref_min_score: return normalizing to 0, when known.
         ref_max_score: return normalizing to 100, when known.
@@ -41,6 +42,7 @@ class RunInfo:
     env_id: str | None = None
     dataset_id: str | None = None
     horizon: int | None = None
+    stride: int = 1
     preset: dict[str, Any] | None = None
     ref_min_score: float | None = None
     ref_max_score: float | None = None
@@ -55,6 +57,7 @@ class RunInfo:
             "obs_dim": self.normalizer.obs_dim,
             "act_dim": self.normalizer.act_dim,
             "horizon": self.horizon,
+            "stride": self.stride,
             "normalizer": self.normalizer.to_dict(),
             "plan": self.plan.to_dict(),
             "preset": self.preset,
@@ -75,6 +78,7 @@ class RunInfo:
                 env_id=data.get("env_id"),
                 dataset_id=data.get("dataset_id"),
                 horizon=data.get("horizon"),
+                stride=int(data.get("stride", 1)),
                 preset=data.get("preset"),
                 ref_min_score=data.get("ref_min_score"),
                 ref_max_score=data.get("ref_max_score"),

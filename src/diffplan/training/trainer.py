@@ -87,7 +87,8 @@ class Trainer:
         check_horizon(config=preset.unet, horizon=train.horizon)
         if train.value_steps > 0:
             check_horizon(config=preset.value, horizon=train.horizon, value_network=True)
-        self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, discount=preset.values.discount,
+        self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, stride=train.stride,
+                                  discount=preset.values.discount,
                                   termination_penalty=preset.values.termination_penalty,
                                   normalizer_kind=preset.normalizer)
         self._check_progress(dataset, resume)  # last: writes nothing before every check has passed
@@ -235,6 +236,7 @@ class Trainer:
             env_id=self.env_id,
             dataset_id=self.episodes.dataset_id,
             horizon=self.preset.train.horizon,
+            stride=self.preset.train.stride,
             preset=self.preset.to_dict(),
             ref_min_score=refs.random if refs else None,
             ref_max_score=refs.expert if refs else None,
