@@ -25,7 +25,7 @@ sysdeps:
 	else echo "warning: EGL/Mesa libraries missing; install libegl1 libegl-mesa0 libgl1-mesa-dri for rendering"; fi
 
 demo: sysdeps $(STAMP)
-	MUJOCO_GL=egl $(BIN)/diffplan demo --workdir diffplan-demo
+	MUJOCO_GL=egl $(BIN)/diffplan demo --workdir diffplan-demo --json diffplan-demo/eval.json
 
 test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -58,9 +58,23 @@ def test_demo(minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, 
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", os.environ["MINARI_DATASETS_PATH"])  # restored afterwards
     out_json = tmp_path / "demo.json"
-    assert main(["demo", "--workdir", str(tmp_path / "demo"), "--json", str(out_json), "--collect-steps", "300",
-                 "--train-steps", "10", "--max-episode-steps", "5"]) == 0
+    assert main(["demo", "--from-scratch", "--workdir", str(tmp_path / "demo"), "--json", str(out_json),
+                 "--collect-steps", "300", "--train-steps", "10", "--max-episode-steps", "5"]) == 0
     out = capsys.readouterr().out
     assert "[1/3]" in out and "[3/3]" in out and "run folder:" in out
     assert json.loads(out_json.read_text())["episodes"] == 1
     assert (tmp_path / "demo" / "run" / "diffplan.json").is_file()
+
+
+def test_demo_shipped_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("imageio")
+    out_json = tmp_path / "demo.json"
+    assert main(["demo", "--workdir", str(tmp_path / "demo"), "--json", str(out_json),
+                 "--max-episode-steps", "4"]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out_json.read_text())
+    assert data["env_id"] == "Hopper-v5" and data["episodes"] == 1 and data["lengths"] == [4]
+    assert data["normalized_score"] is not None and "normalized score" in out
+    videos = list((tmp_path / "demo").glob("episode.*"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 0
+    assert (tmp_path / "demo" / "plan_vs_executed.png").stat().st_size > 0

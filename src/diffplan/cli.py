@@ -102,13 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("runs", help="list the runs shipped with diffplan")
 
-    p = sub.add_parser("demo", help="the whole loop at tiny scale: collect, train, evaluate")
-    p.add_argument("--workdir", default="diffplan-demo", help="folder for the demo's dataset and run")
+    p = sub.add_parser("demo", help="one recorded Hopper-v5 episode with the shipped hopper-medium run")
+    p.add_argument("--run", default="hopper-medium", help="run folder or shipped run name")
+    p.add_argument("--workdir", default="diffplan-demo", help="folder for the video and the plot")
     p.add_argument("--json", help="write the evaluation JSON here")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--collect-steps", type=int, default=5_000, help="random-policy steps to collect")
-    p.add_argument("--train-steps", type=int, default=1_500, help="optimizer steps per network")
-    p.add_argument("--max-episode-steps", type=int, default=200, help="length limit of the evaluation episode")
+    p.add_argument("--max-episode-steps", type=int, help="length limit of the episode (default: the env's)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="instead: collect random data, train the tiny preset briefly, evaluate one episode")
+    p.add_argument("--collect-steps", type=int, default=5_000, help="--from-scratch: random-policy steps")
+    p.add_argument("--train-steps", type=int, default=1_500, help="--from-scratch: optimizer steps per network")
     return parser
 
 
@@ -218,10 +221,14 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from diffplan.demo import run_demo
+    from diffplan.demo import run_demo, run_demo_from_scratch
 
-    res = run_demo(workdir=Path(args.workdir), seed=args.seed, collect_steps=args.collect_steps,
-                   train_steps=args.train_steps, max_episode_steps=args.max_episode_steps)
+    if args.from_scratch:
+        res = run_demo_from_scratch(workdir=Path(args.workdir), seed=args.seed, collect_steps=args.collect_steps,
+                                    train_steps=args.train_steps, max_episode_steps=args.max_episode_steps or 200)
+    else:
+        res = run_demo(workdir=Path(args.workdir), run=args.run, seed=args.seed,
+                       max_episode_steps=args.max_episode_steps)
     _print_eval(res)
     _write_json(args.json, res.to_dict())
     return 0

@@ -222,24 +222,48 @@ def evaluate(
                 obs = _merge(obs, new_obs, done)
     bar.close()
     envs.close()
+    return summarize(pipe=pipe, env_id=env_id, seed=seed, returns=returns, lengths=lengths,
+                     success=success if goal_env else None, seconds=plan_time, decisions=decisions, plans=plans,
+                     num_envs=num_envs, planner=dict(plan_kwargs or {}) | {"mode": mode, "replan_every": replan_every}
+                     | ({"task": task} if goal_env else {}))
+
+
+def summarize(*, pipe: Any, env_id: str, seed: int, returns: np.ndarray, lengths: np.ndarray,
+              success: np.ndarray | None, seconds: float, decisions: int, plans: int, num_envs: int,
+              planner: dict[str, Any]) -> EvalResult:
+    """Scores of finished episodes, normalized with the run's (or the env's) reference returns.
+
+    Args:
+        pipe: the pipeline that acted (its run record holds the reference returns).
+        env_id: environment.
+        seed: base seed of the episodes.
+        returns: ``[episodes]`` undiscounted returns.
+        lengths: ``[episodes]`` steps.
+        success: ``[episodes]`` goal reached (goal envs), else ``None``.
+        seconds: acting wall time.
+        decisions: env steps acted.
+        plans: plans made.
+        num_envs: envs planned together.
+        planner: planner settings to record.
+    """
+    returns = np.asarray(returns, dtype=np.float64)
     info = pipe.info
     refs = reference_scores(env_id, ref_min=info.ref_min_score if info else None,
                             ref_max=info.ref_max_score if info else None)
     norm = np.array([refs.normalize(r) for r in returns]) if refs else None
     return EvalResult(
         env_id=env_id,
-        episodes=episodes,
+        episodes=len(returns),
         seed=seed,
         returns=returns.tolist(),
-        lengths=lengths.tolist(),
+        lengths=np.asarray(lengths).tolist(),
         mean_return=float(returns.mean()),
         normalized_score=float(norm.mean()) if norm is not None else None,
         stderr=_stderr(norm if norm is not None else returns),
-        success_rate=float(success.mean()) if goal_env else None,
-        seconds_per_decision=plan_time / max(decisions, 1),
-        seconds_per_plan=plan_time / max(plans, 1),
+        success_rate=float(np.mean(success)) if success is not None else None,
+        seconds_per_decision=seconds / max(decisions, 1),
+        seconds_per_plan=seconds / max(plans, 1),
         num_envs=num_envs,
         reference=asdict(refs) if refs else None,
-        planner=dict(plan_kwargs or {}) | {"mode": mode, "replan_every": replan_every}
-        | ({"task": task} if isinstance(obs, dict) else {}),
+        planner=planner,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ class RenderResult:
         frames: frames in the video (steps + 1).
         episode_return: undiscounted return.
         steps: environment steps.
+        seconds_acting: wall time spent choosing actions (planning), rendering excluded.
     """
 
     video: Path
@@ -27,6 +29,7 @@ class RenderResult:
     frames: int
     episode_return: float
     steps: int
+    seconds_acting: float = 0.0
 
 
 def _writer_path(out: Path) -> Path:
@@ -73,6 +76,8 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {"render_mode": "rgb_array", "width": width, "height": height}
+    if not env_id.startswith("PointMaze"):
+        kwargs["camera_name"] = "track"  # the locomotion models' camera that follows the body
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
     env = make_env(env_id, **kwargs)
@@ -81,9 +86,11 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
     obs, _ = env.reset(seed=seed)
     frames, executed, total = [env.render()], [np.asarray(obs, dtype=np.float64)], 0.0
     first_plan = None
-    done = False
+    done, acting = False, 0.0
     while not done:
+        started = time.perf_counter()
         action = planner.act(obs[None], generator=generator)[0]
+        acting += time.perf_counter() - started
         if first_plan is None:  # the plan the first decision was taken from, not a second sample
             first_plan = planner.plans[0]["observations"][0]
         obs, reward, terminated, truncated, _ = env.step(action.astype(env.action_space.dtype))
@@ -98,7 +105,8 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
     tmp.replace(video)
     plot = plot_plan_vs_executed(planned=first_plan, executed=np.stack(executed),
                                  path=out / "plan_vs_executed.png", title=f"{env_id}: first plan vs executed")
-    return RenderResult(video=video, plot=plot, frames=len(frames), episode_return=total, steps=len(frames) - 1)
+    return RenderResult(video=video, plot=plot, frames=len(frames), episode_return=total, steps=len(frames) - 1,
+                        seconds_acting=acting)
 
 
 def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: str | Path, title: str = "",
