@@ -6,6 +6,9 @@ this script runs in its own environment: `make bench-venv` creates `.venv-bench`
 
     .venv-bench/bin/python benchmarks/d3rlpy_baselines.py --data DATA.npz --env-id Hopper-v5 \\
         --algo iql --steps 100000 --episodes 20 --seed 0 --out iql.json
+
+`benchmarks/maze_scores.py` trains with `--episodes 0 --save-policy` and evaluates the TorchScript
+policy itself (PointMaze needs gymnasium-robotics, which this environment cannot hold).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-episode-steps", type=int, default=1000)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--save-policy", help="also write the greedy policy as TorchScript (evaluated elsewhere, "
+                        "e.g. in goal envs that need gymnasium-robotics); --episodes 0 skips the evaluation here")
     args = parser.parse_args()
 
     d3rlpy.seed(args.seed)
@@ -44,7 +49,9 @@ def main() -> None:
     algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=args.steps, show_progress=True,
              logger_adapter=d3rlpy.logging.NoopAdapterFactory())
     train_seconds = time.perf_counter() - started
-    env = gym.make(args.env_id, max_episode_steps=args.max_episode_steps)
+    if args.save_policy:
+        algo.save_policy(args.save_policy)
+    env = gym.make(args.env_id, max_episode_steps=args.max_episode_steps) if args.episodes else None
     returns, decide = [], 0.0
     decisions = 0
     for i in range(args.episodes):
@@ -64,7 +71,8 @@ def main() -> None:
               "d3rlpy": d3rlpy.__version__, "config": "library defaults"}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"{args.algo}: mean return {np.mean(returns):.1f} over {len(returns)} episodes -> {args.out}")
+    print(f"{args.algo}: {args.steps} steps in {train_seconds:.0f} s, mean return "
+          f"{np.mean(returns) if returns else float('nan'):.1f} over {len(returns)} episodes -> {args.out}")
 
 
 if __name__ == "__main__":

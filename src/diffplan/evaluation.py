@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,9 +86,23 @@ def _stderr(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
+class _PolicyActor:
+    """Planner-shaped wrapper of a plain policy ``(states [n, S], goals [n, G] | None) -> actions [n, A]``."""
+
+    def __init__(self, policy: Callable[[np.ndarray, np.ndarray | None], np.ndarray], n_envs: int) -> None:
+        self.policy, self.plans = policy, [None] * n_envs
+
+    def act(self, obs: np.ndarray, *, goal: np.ndarray | None = None, active: np.ndarray,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        return np.asarray(self.policy(obs, goal), dtype=np.float64) * np.asarray(active)[:, None]
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        pass
+
+
 def evaluate(
     *,
-    pipe: Any,
+    pipe: Any = None,
     episodes: int,
     seed: int,
     env_id: str | None = None,
@@ -99,11 +114,12 @@ def evaluate(
     replan_every: int = 1,
     plots_dir: str | Path | None = None,
     task: str = "multi",
+    policy: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` episodes, acting with the first action of the best plan at every step.
 
     Args:
-        pipe: a ``ValueGuidedRLPipeline``.
+        pipe: a ``ValueGuidedRLPipeline`` (or ``policy``).
         episodes: number of episodes.
         seed: base seed of the resets and of the planner's noise.
         env_id: environment (default: the run's).
@@ -119,9 +135,12 @@ def evaluate(
         plots_dir: goal envs: write a maze picture of each episode's first plans and executed path.
         task: PointMaze only: ``"multi"`` (a random goal each episode, Multi2D) or ``"single"``
             (the fixed goal cell of ``diffplan.envs.maze.FIXED_GOAL_CELLS``, Maze2D).
+        policy: instead of ``pipe``, a baseline acting every step on the same episodes:
+            ``policy(states [n, obs_dim], goals [n, goal_dim] | None) -> actions [n, act_dim]``.
 
     Raises:
-        ValueError: no env id, bad counts, or a run whose dimensions do not match the env.
+        ValueError: no env id, bad counts, not exactly one of ``pipe`` and ``policy``, or a run
+            whose dimensions do not match the env.
     """
     import gymnasium as gym
     from tqdm.auto import tqdm
@@ -129,7 +148,12 @@ def evaluate(
     from diffplan.envs.maze import FIXED_GOAL_CELLS, track_action
     from diffplan.planning.planner import Planner
 
-    env_id = env_id or (pipe.info.env_id if pipe.info else None)
+    if (pipe is None) == (policy is None):
+        raise ValueError("pass exactly one of pipe= (a diffplan run) and policy= (a baseline)")
+    if policy is not None and (mode != "replan" or replan_every != 1):
+        raise ValueError("a policy acts every step: use mode='replan' with replan_every=1")
+    info = pipe.info if pipe is not None else None
+    env_id = env_id or (info.env_id if info else None)
     if env_id is None:
         raise ValueError("the run records no env id; pass env_id=")
     if mode not in ("replan", "track"):
@@ -146,12 +170,15 @@ def evaluate(
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"expected episodes >= 1 and num_envs >= 1, got {episodes} and {num_envs}")
     num_envs = min(num_envs, episodes)
-    check_dims(env_id, obs_dim=pipe.obs_dim, act_dim=pipe.act_dim, what="this checkpoint (the run's planner)")
+    if pipe is not None:
+        check_dims(env_id, obs_dim=pipe.obs_dim, act_dim=pipe.act_dim, what="this checkpoint (the run's planner)")
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    planner = Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}))
-    stride = pipe.info.stride if pipe.info else 1
+    planner = (Planner(pipe, n_envs=num_envs, **(plan_kwargs or {})) if policy is None
+               else _PolicyActor(policy, num_envs))
+    stride = info.stride if info else 1
+    act_dim = int(np.prod(envs.single_action_space.shape))
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=dict(reset_options) or None)
     goal_env = isinstance(obs, dict)
@@ -173,7 +200,7 @@ def evaluate(
             need = active & ~has_plan
         else:
             need = active & (~has_plan | (since_plan >= replan_every))
-        actions = np.zeros((num_envs, pipe.act_dim))
+        actions = np.zeros((num_envs, act_dim))
         if need.any():
             plans += int(need.sum())
             actions = planner.act(state, goal=goal, active=need, generator=generator)
@@ -234,7 +261,7 @@ def summarize(*, pipe: Any, env_id: str, seed: int, returns: np.ndarray, lengths
     """Scores of finished episodes, normalized with the run's (or the env's) reference returns.
 
     Args:
-        pipe: the pipeline that acted (its run record holds the reference returns).
+        pipe: the pipeline that acted (its run record holds the reference returns), or ``None``.
         env_id: environment.
         seed: base seed of the episodes.
         returns: ``[episodes]`` undiscounted returns.
@@ -247,7 +274,7 @@ def summarize(*, pipe: Any, env_id: str, seed: int, returns: np.ndarray, lengths
         planner: planner settings to record.
     """
     returns = np.asarray(returns, dtype=np.float64)
-    info = pipe.info
+    info = pipe.info if pipe is not None else None
     refs = reference_scores(env_id, ref_min=info.ref_min_score if info else None,
                             ref_max=info.ref_max_score if info else None)
     norm = np.array([refs.normalize(r) for r in returns]) if refs else None
