@@ -6,7 +6,7 @@ a trained diffplan run. Every method is evaluated on the same episode seeds (see
 max) with the same reference scores.
 
     python benchmarks/scores.py --dataset diffplan/hopper/medium-v0 --run runs/hopper-medium \\
-        [--episodes 20] [--baseline-steps 100000] [--plan-kwargs '{"batch_size": 16}']
+        [--episodes 20] [--bc-steps 100000] [--iql-steps 100000] [--plan-kwargs '{"batch_size": 16}']
 
 Merges {dataset_id: {method: {mean, stderr, n}}} into results/scores_<family>.json and prints
 a table.
@@ -56,7 +56,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-envs", type=int, default=10)
-    parser.add_argument("--baseline-steps", type=int, default=100_000)
+    parser.add_argument("--bc-steps", type=int, default=100_000)
+    parser.add_argument("--iql-steps", type=int, default=100_000)
     parser.add_argument("--baselines", nargs="*", default=["bc", "iql"])
     parser.add_argument("--bench-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--plan-kwargs", default="{}", help="JSON keyword arguments of pipe.plan")
@@ -80,7 +81,7 @@ def main() -> None:
                 continue
             out = Path(tmp) / f"{algo}.json"
             subprocess.run([args.bench_python, str(ROOT / "benchmarks" / "d3rlpy_baselines.py"), "--data", str(npz),
-                            "--env-id", eps.env_id, "--algo", algo, "--steps", str(args.baseline_steps),
+                            "--env-id", eps.env_id, "--algo", algo, "--steps", str(getattr(args, f"{algo}_steps")),
                             "--episodes", str(args.episodes), "--seed", str(args.seed), "--out", str(out)], check=True)
             res = json.loads(out.read_text())
             row[algo] = summary([refs.normalize(r) for r in res["returns"]]) | {

@@ -1,0 +1,94 @@
+"""Planning-settings sweep: normalized score and seconds per decision of one run, one setting at a time.
+
+Starts from the fast configuration of `results/plan_speed.json` (`fast_config`) and changes one
+setting per row (guide scale, t_stopgrad, plans per decision, guide steps, warm-start steps,
+sampler and its steps); the reference row is our own 20-step DDPM configuration (the `small`/`paper`
+presets' planner: 64 plans, 2 guide steps, DDPM over all 20 steps). Every row uses the same
+episode seeds (seed + i, 1000 steps max) and envs planned together in one batched call.
+
+    python benchmarks/plan_sweep.py --run hopper-medium --episodes 10 [--ddpm-episodes 5] [--rows NAME ...]
+
+Merges rows into results/sweep_<run>.json (a re-run of some rows keeps the others) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DDPM = "ddpm-20, 64 plans, 2 guides (reference)"
+
+
+def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Row name -> planner keyword arguments (the fast configuration with one setting changed)."""
+    out = {"fast_config": dict(fast)}
+    for name, change in {
+        "scale 0 (no guidance)": {"scale": 0.0},
+        "scale 0.3": {"scale": 0.3},
+        "scale 1.0": {"scale": 1.0},
+        "t_stopgrad 0": {"t_stopgrad": 0},
+        "4 plans": {"batch_size": 4},
+        "64 plans": {"batch_size": 64},
+        "2 guide steps": {"n_guide_steps": 2},
+        "cold start (no warm start)": {"warm_start_steps": 0},
+        "warm start 1": {"warm_start_steps": 1},
+        "ddim-10": {"num_inference_steps": 10},
+        "dpmsolver++-5": {"sampler": "dpmsolver++"},
+    }.items():
+        out[name] = dict(fast) | change
+    out[DDPM] = {"batch_size": 64, "n_guide_steps": 2, "sampler": "ddpm", "num_inference_steps": 20,
+                 "warm_start_steps": 0}
+    return out
+
+
+def main() -> None:
+    import torch
+
+    from diffplan.evaluation import evaluate
+    from diffplan.planning import ValueGuidedRLPipeline
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="hopper-medium")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--ddpm-episodes", type=int, default=5, help="episodes of the (slow) 20-step DDPM row")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rows", nargs="*", help="only these rows (default: all)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    fast = json.loads((ROOT / "results" / "plan_speed.json").read_text())["fast_config"]
+    pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
+    name = Path(str(args.run)).name
+    out_path = ROOT / "results" / f"sweep_{name}.json"
+    table = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
+    for row, config in rows(fast).items():
+        if args.rows and row not in args.rows:
+            continue
+        episodes = args.ddpm_episodes if row == DDPM else args.episodes
+        res = evaluate(pipe=pipe, episodes=episodes, seed=args.seed, num_envs=episodes, max_episode_steps=1000,
+                       plan_kwargs=config)
+        table["rows"][row] = {"config": config, "mean": res.normalized_score, "stderr": res.stderr,
+                              "n": episodes, "seconds_per_decision": res.seconds_per_decision,
+                              "returns": res.returns}
+        # the fast configuration on exactly the DDPM row's seeds, for a paired comparison
+        if row == "fast_config":
+            k = args.ddpm_episodes
+            table["rows"][row]["mean_first_ddpm_seeds"] = sum(
+                100 * (r - res.reference["random"]) / (res.reference["expert"] - res.reference["random"])
+                for r in res.returns[:k]) / k
+        print(f"{row:<40} {res.normalized_score:6.1f} ± {res.stderr:4.1f}  (n={episodes})  "
+              f"{res.seconds_per_decision * 1e3:7.1f} ms/decision")
+    table |= {"run": str(args.run), "seed": args.seed, "threads": args.threads, "date": date.today().isoformat(),
+              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
+    out_path.write_text(json.dumps(table, indent=2) + "\n")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()
