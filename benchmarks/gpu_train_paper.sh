@@ -14,4 +14,4 @@ RESUME=""
 timeout 420 "$BIN/diffplan" train diffplan/hopper/medium-v0 --out runs/hopper-medium-paper --preset paper \
     --denoiser-steps "${1:-40000}" --value-steps "${2:-20000}" --device cuda $RESUME
 timeout 150 "$PY" benchmarks/scores.py --dataset diffplan/hopper/medium-v0 --run runs/hopper-medium-paper \
-    --episodes 20 --baselines --plan-kwargs "$(python3 -c 'import json;print(json.dumps(json.load(open("results/plan_speed.json"))["fast_config"]))')"
+    --episodes 20 --baselines --method diffplan-paper --plan-kwargs "$(python3 -c 'import json;print(json.dumps(json.load(open("results/plan_speed.json"))["fast_config"]))')"

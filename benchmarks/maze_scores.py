@@ -70,8 +70,7 @@ def main() -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     dataset_id = pipe.info.dataset_id
     out_path = ROOT / "results" / "scores_maze.json"
-    table = json.loads(out_path.read_text()) if out_path.exists() else {}
-    rows = table.setdefault(dataset_id, {})
+    rows: dict = {}
     every = args.replan_every or pipe.info.stride
     plan_kwargs = json.loads(args.plan_kwargs)
     for mode in args.modes:
@@ -107,6 +106,8 @@ def main() -> None:
                 print(f"iql      policy {task:<6} success {100 * res.success_rate:5.1f} %  "
                       f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    table = json.loads(out_path.read_text()) if out_path.exists() else {}  # re-read: other runs may have written
+    table[dataset_id] = table.get(dataset_id, {}) | rows
     out_path.write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {out_path}")
 

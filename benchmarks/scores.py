@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="*", default=["bc", "iql"])
     parser.add_argument("--bench-python", default=str(ROOT / ".venv-bench" / "bin" / "python"))
     parser.add_argument("--plan-kwargs", default="{}", help="JSON keyword arguments of pipe.plan")
+    parser.add_argument("--method", default="diffplan", help="row name of the run's score (e.g. diffplan-paper)")
     args = parser.parse_args()
 
     eps = load_minari(args.dataset)
@@ -69,8 +70,7 @@ def main() -> None:
         sys.exit(f"no reference scores for {eps.env_id}")
     family = eps.env_id.split("-")[0].lower()
     out_path = ROOT / "results" / f"scores_{family}.json"
-    table = json.loads(out_path.read_text()) if out_path.exists() else {}
-    row = table.setdefault(args.dataset, {})
+    row: dict = {}
     row["behavior"] = summary([refs.normalize(r) for r in eps.returns()])
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "data.npz"
@@ -90,9 +90,11 @@ def main() -> None:
         pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
         res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs,
                        max_episode_steps=1000, plan_kwargs=json.loads(args.plan_kwargs))
-        row["diffplan"] = summary([refs.normalize(r) for r in res.returns]) | {
+        row[args.method] = summary([refs.normalize(r) for r in res.returns]) | {
             "seconds_per_decision": res.seconds_per_decision, "run": str(args.run), "planner": res.planner}
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    table = json.loads(out_path.read_text()) if out_path.exists() else {}  # re-read: other runs may have written
+    row = table[args.dataset] = table.get(args.dataset, {}) | row
     out_path.write_text(json.dumps(table, indent=2) + "\n")
     print(f"\n{args.dataset} ({eps.env_id}, references {refs.random:.1f} / {refs.expert:.1f}, {refs.source})")
     for method, r in row.items():

@@ -99,9 +99,14 @@ def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "value_function").exists()
     pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
     assert pipe.value_function is None
-    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=2, generator=torch.Generator().manual_seed(0))
-    assert np.all(plan.values == 0) and plan.observations.shape == (2, 16, 4)
-    np.testing.assert_array_equal(plan.observations[:, -1, :2], [[1.0, 0.5], [1.0, 0.5]])
+    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=5, generator=torch.Generator().manual_seed(0))
+    assert plan.observations.shape == (5, 16, 4)
+    np.testing.assert_array_equal(plan.observations[:, -1, :2], np.broadcast_to([1.0, 0.5], (5, 2)))
+    # ranked by dynamic consistency: minus the largest jump between consecutive (normalized) states
+    states = plan.normalized[..., pipe.act_dim:]
+    jumps = (states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).numpy()
+    np.testing.assert_allclose(plan.values, -jumps, rtol=1e-5)
+    assert np.all(np.diff(plan.values) <= 0)
 
 
 def test_denoising_strip_picture(maze_run: Path, tmp_path: Path) -> None:

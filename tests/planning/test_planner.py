@@ -56,9 +56,11 @@ def test_planner_warm_starts_after_the_first_decision(pipe: ValueGuidedRLPipelin
     planner.reset(np.array([True, False, False]))
     planner.act(_obs(3), generator=g)
     assert planner.stats.cold == 4 and planner.stats.warm == 5
-    # inactive envs get no plan, and forget theirs
+    # inactive envs get no plan now and keep their previous one (between replans)
     actions = planner.act(_obs(3), active=np.array([True, True, False]), generator=g)
     assert np.all(actions[2] == 0) and planner.stats.warm == 7
+    planner.act(_obs(3), generator=g)
+    assert planner.stats.warm == 10 and planner.stats.cold == 4
 
 
 def test_a_state_jump_forces_a_cold_start(pipe: ValueGuidedRLPipeline) -> None:

@@ -45,7 +45,9 @@ class Plan:
     Attributes:
         actions: ``[n_envs, batch, horizon, act_dim]``.
         observations: ``[n_envs, batch, horizon, obs_dim]``.
-        values: ``[n_envs, batch]`` value of each plan, descending.
+        values: ``[n_envs, batch]`` value of each plan, descending. Runs without a value network
+            rank by dynamic consistency instead: minus the largest jump between consecutive planned
+            states (normalized units), so plans that teleport to an inpainted goal come last.
         normalized: ``[n_envs, batch, horizon, act_dim + obs_dim]`` normalized plans (torch).
     """
 
@@ -315,8 +317,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, timesteps=timesteps,
                           guidance=guidance if guide_steps > 0 else None, generator=generator, callback=callback)
         with torch.no_grad():
-            if value_function is None:  # unranked: sampling order
-                values = torch.zeros(n_envs, batch_size, device=x.device)
+            if value_function is None:  # goals by inpainting: the most dynamically consistent plan first
+                states = x[..., self.act_dim :]
+                values = -(states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).view(n_envs, batch_size)
             else:
                 values = value(value_function, x).view(n_envs, batch_size)
         order = values.argsort(dim=1, descending=True)

@@ -75,7 +75,8 @@ class Planner:
         Args:
             obs: ``[n_envs, obs_dim]`` observations.
             goal: ``[n_envs, k]`` goals inpainted at the plans' last step (first ``k`` obs dims).
-            active: ``[n_envs]`` envs to plan for (others get zero actions and keep no plan).
+            active: ``[n_envs]`` envs to plan for (others get zero actions and keep their previous
+                plan, e.g. between replans; :meth:`reset` forgets it).
             generator: random stream of the diffusion.
 
         Returns:
@@ -109,5 +110,4 @@ class Planner:
                 self.stats.warm += group.size
             else:
                 self.stats.cold += group.size
-        self._has_prev[~active] = False
         return actions
