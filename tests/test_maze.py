@@ -162,3 +162,14 @@ def test_tiny_model_reaches_a_nearby_goal_more_often_than_random_actions(minari_
     planned = _successes(options, diffplan_act, episodes=6, steps=60)
     random = _successes(options, lambda obs, t: rng.uniform(-1, 1, 2), episodes=6, steps=60)
     assert planned > random and planned >= 4, (planned, random)
+
+
+def test_render_cli_draws_a_maze_episode_and_its_denoising(maze_run: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from diffplan.cli import main
+
+    assert main(["render", str(maze_run), "--out", str(tmp_path / "r"), "--max-episode-steps", "6",
+                 "--batch-size", "3", "--task", "single"]) == 0
+    assert "maze picture" in capsys.readouterr().out
+    for name in ("episode_000.png", "denoising.png"):
+        assert (tmp_path / "r" / name).stat().st_size > 5_000

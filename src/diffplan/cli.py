@@ -92,9 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PointMaze: a random goal per episode (multi) or the maze's fixed goal (single)")
     _add_planner_flags(p)
 
-    p = sub.add_parser("render", help="video of one episode and a plot of planned vs executed states")
+    p = sub.add_parser("render", help="video of one episode and a plot of planned vs executed states "
+                       "(mazes: the plans over the walls and a denoising strip)")
     p.add_argument("run", help="run folder or shipped run name")
     p.add_argument("--out", default="render", help="output folder")
+    p.add_argument("--mode", choices=["track", "replan"], default="track", help="mazes: execution mode")
+    p.add_argument("--task", choices=["multi", "single"], default="multi", help="mazes: random or fixed goal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episode-steps", type=int)
     p.add_argument("--env-id", help="environment (default: the run's)")
@@ -202,9 +205,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     from diffplan.planning import ValueGuidedRLPipeline
-    from diffplan.render import render_episode
+    from diffplan.render import render_episode, render_maze
 
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
+    if (args.env_id or (pipe.info.env_id if pipe.info else "") or "").startswith("PointMaze"):
+        maze = render_maze(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id, mode=args.mode,
+                           task=args.task, max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
+        print(f"{'reached' if maze.success else 'missed'} the goal, return {maze.episode_return:.1f}")
+        print(f"maze picture: {maze.picture}\ndenoising strip: {maze.denoising}")
+        return 0
     res = render_episode(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id,
                          max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
     print(f"return {res.episode_return:.1f} in {res.steps} steps")

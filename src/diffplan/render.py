@@ -109,6 +109,62 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
                         seconds_acting=acting)
 
 
+@dataclass(frozen=True)
+class MazeRenderResult:
+    """What :func:`render_maze` wrote.
+
+    Attributes:
+        picture: PNG of the walls, the sampled plans, the chosen plan and the executed path.
+        denoising: PNG strip of the first plan at several denoising steps.
+        success: the goal was reached.
+        episode_return: undiscounted return.
+    """
+
+    picture: Path
+    denoising: Path
+    success: bool
+    episode_return: float
+
+
+def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | None = None, mode: str = "track",
+                task: str = "multi", max_episode_steps: int | None = None,
+                plan_kwargs: dict[str, Any] | None = None) -> MazeRenderResult:
+    """One PointMaze episode drawn over the maze, and the denoising of its first plan.
+
+    Args:
+        pipe: a goal-reaching ``ValueGuidedRLPipeline`` (PointMaze run).
+        out_dir: folder for ``episode_000.png`` and ``denoising.png``.
+        seed: reset seed and planner seed.
+        env_id: environment (default: the run's).
+        mode: ``"track"`` or ``"replan"`` (see :func:`diffplan.evaluation.evaluate`).
+        task: ``"multi"`` or ``"single"``.
+        max_episode_steps: cut the episode at this many steps.
+        plan_kwargs: keyword arguments of ``pipe.plan``.
+
+    Returns:
+        Paths of the pictures and the episode's outcome.
+    """
+    from diffplan.envs.maze import FIXED_GOAL_CELLS
+    from diffplan.envs.specs import make_env
+    from diffplan.evaluation import evaluate
+
+    env_id = env_id or (pipe.info.env_id if pipe.info else None)
+    if env_id is None or not env_id.startswith("PointMaze"):
+        raise ValueError(f"render_maze needs a PointMaze run, got env {env_id!r}")
+    out = Path(out_dir)
+    res = evaluate(pipe=pipe, episodes=1, seed=seed, env_id=env_id, mode=mode, task=task, plots_dir=out,
+                   max_episode_steps=max_episode_steps, plan_kwargs=plan_kwargs, progress=False,
+                   replan_every=pipe.info.stride if pipe.info else 1)
+    env = make_env(env_id)
+    options = {"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None
+    obs, _ = env.reset(seed=seed, options=options)  # the episode's start and goal
+    strip = plot_denoising(pipe=pipe, obs=obs["observation"], goal=obs["desired_goal"], env=env,
+                           path=out / "denoising.png", seed=seed, plan_kwargs=plan_kwargs)
+    env.close()
+    return MazeRenderResult(picture=out / "episode_000.png", denoising=strip, success=bool(res.success_rate),
+                            episode_return=res.returns[0])
+
+
 def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: str | Path, title: str = "",
                           dims: int = 6) -> Path:
     """Plot the first ``dims`` state dimensions of a plan against the executed trajectory.

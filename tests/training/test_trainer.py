@@ -64,7 +64,7 @@ def test_dataset_env_dimension_mismatch(hopper_dataset: str, tmp_path: Path) -> 
 def test_bad_training_inputs(hopper_dataset: str, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no local Minari dataset 'nope/none-v0'"):
         Trainer(dataset="nope/none-v0", out=tmp_path / "a", preset=get_preset("tiny"))
-    with pytest.raises(ValueError, match="horizon 2048 is longer than every episode"):
+    with pytest.raises(ValueError, match=r"horizon 2048 \(stride 1: 2048 steps\) is longer than every episode"):
         _long_horizon(hopper_dataset, tmp_path)
     assert not (tmp_path / "b").exists()  # a refused run leaves nothing behind
     with pytest.raises(ValueError, match="unknown environment id 'Nope-v9'"):

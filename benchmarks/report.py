@@ -1,0 +1,67 @@
+"""Markdown tables of the measured scores (results/*.json), for RESULTS.md and the README.
+
+    python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("behavior", "bc", "iql", "diffplan")
+
+
+def _cell(r: dict | None, bold: bool = False) -> str:
+    if not r:
+        return "—"
+    text = f"{r['mean']:.1f} ± {r['stderr']:.1f}"
+    return f"**{text}**" if bold else text
+
+
+def locomotion() -> str:
+    lines = ["| dataset | behaviour (dataset) | BC | IQL | diffplan | diffplan s / decision |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for family in ("hopper", "walker2d"):
+        path = ROOT / "results" / f"scores_{family}.json"
+        if not path.exists():
+            continue
+        for dataset, row in json.loads(path.read_text()).items():
+            best = max((m for m in METHODS if m in row), key=lambda m: row[m]["mean"])
+            cells = [_cell(row.get(m), m == best) for m in METHODS]
+            spd = row.get("diffplan", {}).get("seconds_per_decision")
+            lines.append(f"| {dataset} | " + " | ".join(cells) + f" | {f'{spd:.3f}' if spd else '—'} |")
+    return "\n".join(lines)
+
+
+def maze() -> str:
+    path = ROOT / "results" / "scores_maze.json"
+    if not path.exists():
+        return ""
+    lines = ["| dataset | method / execution | task | success | normalized score | episodes | s / plan |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for dataset, rows in json.loads(path.read_text()).items():
+        for key in sorted(rows):
+            r = rows[key]
+            method, mode, task = key.split("/")
+            lines.append(f"| {dataset} | {method} {mode} | {task} | {100 * r['success_rate']:.0f} % | "
+                         f"{r['mean']:.1f} ± {r['stderr']:.1f} | {r['n']} | "
+                         f"{r['seconds_per_plan']:.3f} |")
+    return "\n".join(lines)
+
+
+def sweep(name: str = "hopper-medium") -> str:
+    path = ROOT / "results" / f"sweep_{name}.json"
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text())
+    lines = ["| setting (changed from fast_config) | normalized score | episodes | ms / decision |",
+             "| --- | ---: | ---: | ---: |"]
+    for row, r in data["rows"].items():
+        lines.append(f"| {row} | {r['mean']:.1f} ± {r['stderr']:.1f} | {r['n']} | {1e3 * r['seconds_per_decision']:.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for title, table in (("locomotion", locomotion()), ("maze", maze()), ("sweep", sweep())):
+        print(f"## {title}\n\n{table}\n")
