@@ -8,7 +8,7 @@ episode seeds (seed + i, 1000 steps max) and envs planned together in one batche
 
     python benchmarks/plan_sweep.py --run hopper-medium --episodes 10 [--ddpm-episodes 5] [--rows NAME ...]
 
-Merges rows into results/sweep_<run>.json (a re-run of some rows keeps the others) and prints a table.
+Merges rows into results/sweep_<run>.json after each row (a re-run of some rows keeps the others).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def main() -> None:
     import torch
 
     from diffplan.evaluation import evaluate
+    from diffplan.io import atomic_write_json
     from diffplan.planning import ValueGuidedRLPipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -84,9 +85,9 @@ def main() -> None:
                 for r in res.returns[:k]) / k
         print(f"{row:<40} {res.normalized_score:6.1f} ± {res.stderr:4.1f}  (n={episodes})  "
               f"{res.seconds_per_decision * 1e3:7.1f} ms/decision")
-    table |= {"run": str(args.run), "seed": args.seed, "threads": args.threads, "date": date.today().isoformat(),
-              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
-    out_path.write_text(json.dumps(table, indent=2) + "\n")
+        table |= {"run": str(args.run), "seed": args.seed, "threads": args.threads, "date": date.today().isoformat(),
+                  "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
+        atomic_write_json(out_path, table)  # after every row: an interrupted sweep keeps what it measured
     print(f"wrote {out_path}")
 
 
