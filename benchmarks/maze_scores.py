@@ -41,6 +41,15 @@ def export_goal_npz(dataset_id: str, path: Path) -> None:
              terminals=np.concatenate(term), timeouts=np.concatenate(tout))
 
 
+def save(out_path: Path, dataset_id: str, key: str, entry: dict) -> None:
+    """Merge one row into the results file right away (other runs may have written meanwhile)."""
+    from diffplan.io import atomic_write_json
+
+    table = json.loads(out_path.read_text()) if out_path.exists() else {}
+    table.setdefault(dataset_id, {})[key] = entry
+    atomic_write_json(out_path, table)
+
+
 def row(res: object) -> dict:
     return {"success_rate": res.success_rate, "mean": res.normalized_score, "stderr": res.stderr,
             "n": res.episodes, "mean_return": res.mean_return, "seconds_per_plan": res.seconds_per_plan,
@@ -70,7 +79,6 @@ def main() -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     dataset_id = pipe.info.dataset_id
     out_path = ROOT / "results" / "scores_maze.json"
-    rows: dict = {}
     every = args.replan_every or pipe.info.stride
     plan_kwargs = json.loads(args.plan_kwargs)
     for mode in args.modes:
@@ -78,7 +86,7 @@ def main() -> None:
             plots = Path(args.plots) / f"{mode}_{task}" if args.plots else None
             res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, mode=mode,
                            replan_every=every, task=task, plan_kwargs=plan_kwargs, plots_dir=plots)
-            rows[f"diffplan/{mode}/{task}"] = row(res) | {"run": str(args.run)}
+            save(out_path, dataset_id, f"diffplan/{mode}/{task}", row(res) | {"run": str(args.run)})
             print(f"diffplan {mode:<6} {task:<6} success {100 * res.success_rate:5.1f} %  "
                   f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}  {res.seconds_per_plan:.3f} s/plan")
             if plots is not None:  # keep the pictures of the first few episodes only
@@ -102,13 +110,10 @@ def main() -> None:
             for task in args.tasks:
                 res = evaluate(policy=iql, env_id=pipe.info.env_id, episodes=args.episodes, seed=args.seed,
                                num_envs=args.num_envs, task=task)
-                rows[f"iql/policy/{task}"] = row(res) | {"train_steps": args.iql_steps, "config": "d3rlpy defaults"}
+                save(out_path, dataset_id, f"iql/policy/{task}",
+                     row(res) | {"train_steps": args.iql_steps, "config": "d3rlpy defaults"})
                 print(f"iql      policy {task:<6} success {100 * res.success_rate:5.1f} %  "
                       f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    table = json.loads(out_path.read_text()) if out_path.exists() else {}  # re-read: other runs may have written
-    table[dataset_id] = table.get(dataset_id, {}) | rows
-    out_path.write_text(json.dumps(table, indent=2) + "\n")
     print(f"wrote {out_path}")
 
 
