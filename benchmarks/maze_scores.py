@@ -79,13 +79,12 @@ def main() -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     dataset_id = pipe.info.dataset_id
     out_path = ROOT / "results" / "scores_maze.json"
-    every = args.replan_every or pipe.info.stride
     plan_kwargs = json.loads(args.plan_kwargs)
     for mode in args.modes:
         for task in args.tasks:
             plots = Path(args.plots) / f"{mode}_{task}" if args.plots else None
             res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, mode=mode,
-                           replan_every=every, task=task, plan_kwargs=plan_kwargs, plots_dir=plots)
+                           replan_every=args.replan_every, task=task, plan_kwargs=plan_kwargs, plots_dir=plots)
             save(out_path, dataset_id, f"diffplan/{mode}/{task}", row(res) | {"run": str(args.run)})
             print(f"diffplan {mode:<6} {task:<6} success {100 * res.success_rate:5.1f} %  "
                   f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}  {res.seconds_per_plan:.3f} s/plan")

@@ -49,6 +49,9 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def main() -> None:
     import torch
 
+    import numpy as np
+
+    from diffplan.envs.specs import ReferenceScores
     from diffplan.evaluation import evaluate
     from diffplan.io import atomic_write_json
     from diffplan.planning import ValueGuidedRLPipeline
@@ -79,10 +82,9 @@ def main() -> None:
                               "returns": res.returns}
         # the fast configuration on exactly the DDPM row's seeds, for a paired comparison
         if row == "fast_config":
-            k = args.ddpm_episodes
-            table["rows"][row]["mean_first_ddpm_seeds"] = sum(
-                100 * (r - res.reference["random"]) / (res.reference["expert"] - res.reference["random"])
-                for r in res.returns[:k]) / k
+            refs = ReferenceScores(**res.reference)
+            table["rows"][row]["mean_first_ddpm_seeds"] = float(
+                np.mean([refs.normalize(r) for r in res.returns[: args.ddpm_episodes]]))
         print(f"{row:<40} {res.normalized_score:6.1f} ± {res.stderr:4.1f}  (n={episodes})  "
               f"{res.seconds_per_decision * 1e3:7.1f} ms/decision")
         table |= {"run": str(args.run), "seed": args.seed, "threads": args.threads, "date": date.today().isoformat(),

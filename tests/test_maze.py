@@ -173,3 +173,12 @@ def test_render_cli_draws_a_maze_episode_and_its_denoising(maze_run: Path, tmp_p
     assert "maze picture" in capsys.readouterr().out
     for name in ("episode_000.png", "denoising.png"):
         assert (tmp_path / "r" / name).stat().st_size > 5_000
+
+
+def test_replan_every_defaults_to_the_runs_stride(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    pipe.info = replace(pipe.info, stride=3)
+    res = evaluate(pipe=pipe, episodes=1, seed=0, max_episode_steps=9, progress=False, mode="replan",
+                   plan_kwargs={"batch_size": 2})
+    assert res.planner["replan_every"] == 3
+    assert res.seconds_per_plan == pytest.approx(res.seconds_per_decision * 9 / 3, rel=1e-6)

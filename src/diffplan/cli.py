@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--mode", choices=["replan", "track"], default="replan",
                    help="replan: closed loop with the planner's actions; track: plan once, PD-follow the plan")
-    p.add_argument("--replan-every", type=int, default=1, help="steps between plans in replan mode")
+    p.add_argument("--replan-every", type=int, help="steps between plans in replan mode (default: the run's stride)")
     p.add_argument("--plots", help="folder for a picture of each episode's plans and executed path")
     p.add_argument("--task", choices=["multi", "single"], default="multi",
                    help="PointMaze: a random goal per episode (multi) or the maze's fixed goal (single)")
@@ -208,7 +208,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from diffplan.render import render_episode, render_maze
 
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
-    if (args.env_id or (pipe.info.env_id if pipe.info else "") or "").startswith("PointMaze"):
+    env_id = args.env_id or (pipe.info.env_id if pipe.info else None)
+    if env_id is not None and env_id.startswith("PointMaze"):
         maze = render_maze(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id, mode=args.mode,
                            task=args.task, max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
         print(f"{'reached' if maze.success else 'missed'} the goal, return {maze.episode_return:.1f}")

@@ -111,7 +111,7 @@ def evaluate(
     plan_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
     mode: str = "replan",
-    replan_every: int = 1,
+    replan_every: int | None = None,
     plots_dir: str | Path | None = None,
     task: str = "multi",
     policy: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
@@ -131,7 +131,7 @@ def evaluate(
             planner's own actions) or ``"track"`` (plan once per episode, then follow the planned
             states with a PD controller, as Diffuser's Maze2D results did).
         replan_every: steps between plans in ``replan`` mode (the best plan's actions in between,
-            each held for the run's ``stride`` steps).
+            each held for the run's ``stride`` steps); default: the run's ``stride``.
         plots_dir: goal envs: write a maze picture of each episode's first plans and executed path.
         task: PointMaze only: ``"multi"`` (a random goal each episode, Multi2D) or ``"single"``
             (the fixed goal cell of ``diffplan.envs.maze.FIXED_GOAL_CELLS``, Maze2D).
@@ -150,9 +150,11 @@ def evaluate(
 
     if (pipe is None) == (policy is None):
         raise ValueError("pass exactly one of pipe= (a diffplan run) and policy= (a baseline)")
-    if policy is not None and (mode != "replan" or replan_every != 1):
+    if policy is not None and (mode != "replan" or replan_every not in (None, 1)):
         raise ValueError("a policy acts every step: use mode='replan' with replan_every=1")
     info = pipe.info if pipe is not None else None
+    stride = info.stride if info else 1
+    replan_every = stride if replan_every is None else replan_every
     env_id = env_id or (info.env_id if info else None)
     if env_id is None:
         raise ValueError("the run records no env id; pass env_id=")
@@ -177,7 +179,6 @@ def evaluate(
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     planner = (Planner(pipe, n_envs=num_envs, **(plan_kwargs or {})) if policy is None
                else _PolicyActor(policy, num_envs))
-    stride = info.stride if info else 1
     act_dim = int(np.prod(envs.single_action_space.shape))
     generator = torch.Generator().manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=dict(reset_options) or None)

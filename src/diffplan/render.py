@@ -115,7 +115,7 @@ class MazeRenderResult:
 
     Attributes:
         picture: PNG of the walls, the sampled plans, the chosen plan and the executed path.
-        denoising: PNG strip of the first plan at several denoising steps.
+        denoising: PNG strip of one plan (from the episode's start to its goal) at several denoising steps.
         success: the goal was reached.
         episode_return: undiscounted return.
     """
@@ -129,7 +129,11 @@ class MazeRenderResult:
 def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | None = None, mode: str = "track",
                 task: str = "multi", max_episode_steps: int | None = None,
                 plan_kwargs: dict[str, Any] | None = None) -> MazeRenderResult:
-    """One PointMaze episode drawn over the maze, and the denoising of its first plan.
+    """One PointMaze episode drawn over the maze, and a strip of one plan being denoised.
+
+    The strip is a separate sample (batch 2, the same seed) from the episode's start towards its
+    goal: the episode itself is run by :func:`diffplan.evaluation.evaluate`, which keeps no
+    intermediate denoising steps.
 
     Args:
         pipe: a goal-reaching ``ValueGuidedRLPipeline`` (PointMaze run).
@@ -153,8 +157,7 @@ def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | 
         raise ValueError(f"render_maze needs a PointMaze run, got env {env_id!r}")
     out = Path(out_dir)
     res = evaluate(pipe=pipe, episodes=1, seed=seed, env_id=env_id, mode=mode, task=task, plots_dir=out,
-                   max_episode_steps=max_episode_steps, plan_kwargs=plan_kwargs, progress=False,
-                   replan_every=pipe.info.stride if pipe.info else 1)
+                   max_episode_steps=max_episode_steps, plan_kwargs=plan_kwargs, progress=False)
     env = make_env(env_id)
     options = {"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None
     obs, _ = env.reset(seed=seed, options=options)  # the episode's start and goal
