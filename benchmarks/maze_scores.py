@@ -1,14 +1,17 @@
 """PointMaze goal reaching: success rate and normalized score per maze, execution mode and task.
 
 For one trained maze run: diffplan in `track` mode (plan once, PD-follow the planned states) and
-in `replan` mode (replan every k steps, execute the planner's own actions), each on the
+in `replan` mode (replan every k steps, execute the planner's own actions: the plan's sampled
+actions, row `replan`, and/or the run's learned inverse dynamics towards the next planned state,
+row `replan-inverse`; `--walls` adds `+walls`: plans through the maze's walls ranked last), each on the
 single-task (fixed goal cell) and multi-task (random goal per episode) protocol; optionally d3rlpy
 IQL (library defaults, trained in `.venv-bench`, the goal concatenated to the observation) on the
 same data, episodes and seeds. Merges into results/scores_maze.json:
 
     {dataset_id: {"<method>/<mode>/<task>": {success_rate, mean, stderr, n, seconds_per_plan, ...}}}
 
-    python benchmarks/maze_scores.py --run runs/pointmaze-umaze --episodes 50 [--iql-steps 30000]
+    python benchmarks/maze_scores.py --run runs/pointmaze-umaze --episodes 50 [--actions plan inverse]
+        [--iql-steps 30000]
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--modes", nargs="*", default=["track", "replan"])
     parser.add_argument("--tasks", nargs="*", default=["single", "multi"])
+    parser.add_argument("--actions", nargs="*", default=["inverse"], choices=["plan", "inverse"],
+                        help="replan mode: which actions to execute (one row each)")
+    parser.add_argument("--walls", action="store_true",
+                        help="rank plans through the maze's walls last (rows named `<mode>+walls`)")
     parser.add_argument("--replan-every", type=int, help="replan mode: steps between plans (default: the run's stride)")
     parser.add_argument("--plan-kwargs", default="{}", help="JSON keyword arguments of pipe.plan")
     parser.add_argument("--iql-steps", type=int, default=0, help="also train and evaluate d3rlpy IQL (0: skip)")
@@ -80,13 +87,16 @@ def main() -> None:
     dataset_id = pipe.info.dataset_id
     out_path = ROOT / "results" / "scores_maze.json"
     plan_kwargs = json.loads(args.plan_kwargs)
-    for mode in args.modes:
+    variants = [(mode, actions) for mode in args.modes for actions in (args.actions if mode == "replan" else ["plan"])]
+    for mode, actions in variants:
+        name = (f"{mode}-inverse" if actions == "inverse" else mode) + ("+walls" if args.walls else "")
         for task in args.tasks:
-            plots = Path(args.plots) / f"{mode}_{task}" if args.plots else None
+            plots = Path(args.plots) / f"{name}_{task}" if args.plots else None
             res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, mode=mode,
-                           replan_every=args.replan_every, task=task, plan_kwargs=plan_kwargs, plots_dir=plots)
-            save(out_path, dataset_id, f"diffplan/{mode}/{task}", row(res) | {"run": str(args.run)})
-            print(f"diffplan {mode:<6} {task:<6} success {100 * res.success_rate:5.1f} %  "
+                           replan_every=args.replan_every, task=task, plan_kwargs=plan_kwargs, plots_dir=plots,
+                           actions=actions, walls=args.walls)
+            save(out_path, dataset_id, f"diffplan/{name}/{task}", row(res) | {"run": str(args.run)})
+            print(f"diffplan {name:<14} {task:<6} success {100 * res.success_rate:5.1f} %  "
                   f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}  {res.seconds_per_plan:.3f} s/plan")
             if plots is not None:  # keep the pictures of the first few episodes only
                 for extra in sorted(plots.glob("episode_*.png"))[4:]:

@@ -48,7 +48,8 @@ def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest
     assert "normalized score" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
     assert data["episodes"] == 2 and data["planner"] == {"batch_size": 2, "sampler": "ddim", "num_inference_steps": 3,
-                                                         "warm_start_steps": 2, "mode": "replan", "replan_every": 1}
+                                                         "warm_start_steps": 2, "mode": "replan", "replan_every": 1,
+                                                         "actions": "plan"}
     assert main(["runs"]) == 0
     assert capsys.readouterr().out.strip()
 

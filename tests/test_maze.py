@@ -19,9 +19,114 @@ def maze_run(minari_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=900, seed=0,
             dataset_id="test/umaze-tiny-v0", progress=False)
     out = tmp_path_factory.mktemp("maze") / "run"
-    preset = replace(get_preset("tiny", denoiser_steps=40, value_steps=20), normalizer="limits")
+    preset = replace(get_preset("tiny", denoiser_steps=40, value_steps=20, inverse_steps=300), normalizer="limits")
     train(dataset="test/umaze-tiny-v0", out=out, preset=preset, device="cpu", progress=False)
     return out
+
+
+def test_goal_arrivals_hold_the_goal_exactly_from_each_plans_arrival(maze_run: Path) -> None:
+    run = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    # without a value network (as the maze presets), plans are ranked by consistency and arrival
+    pipe = ValueGuidedRLPipeline(value_function=None, unet=run.unet, scheduler=run.scheduler,
+                                 normalizer=run.normalizer, plan_config=run.plan_config, info=run.info)
+    start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    plan = pipe.plan(start, goal=goal, batch_size=6, goal_arrivals=3, generator=torch.Generator().manual_seed(0))
+    at_goal = (plan.observations[:, :, :2] == goal).all(axis=-1)  # [batch, H]
+    arrivals = at_goal.argmax(axis=1)
+    assert sorted(arrivals.tolist()) == [2, 2, 5, 5, 7, 7]  # H = 8: arrivals 2, 5, 7, two plans each
+    for row, k in zip(at_goal, arrivals):
+        assert row[k:].all() and not row[:k].any()  # exact from the arrival on, free before it
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(start, (6, 4)))
+    assert (np.diff(plan.values) <= 0).all()
+    # the consistent plans score 1 - arrival / H and come first, the earliest of them on top
+    consistent = plan.values >= 0
+    assert consistent[0] and np.allclose(plan.values[consistent], 1 - arrivals[consistent] / 8)
+    with pytest.raises(ValueError, match=r"expected goal_arrivals >= 1, got -1"):
+        pipe.plan(start, goal=goal, batch_size=2, goal_arrivals=-1)
+    wide = pipe.plan(start, goal=goal, batch_size=9, goal_arrivals=20)  # at most H - 1 = 7 arrival steps
+    assert sorted(set((wide.observations[:, :, :2] == goal).all(axis=-1).argmax(axis=1).tolist())) == list(range(1, 8))
+    pair = pipe.plan(start, goal=goal, batch_size=2, goal_arrivals=8)  # at most one arrival step per plan
+    assert sorted((pair.observations[:, :, :2] == goal).all(axis=-1).argmax(axis=1).tolist()) == [4, 7]
+
+
+def test_wall_cost_counts_points_inside_walls() -> None:
+    from diffplan.envs.maze import WallCost
+    from diffplan.envs.specs import make_env
+
+    env = make_env("PointMaze_UMaze-v3")
+    cost = WallCost(env, samples=4, weight=100.0)
+    maze = env.unwrapped.maze
+    xy = np.random.default_rng(0).uniform(-2.4, 2.4, (50, 2))
+    rows, cols = cost.cells(xy)
+    assert all((r, c) == tuple(maze.cell_xy_to_rowcol(p)) for r, c, p in zip(rows, cols, xy))
+    # U-Maze: free top row (y = 1), right column (x = 1) and bottom row (y = -1); wall at (-1, 0) and (0, 0)
+    around = np.array([[-1.0, -1.0], [0.0, -1.0], [1.0, -1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [-1.0, 1.0]])
+    through = np.array([[-1.0, -1.0], [-1.0, 0.0], [-1.0, 1.0]])
+    plans = np.zeros((2, 7, 4))
+    plans[0, :, :2] = around
+    plans[1, :, :2] = np.concatenate([through, np.repeat(through[-1:], 4, axis=0)])
+    costs = cost(plans)
+    assert costs[0] == 0.0 and costs[1] >= 100.0 and costs[1] % 100 == 0
+    env.close()
+
+
+def test_a_plan_cost_reorders_the_plans(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    free = pipe.plan(start, goal=goal, batch_size=5, generator=torch.Generator().manual_seed(0))
+    favourite = free.observations[-1, 3]  # the worst-ranked plan, made the only one without cost
+
+    def cost(observations: np.ndarray) -> np.ndarray:
+        assert observations.shape == (1, 5, 8, 4)
+        return np.where(np.isclose(observations[..., 3, :], favourite).all(axis=-1), 0.0, 1e3)
+
+    ranked = pipe.plan(start, goal=goal, batch_size=5, generator=torch.Generator().manual_seed(0), cost=cost)
+    np.testing.assert_allclose(ranked.observations[0, 3], favourite)
+    assert (np.diff(ranked.values) <= 0).all() and ranked.values[1] < -500
+
+
+def test_walls_in_evaluation(maze_run: Path, tiny_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    res = evaluate(pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=4, progress=False, mode="track",
+                   walls=True, plan_kwargs={"batch_size": 3})
+    assert res.planner["walls"] is True and res.lengths == [4, 4]
+    with pytest.raises(ValueError, match="walls=True ranks plans by a PointMaze map; got env 'Hopper-v5'"):
+        evaluate(pipe=ValueGuidedRLPipeline.from_pretrained(tiny_run), episodes=1, seed=0, walls=True,
+                 progress=False)
+
+
+def test_inverse_dynamics_predicts_the_datasets_actions(maze_run: Path) -> None:
+    from diffplan.data.episodes import load_episodes
+
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    assert pipe.inverse_dynamics is not None and pipe.inverse_dynamics.config.max_lookahead == 1
+    eps = load_episodes("test/umaze-tiny-v0")
+    obs = np.concatenate([e.observations[:-1] for e in eps.episodes])
+    nxt = np.concatenate([e.observations[1:] for e in eps.episodes])
+    act = np.concatenate([e.actions[:-1] for e in eps.episodes])
+    pred = pipe.inverse_action(state=obs, target=nxt, lookahead=np.ones(len(obs)))
+    assert pred.shape == act.shape
+    assert ((pred - act) ** 2).mean() < 0.5 * ((act - act.mean(0)) ** 2).mean()
+
+
+def test_replan_with_the_inverse_dynamics(maze_run: Path, tmp_path: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    res = evaluate(pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=6, progress=False, mode="replan",
+                   actions="inverse", plan_kwargs={"batch_size": 2, "goal_arrivals": 2})
+    assert res.planner["actions"] == "inverse" and res.lengths == [6, 6]
+    with pytest.raises(ValueError, match="actions='inverse' needs mode='replan'"):
+        evaluate(pipe=pipe, episodes=1, seed=0, mode="track", actions="inverse", progress=False)
+    with pytest.raises(ValueError, match="unknown actions 'magic'"):
+        evaluate(pipe=pipe, episodes=1, seed=0, actions="magic", progress=False)
+    pipe.save_pretrained(tmp_path / "copy")
+    (tmp_path / "copy" / "inverse_dynamics" / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="cannot load .*inverse_dynamics: the weights or config are corrupt"):
+        ValueGuidedRLPipeline.from_pretrained(tmp_path / "copy")
+    pipe.inverse_dynamics = None
+    with pytest.raises(ValueError, match="actions='inverse' needs mode='replan' and a run with an inverse"):
+        evaluate(pipe=pipe, episodes=1, seed=0, actions="inverse", progress=False)
+    with pytest.raises(ValueError, match="this run has no inverse dynamics model"):
+        pipe.inverse_action(state=np.zeros((1, 4)), target=np.zeros((1, 4)), lookahead=np.ones(1))
 
 
 def test_limits_normalizer_and_goal_inpainting(maze_run: Path) -> None:
@@ -90,7 +195,7 @@ def test_single_task_uses_the_fixed_goal(maze_run: Path) -> None:
 
 def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     """Maze presets train no value network: plans come from inpainting alone."""
-    preset = get_preset("maze-umaze-small", denoiser_steps=5, horizon=16)
+    preset = get_preset("maze-umaze-small", denoiser_steps=5, horizon=16, inverse_steps=0)
     preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
                      diffusion=replace(preset.diffusion, num_train_timesteps=8))
     collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=300, seed=2, dataset_id="test/umaze-vf-v0",
@@ -99,7 +204,8 @@ def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "value_function").exists()
     pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
     assert pipe.value_function is None
-    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=5, generator=torch.Generator().manual_seed(0))
+    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=5, goal_arrivals=1,
+                     generator=torch.Generator().manual_seed(0))
     assert plan.observations.shape == (5, 16, 4)
     np.testing.assert_array_equal(plan.observations[:, -1, :2], np.broadcast_to([1.0, 0.5], (5, 2)))
     # ranked by dynamic consistency: minus the largest jump between consecutive (normalized) states
@@ -143,7 +249,7 @@ def test_tiny_model_reaches_a_nearby_goal_more_often_than_random_actions(minari_
     collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=4_000, seed=3, dataset_id="test/umaze-near-v0",
             progress=False)
     preset = get_preset("maze-umaze-small", denoiser_steps=400, horizon=8, stride=4, batch_size=32,
-                        learning_rate=1e-3, ema_start=50)
+                        learning_rate=1e-3, ema_start=50, inverse_steps=0)
     preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
                      diffusion=replace(preset.diffusion, num_train_timesteps=10))
     torch.manual_seed(0)

@@ -21,11 +21,13 @@ def _add_planner_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", dest="num_inference_steps", type=int, help="denoising steps")
     g.add_argument("--warm-start-steps", type=int, help="denoising steps of warm-started decisions")
     g.add_argument("--replan-threshold", type=float, help="state jump (normalized) that forces a cold start")
+    g.add_argument("--goal-arrivals", type=int,
+                   help="goal tasks: spread plans over this many goal arrival steps, take the earliest consistent one")
 
 
 def _planner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     names = ("batch_size", "n_guide_steps", "scale", "t_stopgrad", "sampler", "num_inference_steps",
-             "warm_start_steps", "replan_threshold")
+             "warm_start_steps", "replan_threshold", "goal_arrivals")
     return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-id", help="environment (default: the dataset's)")
     p.add_argument("--denoiser-steps", type=int)
     p.add_argument("--value-steps", type=int)
+    p.add_argument("--inverse-steps", type=int, help="steps of the inverse dynamics model (replan --actions inverse)")
     p.add_argument("--horizon", type=int)
     p.add_argument("--stride", type=int, help="environment steps per planned step")
     p.add_argument("--seed", type=int)
@@ -87,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["replan", "track"], default="replan",
                    help="replan: closed loop with the planner's actions; track: plan once, PD-follow the plan")
     p.add_argument("--replan-every", type=int, help="steps between plans in replan mode (default: the run's stride)")
+    p.add_argument("--actions", choices=["plan", "inverse"], default="plan",
+                   help="replan mode: the plan's sampled actions, or the run's inverse dynamics to the next planned state")
+    p.add_argument("--walls", action="store_true", help="mazes: rank plans that cross the maze's walls last (uses the map)")
     p.add_argument("--plots", help="folder for a picture of each episode's plans and executed path")
     p.add_argument("--task", choices=["multi", "single"], default="multi",
                    help="PointMaze: a random goal per episode (multi) or the maze's fixed goal (single)")
@@ -97,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder or shipped run name")
     p.add_argument("--out", default="render", help="output folder")
     p.add_argument("--mode", choices=["track", "replan"], default="track", help="mazes: execution mode")
+    p.add_argument("--actions", choices=["plan", "inverse"], default="plan", help="mazes, replan mode: see evaluate")
     p.add_argument("--task", choices=["multi", "single"], default="multi", help="mazes: random or fixed goal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episode-steps", type=int)
@@ -159,6 +166,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from diffplan.training import train
 
     overrides = {k: v for k, v in (("denoiser_steps", args.denoiser_steps), ("value_steps", args.value_steps),
+                                   ("inverse_steps", args.inverse_steps),
                                    ("horizon", args.horizon), ("stride", args.stride),
                                    ("seed", args.seed)) if v is not None}
     res = train(dataset=args.dataset, out=args.out, preset=get_preset(args.preset, **overrides),
@@ -197,7 +205,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device)
     res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, env_id=args.env_id, num_envs=args.num_envs,
                    max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args), mode=args.mode,
-                   replan_every=args.replan_every, plots_dir=args.plots, task=args.task)
+                   replan_every=args.replan_every, plots_dir=args.plots, task=args.task, actions=args.actions,
+                   walls=args.walls)
     _print_eval(res)
     _write_json(args.json, res.to_dict())
     return 0
@@ -211,7 +220,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     env_id = args.env_id or (pipe.info.env_id if pipe.info else None)
     if env_id is not None and env_id.startswith("PointMaze"):
         maze = render_maze(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id, mode=args.mode,
-                           task=args.task, max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args))
+                           task=args.task, max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args),
+                           actions=args.actions)
         print(f"{'reached' if maze.success else 'missed'} the goal, return {maze.episode_return:.1f}")
         print(f"maze picture: {maze.picture}\ndenoising strip: {maze.denoising}")
         return 0

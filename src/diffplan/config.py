@@ -93,6 +93,8 @@ class TrainConfig(JsonConfig):
         learning_rate: Adam learning rate (constant).
         denoiser_steps: optimiser steps of the denoiser.
         value_steps: optimiser steps of the value network.
+        inverse_steps: optimiser steps of the inverse dynamics model (0: none), which turns
+            planned states into actions in ``replan`` mode with ``actions="inverse"``.
         gradient_accumulation_steps: micro-batches per optimiser step.
         ema_decay: EMA decay of the weights used for planning.
         ema_start: optimiser step after which the EMA starts averaging (before it copies).
@@ -107,6 +109,7 @@ class TrainConfig(JsonConfig):
     learning_rate: float = 2e-4
     denoiser_steps: int = 200_000
     value_steps: int = 200_000
+    inverse_steps: int = 0
     gradient_accumulation_steps: int = 2
     ema_decay: float = 0.995
     ema_start: int = 2_000
@@ -132,6 +135,10 @@ class PlanConfig(JsonConfig):
         replan_threshold: a warm start is abandoned (plan from scratch) when the observed state
             differs from the one the previous plan predicted by more than this (max abs,
             normalized units).
+        goal_arrivals: with a goal, spread the plans over this many arrival steps: plan ``j``
+            reaches the goal at step ``k_j`` (evenly spaced up to the last step) and stays there,
+            and the earliest arrival among the dynamically consistent plans is taken (``None``:
+            every plan reaches the goal at its last step).
     """
 
     batch_size: int = 64
@@ -144,6 +151,7 @@ class PlanConfig(JsonConfig):
     sampler: str = "ddpm"
     warm_start_steps: int | None = None
     replan_threshold: float = 1.0
+    goal_arrivals: int | None = None
 
 
 @dataclass(frozen=True)

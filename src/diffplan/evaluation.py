@@ -55,6 +55,11 @@ class EvalResult:
         return asdict(self)
 
 
+# track mode with walls=True: a plan whose best sample still crosses a wall is sampled again up to
+# this many times (the episode keeps the last one).
+WALL_RETRIES = 3
+
+
 def _plot_episode(env_id: str, episode: int, first_plans: dict[int, Any], visited: dict[int, list[np.ndarray]],
                   plots_dir: str | Path, mode: str) -> None:
     """Maze picture of one episode (goal envs) or the plan-vs-executed plot (others)."""
@@ -115,6 +120,8 @@ def evaluate(
     plots_dir: str | Path | None = None,
     task: str = "multi",
     policy: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
+    actions: str = "plan",
+    walls: bool = False,
 ) -> EvalResult:
     """Run ``episodes`` episodes, acting with the first action of the best plan at every step.
 
@@ -137,6 +144,12 @@ def evaluate(
             (the fixed goal cell of ``diffplan.envs.maze.FIXED_GOAL_CELLS``, Maze2D).
         policy: instead of ``pipe``, a baseline acting every step on the same episodes:
             ``policy(states [n, obs_dim], goals [n, goal_dim] | None) -> actions [n, act_dim]``.
+        actions: ``replan`` mode: ``"plan"`` executes the plan's sampled actions (each held for
+            the run's ``stride`` steps, Diffuser's way); ``"inverse"`` the action of the run's
+            learned inverse dynamics towards the next planned state, at every step.
+        walls: PointMaze only: rank plans that cross the maze's walls last
+            (:class:`diffplan.envs.maze.WallCost`: the planner is given the maze map); in
+            ``track`` mode a best plan through a wall is sampled again (:data:`WALL_RETRIES`).
 
     Raises:
         ValueError: no env id, bad counts, not exactly one of ``pipe`` and ``policy``, or a run
@@ -145,7 +158,7 @@ def evaluate(
     import gymnasium as gym
     from tqdm.auto import tqdm
 
-    from diffplan.envs.maze import FIXED_GOAL_CELLS, track_action
+    from diffplan.envs.maze import FIXED_GOAL_CELLS, WallCost, track_action
     from diffplan.planning.planner import Planner
 
     if (pipe is None) == (policy is None):
@@ -160,6 +173,11 @@ def evaluate(
         raise ValueError("the run records no env id; pass env_id=")
     if mode not in ("replan", "track"):
         raise ValueError(f"unknown mode {mode!r}; expected 'replan' or 'track'")
+    if actions not in ("plan", "inverse"):
+        raise ValueError(f"unknown actions {actions!r}; expected 'plan' or 'inverse'")
+    if actions == "inverse" and (mode != "replan" or pipe is None or pipe.inverse_dynamics is None):
+        raise ValueError("actions='inverse' needs mode='replan' and a run with an inverse dynamics model "
+                         "(train one with `diffplan train ... --resume --inverse-steps N`)")
     if task not in ("multi", "single"):
         raise ValueError(f"unknown task {task!r}; expected 'multi' or 'single'")
     reset_options: dict[str, Any] = {}
@@ -167,6 +185,9 @@ def evaluate(
         if env_id not in FIXED_GOAL_CELLS:
             raise ValueError(f"task 'single' needs a fixed goal; known for {sorted(FIXED_GOAL_CELLS)}, not {env_id}")
         reset_options["goal_cell"] = np.array(FIXED_GOAL_CELLS[env_id])
+    if walls and (pipe is None or not env_id.startswith("PointMaze")):
+        raise ValueError(f"walls=True ranks plans by a PointMaze map; got env {env_id!r}"
+                         + ("" if pipe is not None else " and a policy"))
     if replan_every < 1:
         raise ValueError(f"expected replan_every >= 1, got {replan_every}")
     if episodes < 1 or num_envs < 1:
@@ -177,7 +198,13 @@ def evaluate(
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
     envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **kwargs) for _ in range(num_envs)],
                                     autoreset_mode=gym.vector.AutoresetMode.DISABLED)
-    planner = (Planner(pipe, n_envs=num_envs, **(plan_kwargs or {})) if policy is None
+    if walls:
+        map_env = make_env(env_id)
+        extra: dict[str, Any] = {"cost": WallCost(map_env)}
+        map_env.close()
+    else:
+        extra = {}
+    planner = (Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}), **extra) if policy is None
                else _PolicyActor(policy, num_envs))
     act_dim = int(np.prod(envs.single_action_space.shape))
     generator = torch.Generator().manual_seed(seed)
@@ -201,28 +228,44 @@ def evaluate(
             need = active & ~has_plan
         else:
             need = active & (~has_plan | (since_plan >= replan_every))
-        actions = np.zeros((num_envs, act_dim))
+        step_actions = np.zeros((num_envs, act_dim))
         if need.any():
             plans += int(need.sum())
-            actions = planner.act(state, goal=goal, active=need, generator=generator)
+            step_actions = planner.act(state, goal=goal, active=need, generator=generator)
+            for _ in range(WALL_RETRIES if walls and mode == "track" else 0):  # resample plans through walls
+                again = need & np.array([p is not None and p["values"][0] < -0.5 * extra["cost"].weight
+                                         for p in planner.plans])
+                if not again.any():
+                    break
+                plans += int(again.sum())
+                step_actions[again] = planner.act(state, goal=goal, active=again, generator=generator)[again]
             since_plan[need], has_plan[need] = 0, True
             for i in np.flatnonzero(need):
                 first_plans.setdefault(int(slot_episode[i]), (planner.plans[i], None if goal is None else goal[i]))
-        for i in np.flatnonzero(active & ~need):
+        follow = active & ~need
+        if actions == "inverse":  # every step: the run's inverse dynamics towards the next planned state
+            rows = np.flatnonzero(active)
+            planned = np.stack([planner.plans[i]["observations"][0] for i in rows])  # [n, H, S]
+            nxt = np.minimum(since_plan[rows] // stride + 1, planned.shape[1] - 1)
+            step_actions[rows] = pipe.inverse_action(state=state[rows], target=planned[np.arange(len(rows)), nxt],
+                                                     lookahead=np.maximum(nxt * stride - since_plan[rows], 1))
+            follow[:] = False
+        for i in np.flatnonzero(follow):
             best = planner.plans[i]
             if mode == "track":
-                actions[i] = track_action(plan=best["observations"][0], t=int(since_plan[i]), state=state[i],
+                step_actions[i] = track_action(plan=best["observations"][0], t=int(since_plan[i]), state=state[i],
                                           stride=stride, goal=None if goal is None else goal[i])
             else:  # each planned action is held for `stride` environment steps
                 k = min(int(since_plan[i]) // stride, best["actions"].shape[1] - 1)
-                actions[i] = best["actions"][0, k]
+                step_actions[i] = best["actions"][0, k]
         if plots_dir is not None:
             for i in np.flatnonzero(active):
                 visited.setdefault(int(slot_episode[i]), []).append(np.asarray(state[i], dtype=np.float64))
-        actions = actions.astype(envs.single_action_space.dtype)
+        space = envs.single_action_space
+        step_actions = np.clip(step_actions, space.low, space.high).astype(space.dtype)
         plan_time += time.perf_counter() - started
         decisions += int(active.sum())
-        obs, rewards, terminated, truncated, infos = envs.step(actions)
+        obs, rewards, terminated, truncated, infos = envs.step(step_actions)
         since_plan += 1
         for i in np.flatnonzero(active):
             returns[slot_episode[i]] += rewards[i]
@@ -253,6 +296,8 @@ def evaluate(
     return summarize(pipe=pipe, env_id=env_id, seed=seed, returns=returns, lengths=lengths,
                      success=success if goal_env else None, seconds=plan_time, decisions=decisions, plans=plans,
                      num_envs=num_envs, planner=dict(plan_kwargs or {}) | {"mode": mode, "replan_every": replan_every}
+                     | ({"actions": actions} if mode == "replan" and policy is None else {})
+                     | ({"walls": True} if walls else {})
                      | ({"task": task} if goal_env else {}))
 
 

@@ -1,4 +1,4 @@
-"""Builds the denoiser and the value network as diffusers ``UNet1DModel``s.
+"""Builds the denoiser and the value network as diffusers ``UNet1DModel``s, and the inverse dynamics MLP.
 
 The block types are those of the published Diffuser temporal U-Net as ported to diffusers
 (``DownResnetBlock1D``/``UpResnetBlock1D``, ``MidResTemporalBlock1D`` + ``OutConv1DBlock`` for
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from diffusers import UNet1DModel
+import torch
+from diffusers import ConfigMixin, ModelMixin, UNet1DModel
+from diffusers.configuration_utils import register_to_config
 
 from diffplan.config import UNetConfig
 
@@ -94,3 +96,44 @@ def build_scheduler(*, num_train_timesteps: int, beta_schedule: str, prediction_
         clip_sample=False,
         variance_type="fixed_small",
     )
+
+
+class InverseDynamics(ModelMixin, ConfigMixin):
+    """Learned inverse dynamics: the action that takes ``state`` to ``target`` in ``lookahead`` steps.
+
+    An MLP on normalized units, trained on the dataset's own transitions. It lets ``replan`` mode
+    execute actions of the planner's own making for the states it planned (as Decision Diffuser
+    does), where the sampled action channels of a small, briefly trained denoiser are too coarse.
+    Saved and loaded as a diffusers model folder (``config.json`` + safetensors).
+
+    Args:
+        obs_dim: observation dimensions S.
+        act_dim: action dimensions A.
+        max_lookahead: the largest ``lookahead`` (the run's stride).
+        hidden: units per hidden layer.
+        layers: hidden layers.
+    """
+
+    @register_to_config
+    def __init__(self, obs_dim: int, act_dim: int, max_lookahead: int = 1, hidden: int = 256, layers: int = 2) -> None:
+        super().__init__()
+        if min(obs_dim, act_dim, max_lookahead, hidden, layers) < 1:
+            raise ValueError("InverseDynamics sizes must all be >= 1, got "
+                             f"obs_dim={obs_dim} act_dim={act_dim} max_lookahead={max_lookahead} hidden={hidden} "
+                             f"layers={layers}")
+        sizes = [2 * obs_dim + 1] + [hidden] * layers
+        blocks: list[torch.nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            blocks += [torch.nn.Linear(a, b), torch.nn.Mish()]
+        self.net = torch.nn.Sequential(*blocks, torch.nn.Linear(sizes[-1], act_dim))
+
+    def forward(self, state: torch.Tensor, target: torch.Tensor, lookahead: torch.Tensor) -> torch.Tensor:
+        """Normalized actions ``[B, A]``.
+
+        Args:
+            state: ``[B, S]`` normalized current states.
+            target: ``[B, S]`` normalized states to reach.
+            lookahead: ``[B]`` environment steps until ``target`` (``1..max_lookahead``).
+        """
+        steps = lookahead.to(state.dtype)[:, None] / self.config.max_lookahead
+        return self.net(torch.cat([state, target, steps], dim=1))

@@ -9,15 +9,16 @@ from diffplan.config import DiffusionConfig, PlanConfig, Preset, TrainConfig, UN
 
 def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], train_steps: int,
           stride: int = 1) -> Preset:
-    """Maze2D-style preset: limits normalizer, no value network (goals by inpainting), batch 8 plans."""
+    """Maze2D-style preset: limits normalizer, no value network (goals by inpainting), an inverse
+    dynamics model for ``replan`` with ``actions="inverse"``, 8 goal arrival steps."""
     return Preset(
         name=name,
         unet=UNetConfig(block_out_channels=channels),
         value=UNetConfig(block_out_channels=channels),
         diffusion=DiffusionConfig(num_train_timesteps=steps, action_weight=1.0),
         train=TrainConfig(horizon=horizon, stride=stride, batch_size=32, denoiser_steps=train_steps, value_steps=0,
-                          gradient_accumulation_steps=1, ema_start=1_000),
-        plan=PlanConfig(batch_size=8, planning_horizon=horizon, n_guide_steps=0),
+                          inverse_steps=4_000, gradient_accumulation_steps=1, ema_start=1_000),
+        plan=PlanConfig(batch_size=32, planning_horizon=horizon, n_guide_steps=0, goal_arrivals=8),
         normalizer="limits",
     )
 

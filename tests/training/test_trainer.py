@@ -35,7 +35,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(hopper_dataset: s
     # interrupted after 5 steps of each phase (the last checkpoint), then resumed to the end
     part = get_preset("tiny", denoiser_steps=5, value_steps=5, checkpoint_every=5, gradient_accumulation_steps=2)
     train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=part, device="cpu", progress=False)
-    train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=full, device="cpu", progress=False, resume=True)
+    # planning defaults do not touch training: a resume may change them (here the plan count)
+    replanned = replace(full, plan=replace(full.plan, batch_size=full.plan.batch_size + 1))
+    train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=replanned, device="cpu", progress=False,
+          resume=True)
     for sub in ("unet", "value_function"):
         a = load_file(str(tmp_path / "straight" / sub / "diffusion_pytorch_model.safetensors"))
         b = load_file(str(tmp_path / "resumed" / sub / "diffusion_pytorch_model.safetensors"))
@@ -45,6 +48,25 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(hopper_dataset: s
         raw_a = load_file(str(tmp_path / "straight" / "training" / sub / "model.safetensors"))
         raw_b = load_file(str(tmp_path / "resumed" / "training" / sub / "model.safetensors"))
         assert all((raw_a[k] == raw_b[k]).all() for k in raw_a)
+
+
+def test_resume_adds_an_inverse_dynamics_phase_to_a_finished_run(tiny_run: Path, hopper_dataset: str,
+                                                                 tmp_path: Path) -> None:
+    import shutil
+
+    from diffplan.planning import ValueGuidedRLPipeline
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    res = train(dataset=hopper_dataset, out=run, preset=get_preset("tiny", denoiser_steps=300, value_steps=300,
+                                                                  inverse_steps=20),
+                device="cpu", progress=False, resume=True)
+    assert res.steps == {"unet": 300, "value_function": 300, "inverse_dynamics": 20}
+    assert (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == before
+    pipe = ValueGuidedRLPipeline.from_pretrained(run)
+    assert pipe.inverse_dynamics is not None and pipe.inverse_dynamics.config.act_dim == 3
+    assert pipe.inverse_action(state=np.zeros((2, 11)), target=np.ones((2, 11)), lookahead=np.ones(2)).shape == (2, 3)
 
 
 def test_existing_run_is_never_overwritten(tiny_run: Path, hopper_dataset: str) -> None:

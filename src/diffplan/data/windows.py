@@ -116,6 +116,20 @@ class WindowDataset:
         rows = self.starts[index][:, None] + self._offsets[None]
         return self.data[rows], self.values[index]
 
+    def transitions(self, batch_size: int, *, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Random ``(state, target, lookahead, action)`` of the inverse dynamics, normalized.
+
+        ``target`` is the state ``lookahead`` (uniform in ``1..stride``) environment steps after
+        ``state`` (the episode's last state past its end), ``action`` the one taken at ``state``.
+
+        Returns:
+            ``state: [B, S]``, ``target: [B, S]``, ``lookahead: [B]`` and ``action: [B, A]``.
+        """
+        rows = self.starts[torch.randint(len(self), (batch_size,), generator=generator)]
+        lookahead = torch.randint(1, self.stride + 1, (batch_size,), generator=generator)
+        now, later = self.data[rows], self.data[rows + lookahead]
+        return now[:, self.act_dim :], later[:, self.act_dim :], lookahead, now[:, : self.act_dim]
+
     def sample(self, batch_size: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A uniformly random batch of windows (see :meth:`batch`)."""
         return self.batch(torch.randint(len(self), (batch_size,), generator=generator))

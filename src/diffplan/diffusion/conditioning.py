@@ -13,12 +13,14 @@ class Constraint:
     """Columns ``[start, start + k)`` of time index ``index`` are fixed to ``values``.
 
     Attributes:
-        index: time index in the plan (negative counts from the end, ``-1`` is the last step).
+        index: time index in the plan (negative counts from the end, ``-1`` is the last step),
+            or a ``[batch, horizon]`` bool mask of the time steps fixed in each plan (e.g. a goal
+            held from a different arrival step in each plan).
         start: first column in the trajectory layout ``[act_dim + obs_dim]``.
         values: ``[batch, k]`` normalized values, one row per plan.
     """
 
-    index: int
+    index: int | torch.Tensor
     start: int
     values: torch.Tensor
 
@@ -30,7 +32,12 @@ def apply_constraints(x: torch.Tensor, constraints: Sequence[Constraint]) -> tor
         ``x`` itself, for chaining.
     """
     for c in constraints:
-        x[:, c.index, c.start : c.start + c.values.shape[-1]] = c.values.to(x.dtype)
+        cols = slice(c.start, c.start + c.values.shape[-1])
+        if isinstance(c.index, torch.Tensor):
+            mask = c.index.to(x.device)[..., None]
+            x[:, :, cols] = torch.where(mask, c.values.to(x.dtype)[:, None, :], x[:, :, cols])
+        else:
+            x[:, c.index, cols] = c.values.to(x.dtype)
     return x
 
 

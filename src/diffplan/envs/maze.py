@@ -137,3 +137,41 @@ def wall_cells(env: Any) -> list[np.ndarray]:
     free = maze_grid(env)
     return [np.asarray(maze.cell_rowcol_to_xy(np.array([r, c])), dtype=np.float64)
             for r in range(free.shape[0]) for c in range(free.shape[1]) if not free[r, c]]
+
+
+class WallCost:
+    """Ranking cost of plans that cross the walls of a known maze map.
+
+    Each segment between consecutive planned positions is sampled at ``samples`` points; the cost
+    of a plan is ``weight`` times the number of those points that fall in a wall cell (or off the
+    map), so with the default weight any plan through a wall ranks below every plan that avoids
+    them. Pass it as ``pipe.plan(..., cost=WallCost(env))`` (``evaluate(walls=True)``).
+
+    Args:
+        env: a PointMaze env (its maze map is read once).
+        samples: points per planned segment.
+        weight: cost per point inside a wall.
+    """
+
+    def __init__(self, env: Any, *, samples: int = 4, weight: float = 100.0) -> None:
+        maze = env.unwrapped.maze
+        self.free = maze_grid(env)
+        self.scale, self.x_center, self.y_center = maze.maze_size_scaling, maze.x_map_center, maze.y_map_center
+        self.samples, self.weight = samples, weight
+
+    def cells(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid ``(rows, cols)`` of positions ``xy: [..., 2]`` (Gymnasium-Robotics' ``cell_xy_to_rowcol``)."""
+        rows = np.floor((self.y_center - xy[..., 1]) / self.scale).astype(int)
+        cols = np.floor((xy[..., 0] + self.x_center) / self.scale).astype(int)
+        return rows, cols
+
+    def __call__(self, observations: np.ndarray) -> np.ndarray:
+        """Cost ``[...]`` of plans ``observations: [..., H, obs_dim]`` (positions in the first two dims)."""
+        xy = np.asarray(observations, dtype=np.float64)[..., :2]
+        frac = np.arange(self.samples)[:, None] / self.samples  # [samples, 1]
+        points = xy[..., :-1, None, :] * (1 - frac) + xy[..., 1:, None, :] * frac  # [..., H-1, samples, 2]
+        rows, cols = self.cells(points)
+        inside = (rows >= 0) & (rows < self.free.shape[0]) & (cols >= 0) & (cols < self.free.shape[1])
+        free = np.zeros(rows.shape, dtype=bool)
+        free[inside] = self.free[rows[inside], cols[inside]]
+        return self.weight * (~free).sum(axis=(-2, -1))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,12 @@ from diffplan.diffusion.conditioning import Constraint, start_state_constraint
 from diffplan.diffusion.guidance import value
 from diffplan.diffusion.sampling import Guidance, guided_sample
 from diffplan.io import atomic_write_json, replace_dir
-from diffplan.models import check_horizon
-from diffplan.planning.runs import RunInfo, load_components, resolve_run
+from diffplan.models import InverseDynamics, check_horizon
+from diffplan.planning.runs import INVERSE_DYNAMICS, RunInfo, load_components, load_inverse_dynamics, resolve_run
+
+# A goal plan counts as dynamically consistent when its largest jump between planned steps is at
+# most this multiple of the smoothest plan's (plans that must arrive too early jump 3-5x more).
+CONSISTENT_SLACK = 1.5
 
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
 
@@ -47,7 +52,10 @@ class Plan:
         observations: ``[n_envs, batch, horizon, obs_dim]``.
         values: ``[n_envs, batch]`` value of each plan, descending. Runs without a value network
             rank by dynamic consistency instead: minus the largest jump between consecutive planned
-            states (normalized units), so plans that teleport to an inpainted goal come last.
+            states (normalized units), so plans that teleport to an inpainted goal come last. With
+            ``goal_arrivals``, the consistent plans (largest jump at most
+            :data:`CONSISTENT_SLACK` times the smoothest plan's) score ``1 - arrival / H`` instead,
+            so the earliest of them comes first.
         normalized: ``[n_envs, batch, horizon, act_dim + obs_dim]`` normalized plans (torch).
     """
 
@@ -91,6 +99,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         normalizer: TrajectoryNormalizer | None = None,
         plan_config: PlanConfig | None = None,
         info: RunInfo | None = None,
+        inverse_dynamics: InverseDynamics | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(value_function=value_function, unet=unet, scheduler=scheduler)
@@ -110,7 +119,14 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             raise ValueError(
                 f"denoiser takes {transition} channels, value function {value_function.config.in_channels}"
             )
+        if inverse_dynamics is not None and (inverse_dynamics.config.obs_dim, inverse_dynamics.config.act_dim) != (
+                normalizer.obs_dim, normalizer.act_dim):
+            raise ValueError(
+                f"the inverse dynamics has obs_dim {inverse_dynamics.config.obs_dim}, act_dim "
+                f"{inverse_dynamics.config.act_dim} but the normalizer {normalizer.obs_dim}, {normalizer.act_dim}"
+            )
         self.env = env
+        self.inverse_dynamics = inverse_dynamics  # not a diffusers component: kept out of model_index.json
         self.normalizer = normalizer
         self.plan_config = plan_config or PlanConfig()
         self.info = info
@@ -158,6 +174,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             normalizer=normalizer or (info.normalizer if info else None),
             plan_config=info.plan if info else None,
             info=info,
+            inverse_dynamics=load_inverse_dynamics(path),
         )
         return pipe.to(device) if device is not None else pipe
 
@@ -169,6 +186,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp:
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
+            if self.inverse_dynamics is not None:
+                self.inverse_dynamics.save_pretrained(Path(tmp) / INVERSE_DYNAMICS, safe_serialization=True)
             for entry in sorted(Path(tmp).iterdir()):
                 if entry.is_dir():
                     replace_dir(entry, out / entry.name)
@@ -177,6 +196,31 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         info = self.info or RunInfo(normalizer=self.normalizer, plan=self.plan_config)
         info = replace(info, normalizer=self.normalizer, plan=self.plan_config)
         atomic_write_json(out / "diffplan.json", info.to_dict())
+
+    def inverse_action(self, *, state: np.ndarray, target: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
+        """Actions of the run's inverse dynamics: from ``state`` to ``target`` in ``lookahead`` steps.
+
+        Args:
+            state: ``[n, obs_dim]`` current states (original units).
+            target: ``[n, obs_dim]`` planned states to reach.
+            lookahead: ``[n]`` environment steps until ``target`` (``1..stride``).
+
+        Returns:
+            ``[n, act_dim]`` actions in original units.
+
+        Raises:
+            ValueError: the run has no inverse dynamics model.
+        """
+        if self.inverse_dynamics is None:
+            raise ValueError("this run has no inverse dynamics model (inverse_dynamics/); train one with "
+                             "`diffplan train ... --resume --inverse-steps N` or act with the planned actions")
+        obs = self.normalizer.observations
+        model = self.inverse_dynamics.to(self.device)
+        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=self.device)  # noqa: E731
+        with torch.no_grad():
+            out = model(as_t(obs.normalize(np.atleast_2d(state))), as_t(obs.normalize(np.atleast_2d(target))),
+                        as_t(np.atleast_1d(lookahead)))
+        return self.normalizer.actions.unnormalize(out.double().cpu().numpy())
 
     def compile(self, *, mode: str | None = None) -> ValueGuidedRLPipeline:
         """Plan with ``torch.compile``d networks from now on (weights stay shared).
@@ -240,6 +284,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
         warm_start_steps: int | None = None,
+        goal_arrivals: int | None = None,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
         callback: Any = None,
     ) -> Plan:
         """Sample plans that start at ``obs`` (and end at ``goal``), guided by the value network.
@@ -262,6 +308,14 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 start): they are noised to the level of the last ``warm_start_steps`` steps of
                 the schedule and denoised from there. ``None``: from pure noise.
             warm_start_steps: denoising steps run from ``init`` (at most ``num_inference_steps``).
+            goal_arrivals: with ``goal``: plans reach the goal at this many different steps
+                (at most ``H - 1`` and ``batch_size``, evenly spaced, the last one ``H - 1``; plan
+                ``b`` uses arrival ``b % n``) and
+                stay there; the earliest consistent arrival is ranked first (see :class:`Plan`).
+                ``None``: the pipeline's default (``1``: the goal at the last step only).
+            cost: ranking cost of finished plans, subtracted from their values:
+                ``cost(observations [n_envs, batch, H, obs_dim]) -> [n_envs, batch]`` in original
+                units (e.g. :class:`diffplan.envs.maze.WallCost` for a known maze map).
             callback: called as ``callback(t, x)`` after every denoising step with the normalized
                 plans ``x: [n_envs * batch, H, act_dim + obs_dim]`` (for pictures of the process).
 
@@ -278,13 +332,16 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         obs_t, obs_np, single = self._check_obs(obs)
         n_envs = obs_t.shape[0]
         cons = [start_state_constraint(obs_t.repeat_interleave(batch_size, 0), act_dim=self.act_dim)]
-        goal_np = None
+        goal_np, arrival = None, None
+        n_arrivals = goal_arrivals if goal_arrivals is not None else (cfg.goal_arrivals or 1)
         if goal is not None:
             goal_t, goal_np, _ = self._check_obs(goal, "goal", partial=True)
             if goal_t.shape[0] not in (1, n_envs):
                 raise ValueError(f"expected {n_envs} goals, got {goal_t.shape[0]}")
             goal_t = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
-            cons.append(Constraint(index=-1, start=self.act_dim, values=goal_t))
+            arrival = goal_arrival_steps(horizon=horizon, count=n_arrivals, batch_size=batch_size).repeat(n_envs)
+            held = torch.arange(horizon)[None, :] >= arrival[:, None]  # [n_envs * batch, H]
+            cons.append(Constraint(index=held.to(self.device), start=self.act_dim, values=goal_t))
         cons += list(constraints or [])
         guide_steps = cfg.n_guide_steps if n_guide_steps is None else n_guide_steps
         if self.value_function is None:
@@ -320,17 +377,27 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             if value_function is None:  # goals by inpainting: the most dynamically consistent plan first
                 states = x[..., self.act_dim :]
                 values = -(states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).view(n_envs, batch_size)
+                if arrival is not None and n_arrivals > 1:
+                    consistent = values >= CONSISTENT_SLACK * values.amax(dim=1, keepdim=True)
+                    early = 1.0 - arrival.to(values).view(n_envs, batch_size) / horizon
+                    values = torch.where(consistent, early, values)
             else:
                 values = value(value_function, x).view(n_envs, batch_size)
-        order = values.argsort(dim=1, descending=True)
         x = x.view(n_envs, batch_size, horizon, -1)
-        x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
-        values = torch.gather(values, 1, order)
         traj = self.normalizer.unnormalize(x.detach().double().cpu().numpy())
         # inpainted states are known exactly: undo the float32 round trip of the network's dtype
         traj[:, :, 0, self.act_dim :] = obs_np[:, None]
         if goal_np is not None:
-            traj[:, :, -1, self.act_dim : self.act_dim + goal_np.shape[1]] = goal_np[:, None]
+            goal_cols = traj[..., self.act_dim : self.act_dim + goal_np.shape[1]]
+            held_np = held.view(n_envs, batch_size, horizon).cpu().numpy()
+            goal_cols[held_np] = np.broadcast_to(goal_np[:, None, None], goal_cols.shape)[held_np]
+        if cost is not None:
+            penalty = np.asarray(cost(traj[..., self.act_dim :]), dtype=np.float64).reshape(n_envs, batch_size)
+            values = values - torch.as_tensor(penalty, dtype=values.dtype, device=values.device)
+        order = values.argsort(dim=1, descending=True)
+        x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+        values = torch.gather(values, 1, order)
+        traj = np.take_along_axis(traj, order.cpu().numpy()[:, :, None, None], axis=1)
         plan = Plan(
             actions=traj[..., : self.act_dim],
             observations=traj[..., self.act_dim :],
@@ -376,6 +443,24 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         """Forget the plans remembered for warm starts (call at the start of an episode)."""
         if self._planner is not None:
             self._planner.reset()
+
+
+def goal_arrival_steps(*, horizon: int, count: int, batch_size: int) -> torch.Tensor:
+    """Arrival step of each of ``batch_size`` goal plans: ``count`` steps (at most ``horizon - 1``
+    and ``batch_size``) evenly spaced over ``(0, horizon - 1]``, the last one ``horizon - 1``,
+    cycled over the batch.
+
+    Returns:
+        ``[batch_size]`` long tensor.
+
+    Raises:
+        ValueError: ``count < 1``.
+    """
+    if count < 1:
+        raise ValueError(f"expected goal_arrivals >= 1, got {count}")
+    count = min(count, horizon - 1, batch_size)
+    steps = torch.linspace(horizon - 1, 0, count + 1)[:count].round().long().flip(0)
+    return steps[torch.arange(batch_size) % count]
 
 
 def _blocks(unet: UNet1DModel) -> Any:

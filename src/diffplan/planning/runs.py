@@ -17,6 +17,7 @@ from diffplan.io import read_json
 
 FORMAT_VERSION = 1
 RUN_INFO = "diffplan.json"
+INVERSE_DYNAMICS = "inverse_dynamics"  # optional subfolder of a run (a diffusers model folder)
 _MODEL_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
@@ -118,16 +119,17 @@ def resolve_run(name_or_path: str | Path) -> Path:
     )
 
 
-def _load_model(path: Path, sub: str) -> Any:
+def _load_model(path: Path, sub: str, cls: Any = None) -> Any:
     from diffusers import UNet1DModel
 
+    cls = cls or UNet1DModel
     folder = path / sub
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"run folder {path} lacks {sub}/config.json")
     if not any((folder / f).is_file() for f in _MODEL_FILES):
         raise FileNotFoundError(f"run folder {path} lacks {sub}/{_MODEL_FILES[0]}")
     try:
-        return UNet1DModel.from_pretrained(folder)
+        return cls.from_pretrained(folder)
     except Exception as err:  # diffusers/safetensors raise many types for corrupt files
         raise ValueError(f"cannot load {folder}: the weights or config are corrupt ({type(err).__name__}: {err})") from err
 
@@ -142,6 +144,19 @@ def _load_scheduler(path: Path) -> Any:
     if name not in classes:
         raise ValueError(f"{cfg_path} names scheduler {name!r}; expected one of {sorted(classes)}")
     return classes[name].from_config(cfg)
+
+
+def load_inverse_dynamics(path: Path) -> Any:
+    """The run's :class:`~diffplan.models.InverseDynamics`, or ``None`` when it has none.
+
+    Raises:
+        FileNotFoundError, ValueError: the folder exists but is incomplete or corrupt.
+    """
+    from diffplan.models import InverseDynamics
+
+    if not (path / INVERSE_DYNAMICS).is_dir():
+        return None
+    return _load_model(path, INVERSE_DYNAMICS, InverseDynamics)
 
 
 def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, Any, RunInfo | None]:

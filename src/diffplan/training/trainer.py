@@ -1,4 +1,4 @@
-"""Training of the denoiser, then the value network, on accelerate (CPU, one GPU or many).
+"""Training of the denoiser, then the value network and the inverse dynamics, on accelerate (CPU, one GPU or many).
 
 Every random draw of step ``k`` (batch indices, diffusion steps, noise) comes from a generator
 seeded by ``(seed, phase, k, process)``, so a run resumed from a checkpoint takes exactly the
@@ -21,11 +21,11 @@ from diffplan.data.windows import WindowDataset
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.envs.specs import check_dims, reference_scores
 from diffplan.io import atomic_write_json, read_json
-from diffplan.models import build_denoiser, build_scheduler, build_value_function, check_horizon
+from diffplan.models import InverseDynamics, build_denoiser, build_scheduler, build_value_function, check_horizon
 from diffplan.planning.runs import RunInfo
 from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
 
-PHASES = ("unet", "value_function")
+PHASES = ("unet", "value_function", "inverse_dynamics")
 PROGRESS = "training/progress.json"
 
 
@@ -62,7 +62,7 @@ def check_dataset_env(episodes: EpisodeSet, env_id: str | None) -> None:
 
 
 class Trainer:
-    """Trains a run folder's denoiser and value network.
+    """Trains a run folder's denoiser, value network and inverse dynamics (those with steps).
 
     Args:
         dataset: Minari dataset id or D4RL-style HDF5 path.
@@ -143,6 +143,13 @@ class Trainer:
         pred = model(xt.to(dev).permute(0, 2, 1), t.to(dev)).sample.squeeze(-1)
         return ((pred - values.to(dev)) ** 2).mean()
 
+    def _inverse_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
+        dev = self.accelerator.device
+        g = _step_generator(self.preset.train.seed, 2, step * 1000 + micro, self.accelerator.process_index)
+        state, target, lookahead, action = self.data.transitions(self.preset.train.batch_size, generator=g)
+        pred = model(state.to(dev), target.to(dev), lookahead.to(dev))
+        return ((pred - action.to(dev)) ** 2).mean()
+
     @property
     def _weights(self) -> torch.Tensor:
         """``[H, D]`` loss weights: first action weighted, inpainted start state excluded."""
@@ -157,6 +164,9 @@ class Trainer:
         torch.manual_seed(self.preset.train.seed + PHASES.index(phase))
         if phase == "unet":
             return build_denoiser(config=self.preset.unet, transition_dim=self.data.transition_dim)
+        if phase == "inverse_dynamics":
+            return InverseDynamics(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim,
+                                   max_lookahead=self.preset.train.stride)
         return build_value_function(config=self.preset.value, transition_dim=self.data.transition_dim)
 
     def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
@@ -164,7 +174,8 @@ class Trainer:
         from tqdm.auto import tqdm
 
         train = self.preset.train
-        total = train.denoiser_steps if phase == "unet" else train.value_steps
+        total = {"unet": train.denoiser_steps, "value_function": train.value_steps,
+                 "inverse_dynamics": train.inverse_steps}[phase]
         model = self._build(phase)
         optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
         ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start)
@@ -174,7 +185,8 @@ class Trainer:
             state = load_phase(folder=folder, model=model, ema=ema, optimizer=optimizer)
         ema.to(self.accelerator.device)
         model, optimizer = self.accelerator.prepare(model, optimizer)
-        loss_fn = self._denoiser_loss if phase == "unet" else self._value_loss
+        loss_fn = {"unet": self._denoiser_loss, "value_function": self._value_loss,
+                   "inverse_dynamics": self._inverse_loss}[phase]
         acc = self.accelerator
         bar = tqdm(total=total, initial=state.step, desc=f"train {phase}", unit="step",
                    disable=not (self.progress and acc.is_main_process))
@@ -211,7 +223,7 @@ class Trainer:
         return final, state, rate
 
     def train(self) -> TrainResult:
-        """Train both phases (skipping finished ones) and write the run folder.
+        """Train the phases (skipping finished ones and those without steps) and write the run folder.
 
         Returns:
             A summary with steps, final losses and steps per second.
@@ -220,11 +232,13 @@ class Trainer:
 
         if self.accelerator.is_main_process:
             self.accelerator.init_trackers("diffplan")
-        models: dict[str, torch.nn.Module | None] = {"value_function": None}
+        models: dict[str, torch.nn.Module | None] = {"value_function": None, "inverse_dynamics": None}
         states, rates = {}, {}
         for phase in PHASES:
             if phase == "value_function" and self.preset.train.value_steps == 0:
                 continue  # goal-reaching by inpainting alone: no value network
+            if phase == "inverse_dynamics" and self.preset.train.inverse_steps == 0:
+                continue
             models[phase], states[phase], rates[phase] = self._run_phase(phase)
         self.accelerator.end_training()
         if not self.accelerator.is_main_process:
@@ -245,7 +259,8 @@ class Trainer:
         )
         pipe = ValueGuidedRLPipeline(value_function=models["value_function"], unet=models["unet"],
                                      scheduler=self.scheduler, normalizer=self.data.normalizer,
-                                     plan_config=self.preset.plan, info=info)
+                                     plan_config=self.preset.plan, info=info,
+                                     inverse_dynamics=models["inverse_dynamics"])
         pipe.save_pretrained(self.out)
         _plot_losses(self.out / "training" / "losses.png", states)
         return TrainResult(
@@ -257,10 +272,12 @@ class Trainer:
 
 
 def _without_step_counts(preset: dict) -> dict:
-    """A preset record (JSON form) less the step counts, which a resumed run may raise."""
+    """A preset record (JSON form) less what a resumed run may change: the step counts, which it
+    may raise, and the planning defaults, which do not touch training."""
     preset = json.loads(json.dumps(preset))
-    for key in ("denoiser_steps", "value_steps"):
-        preset["train"].pop(key)
+    preset.pop("plan", None)
+    for key in ("denoiser_steps", "value_steps", "inverse_steps"):
+        preset["train"].pop(key, None)
     return preset
 
 
@@ -273,7 +290,7 @@ def _has_tensorboard() -> bool:
 
 
 def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
-    """Loss curves of both phases as a PNG (written atomically)."""
+    """Loss curves of the trained phases as a PNG (written atomically)."""
     import matplotlib
 
     matplotlib.use("Agg")
