@@ -76,6 +76,7 @@ def main() -> None:
                         help="replan mode: which actions to execute (one row each)")
     parser.add_argument("--walls", action="store_true",
                         help="rank plans through the maze's walls last (rows named `<mode>+walls`)")
+    parser.add_argument("--label", default="", help="suffix of the row names (e.g. a planner variant)")
     parser.add_argument("--replan-every", type=int, help="replan mode: steps between plans (default: the run's stride)")
     parser.add_argument("--plan-kwargs", default="{}", help="JSON keyword arguments of pipe.plan")
     parser.add_argument("--iql-steps", type=int, default=0, help="also train and evaluate d3rlpy IQL (0: skip)")
@@ -89,7 +90,7 @@ def main() -> None:
     plan_kwargs = json.loads(args.plan_kwargs)
     variants = [(mode, actions) for mode in args.modes for actions in (args.actions if mode == "replan" else ["plan"])]
     for mode, actions in variants:
-        name = (f"{mode}-inverse" if actions == "inverse" else mode) + ("+walls" if args.walls else "")
+        name = (f"{mode}-inverse" if actions == "inverse" else mode) + ("+walls" if args.walls else "") + args.label
         for task in args.tasks:
             plots = Path(args.plots) / f"{name}_{task}" if args.plots else None
             res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, mode=mode,

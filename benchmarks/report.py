@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("behavior", "bc", "iql", "diffplan")
 
@@ -34,19 +36,31 @@ def locomotion() -> str:
     return "\n".join(lines)
 
 
+MAZES = ("umaze", "medium", "large")
+EXECUTIONS = ("track", "track+walls", "track+walls-128", "replan-inverse", "replan", "policy")
+
+
 def maze() -> str:
+    """One row per maze and method / execution, the single- and multi-task columns side by side."""
     path = ROOT / "results" / "scores_maze.json"
     if not path.exists():
         return ""
-    lines = ["| dataset | method / execution | task | success | normalized score | episodes | s / plan |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-    for dataset, rows in json.loads(path.read_text()).items():
-        for key in sorted(rows):
-            r = rows[key]
-            method, mode, task = key.split("/")
-            lines.append(f"| {dataset} | {method} {mode} | {task} | {100 * r['success_rate']:.0f} % | "
-                         f"{r['mean']:.1f} ± {r['stderr']:.1f} | {r['n']} | "
-                         f"{r['seconds_per_plan']:.3f} |")
+    lines = ["| maze | method / execution | single: success | single: score | multi: success | multi: score "
+             "| s / plan |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    table = json.loads(path.read_text())
+    order = {m: i for i, m in enumerate(MAZES)}
+    for dataset in sorted(table, key=lambda d: next((order[m] for m in MAZES if f"_{m}/" in d), len(MAZES))):
+        variants = sorted({tuple(k.split("/")[:2]) for k in table[dataset]},
+                          key=lambda v: (EXECUTIONS.index(v[1]) if v[1] in EXECUTIONS else len(EXECUTIONS), v))
+        for method, execution in variants:
+            cells, speeds = [], []
+            for task in ("single", "multi"):
+                r = table[dataset].get(f"{method}/{execution}/{task}")
+                cells += [f"{100 * r['success_rate']:.0f} %", f"{r['mean']:.1f} ± {r['stderr']:.1f}"] if r else ["—", "—"]
+                if r and method != "iql":
+                    speeds.append(r["seconds_per_plan"])
+            speed = f"{np.mean(speeds):.2f}" if speeds else "—"
+            lines.append(f"| {dataset.split('/')[1]} | {method} {execution} | " + " | ".join(cells) + f" | {speed} |")
     return "\n".join(lines)
 
 

@@ -178,6 +178,10 @@ def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, caps
     import json
 
     assert json.loads(out_json.read_text())["planner"]["task"] == "single"
+    assert main(["evaluate", str(maze_run), "--mode", "replan", "--actions", "inverse", "--walls", "--episodes", "1",
+                 "--max-episode-steps", "4", "--batch-size", "2", "--goal-arrivals", "3", "--json", str(out_json)]) == 0
+    planner = json.loads(out_json.read_text())["planner"]
+    assert planner["actions"] == "inverse" and planner["walls"] is True and planner["goal_arrivals"] == 3
 
 
 def test_single_task_uses_the_fixed_goal(maze_run: Path) -> None:

@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="render", help="output folder")
     p.add_argument("--mode", choices=["track", "replan"], default="track", help="mazes: execution mode")
     p.add_argument("--actions", choices=["plan", "inverse"], default="plan", help="mazes, replan mode: see evaluate")
+    p.add_argument("--walls", action="store_true", help="mazes: rank plans through walls last (see evaluate)")
     p.add_argument("--task", choices=["multi", "single"], default="multi", help="mazes: random or fixed goal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episode-steps", type=int)
@@ -221,7 +222,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     if env_id is not None and env_id.startswith("PointMaze"):
         maze = render_maze(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id, mode=args.mode,
                            task=args.task, max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args),
-                           actions=args.actions)
+                           actions=args.actions, walls=args.walls)
         print(f"{'reached' if maze.success else 'missed'} the goal, return {maze.episode_return:.1f}")
         print(f"maze picture: {maze.picture}\ndenoising strip: {maze.denoising}")
         return 0

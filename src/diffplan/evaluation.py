@@ -254,7 +254,7 @@ def evaluate(
             best = planner.plans[i]
             if mode == "track":
                 step_actions[i] = track_action(plan=best["observations"][0], t=int(since_plan[i]), state=state[i],
-                                          stride=stride, goal=None if goal is None else goal[i])
+                                               stride=stride, goal=None if goal is None else goal[i])
             else:  # each planned action is held for `stride` environment steps
                 k = min(int(since_plan[i]) // stride, best["actions"].shape[1] - 1)
                 step_actions[i] = best["actions"][0, k]

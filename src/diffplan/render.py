@@ -128,7 +128,8 @@ class MazeRenderResult:
 
 def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | None = None, mode: str = "track",
                 task: str = "multi", max_episode_steps: int | None = None,
-                plan_kwargs: dict[str, Any] | None = None, actions: str = "plan") -> MazeRenderResult:
+                plan_kwargs: dict[str, Any] | None = None, actions: str = "plan",
+                walls: bool = False) -> MazeRenderResult:
     """One PointMaze episode drawn over the maze, and a strip of one plan being denoised.
 
     The strip is a separate sample (batch 2, the same seed) from the episode's start towards its
@@ -145,6 +146,7 @@ def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | 
         max_episode_steps: cut the episode at this many steps.
         plan_kwargs: keyword arguments of ``pipe.plan``.
         actions: ``replan`` mode's actions, ``"plan"`` or ``"inverse"`` (see ``evaluate``).
+        walls: rank plans through the maze's walls last (see ``evaluate``).
 
     Returns:
         Paths of the pictures and the episode's outcome.
@@ -158,7 +160,8 @@ def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | 
         raise ValueError(f"render_maze needs a PointMaze run, got env {env_id!r}")
     out = Path(out_dir)
     res = evaluate(pipe=pipe, episodes=1, seed=seed, env_id=env_id, mode=mode, task=task, plots_dir=out,
-                   max_episode_steps=max_episode_steps, plan_kwargs=plan_kwargs, progress=False, actions=actions)
+                   max_episode_steps=max_episode_steps, plan_kwargs=plan_kwargs, progress=False, actions=actions,
+                   walls=walls)
     env = make_env(env_id)
     options = {"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None
     obs, _ = env.reset(seed=seed, options=options)  # the episode's start and goal

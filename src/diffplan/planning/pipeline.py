@@ -15,9 +15,9 @@ Differences from ``diffusers.experimental.ValueGuidedRLPipeline`` (each delibera
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -214,12 +214,15 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         if self.inverse_dynamics is None:
             raise ValueError("this run has no inverse dynamics model (inverse_dynamics/); train one with "
                              "`diffplan train ... --resume --inverse-steps N` or act with the planned actions")
-        obs = self.normalizer.observations
+        norm = self.normalizer.observations
         model = self.inverse_dynamics.to(self.device)
-        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=self.device)  # noqa: E731
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=self.device)
+
         with torch.no_grad():
-            out = model(as_t(obs.normalize(np.atleast_2d(state))), as_t(obs.normalize(np.atleast_2d(target))),
-                        as_t(np.atleast_1d(lookahead)))
+            out = model(tensor(norm.normalize(np.atleast_2d(state))), tensor(norm.normalize(np.atleast_2d(target))),
+                        tensor(np.atleast_1d(lookahead)))
         return self.normalizer.actions.unnormalize(out.double().cpu().numpy())
 
     def compile(self, *, mode: str | None = None) -> ValueGuidedRLPipeline:
