@@ -37,7 +37,7 @@ def locomotion() -> str:
 
 
 MAZES = ("umaze", "medium", "large")
-EXECUTIONS = ("track", "track+walls", "track+walls-128", "replan-inverse", "replan", "policy")
+EXECUTIONS = ("track", "track+walls", "replan-inverse", "replan", "policy")
 
 
 def maze() -> str:

@@ -25,6 +25,16 @@ def _add_planner_flags(p: argparse.ArgumentParser) -> None:
                    help="goal tasks: spread plans over this many goal arrival steps, take the earliest consistent one")
 
 
+def _add_execution_flags(p: argparse.ArgumentParser, *, default_mode: str) -> None:
+    p.add_argument("--mode", choices=["replan", "track"], default=default_mode,
+                   help="replan: closed loop with the planner's actions; track: plan once, PD-follow the plan")
+    p.add_argument("--actions", choices=["plan", "inverse"], default="plan",
+                   help="replan mode: the plan's sampled actions, or the run's inverse dynamics to the next planned state")
+    p.add_argument("--walls", action="store_true", help="mazes: rank plans that cross the maze's walls last (uses the map)")
+    p.add_argument("--task", choices=["multi", "single"], default="multi",
+                   help="PointMaze: a random goal per episode (multi) or the maze's fixed goal (single)")
+
+
 def _planner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     names = ("batch_size", "n_guide_steps", "scale", "t_stopgrad", "sampler", "num_inference_steps",
              "warm_start_steps", "replan_threshold", "goal_arrivals")
@@ -87,25 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-id", help="environment (default: the run's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the results as JSON here")
-    p.add_argument("--mode", choices=["replan", "track"], default="replan",
-                   help="replan: closed loop with the planner's actions; track: plan once, PD-follow the plan")
+    _add_execution_flags(p, default_mode="replan")
     p.add_argument("--replan-every", type=int, help="steps between plans in replan mode (default: the run's stride)")
-    p.add_argument("--actions", choices=["plan", "inverse"], default="plan",
-                   help="replan mode: the plan's sampled actions, or the run's inverse dynamics to the next planned state")
-    p.add_argument("--walls", action="store_true", help="mazes: rank plans that cross the maze's walls last (uses the map)")
     p.add_argument("--plots", help="folder for a picture of each episode's plans and executed path")
-    p.add_argument("--task", choices=["multi", "single"], default="multi",
-                   help="PointMaze: a random goal per episode (multi) or the maze's fixed goal (single)")
     _add_planner_flags(p)
 
     p = sub.add_parser("render", help="video of one episode and a plot of planned vs executed states "
                        "(mazes: the plans over the walls and a denoising strip)")
     p.add_argument("run", help="run folder or shipped run name")
     p.add_argument("--out", default="render", help="output folder")
-    p.add_argument("--mode", choices=["track", "replan"], default="track", help="mazes: execution mode")
-    p.add_argument("--actions", choices=["plan", "inverse"], default="plan", help="mazes, replan mode: see evaluate")
-    p.add_argument("--walls", action="store_true", help="mazes: rank plans through walls last (see evaluate)")
-    p.add_argument("--task", choices=["multi", "single"], default="multi", help="mazes: random or fixed goal")
+    _add_execution_flags(p, default_mode="track")  # used by mazes
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-episode-steps", type=int)
     p.add_argument("--env-id", help="environment (default: the run's)")

@@ -233,7 +233,7 @@ def evaluate(
             plans += int(need.sum())
             step_actions = planner.act(state, goal=goal, active=need, generator=generator)
             for _ in range(WALL_RETRIES if walls and mode == "track" else 0):  # resample plans through walls
-                again = need & np.array([p is not None and p["values"][0] < -0.5 * extra["cost"].weight
+                again = need & np.array([p is not None and extra["cost"](p["observations"][0]) > 0
                                          for p in planner.plans])
                 if not again.any():
                     break

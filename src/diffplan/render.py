@@ -294,7 +294,7 @@ def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.nda
         pipe: a ``ValueGuidedRLPipeline``.
         obs: ``[obs_dim]`` start observation.
         path: PNG to write (atomically).
-        goal: ``[k]`` goal inpainted at the last step.
+        goal: ``[k]`` goal, inpainted as ``pipe.plan`` does.
         env: a PointMaze env for the walls.
         panels: number of denoising steps shown (evenly spaced, the last one included).
         seed: planner seed.

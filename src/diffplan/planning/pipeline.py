@@ -214,11 +214,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         if self.inverse_dynamics is None:
             raise ValueError("this run has no inverse dynamics model (inverse_dynamics/); train one with "
                              "`diffplan train ... --resume --inverse-steps N` or act with the planned actions")
-        norm = self.normalizer.observations
-        model = self.inverse_dynamics.to(self.device)
+        norm, device = self.normalizer.observations, self.device
+        model = self.inverse_dynamics.to(device)
 
         def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=self.device)
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=device)
 
         with torch.no_grad():
             out = model(tensor(norm.normalize(np.atleast_2d(state))), tensor(norm.normalize(np.atleast_2d(target))),
@@ -296,7 +296,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Args:
             obs: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observations in original units.
             goal: ``[k]`` or ``[n_envs, k]`` (``k <= obs_dim``): the first ``k`` observation
-                dimensions to inpaint at the last step (a full state, or e.g. a maze position).
+                dimensions to inpaint from each plan's arrival step on (see ``goal_arrivals``; a
+                full state, or e.g. a maze position).
             batch_size: plans per observation.
             planning_horizon: plan length H.
             n_guide_steps: value-gradient steps per denoising step (0: unguided).
@@ -313,8 +314,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             warm_start_steps: denoising steps run from ``init`` (at most ``num_inference_steps``).
             goal_arrivals: with ``goal``: plans reach the goal at this many different steps
                 (at most ``H - 1`` and ``batch_size``, evenly spaced, the last one ``H - 1``; plan
-                ``b`` uses arrival ``b % n``) and
-                stay there; the earliest consistent arrival is ranked first (see :class:`Plan`).
+                ``b`` uses arrival ``b % n``) and stay there; the earliest consistent arrival is
+                ranked first (see :class:`Plan`).
                 ``None``: the pipeline's default (``1``: the goal at the last step only).
             cost: ranking cost of finished plans, subtracted from their values:
                 ``cost(observations [n_envs, batch, H, obs_dim]) -> [n_envs, batch]`` in original

@@ -74,7 +74,7 @@ class Planner:
 
         Args:
             obs: ``[n_envs, obs_dim]`` observations.
-            goal: ``[n_envs, k]`` goals inpainted at the plans' last step (first ``k`` obs dims).
+            goal: ``[n_envs, k]`` goals (first ``k`` obs dims), inpainted as ``pipe.plan`` does.
             active: ``[n_envs]`` envs to plan for (others get zero actions and keep their previous
                 plan, e.g. between replans; :meth:`reset` forgets it).
             generator: random stream of the diffusion.

@@ -169,13 +169,17 @@ class Trainer:
                                    max_lookahead=self.preset.train.stride)
         return build_value_function(config=self.preset.value, transition_dim=self.data.transition_dim)
 
+    def _total_steps(self, phase: str) -> int:
+        train = self.preset.train
+        return {"unet": train.denoiser_steps, "value_function": train.value_steps,
+                "inverse_dynamics": train.inverse_steps}[phase]
+
     def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
         from diffusers.training_utils import EMAModel
         from tqdm.auto import tqdm
 
         train = self.preset.train
-        total = {"unet": train.denoiser_steps, "value_function": train.value_steps,
-                 "inverse_dynamics": train.inverse_steps}[phase]
+        total = self._total_steps(phase)
         model = self._build(phase)
         optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
         ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start)
@@ -235,10 +239,8 @@ class Trainer:
         models: dict[str, torch.nn.Module | None] = {"value_function": None, "inverse_dynamics": None}
         states, rates = {}, {}
         for phase in PHASES:
-            if phase == "value_function" and self.preset.train.value_steps == 0:
-                continue  # goal-reaching by inpainting alone: no value network
-            if phase == "inverse_dynamics" and self.preset.train.inverse_steps == 0:
-                continue
+            if phase != "unet" and self._total_steps(phase) == 0:
+                continue  # e.g. goal-reaching by inpainting alone: no value network
             models[phase], states[phase], rates[phase] = self._run_phase(phase)
         self.accelerator.end_training()
         if not self.accelerator.is_main_process:
