@@ -139,7 +139,7 @@ def episode_speed(pipe: Any, config: dict[str, Any], decisions: int, n_envs: int
     envs = [gym.make("Hopper-v5") for _ in range(n_envs)]
     obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)])
     planner = Planner(pipe, n_envs=n_envs, replan_threshold=float("inf"), **config)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator(device=pipe.device).manual_seed(0)  # noise drawn where the plans are
     times = []
     for step in range(decisions + 1):
         t0 = time.perf_counter()
@@ -152,6 +152,8 @@ def episode_speed(pipe: Any, config: dict[str, Any], decisions: int, n_envs: int
             if term or trunc:
                 o, _ = e.reset()
             obs[i] = o
+    for e in envs:
+        e.close()
     per_call = float(np.median(times))
     return {"seconds_per_call": per_call, "seconds_per_decision": per_call / n_envs,
             "decisions_per_second": n_envs / per_call, "warm": planner.stats.warm, "cold": planner.stats.cold}
@@ -165,25 +167,24 @@ def score(pipe: Any, config: dict[str, Any], episodes: int, num_envs: int) -> di
             "episodes": episodes, "eval_seconds_per_decision": res.seconds_per_decision}
 
 
-def train_speed(steps: int) -> dict:
-    from diffplan.collect.collect import collect
-    from diffplan.presets import get_preset
-    from diffplan.training import train
+def train_speed(steps: int, device: str) -> dict:
+    """Training steps/s of the `small` and `paper` presets (denoiser phase, random Hopper data).
 
-    out = {}
+    On the CPU the `small` preset is also timed with the device-resident hot path switched off
+    (data on the host, per-parameter Adam and EMA, the loss read every step), in the same process.
+    """
+    from profile_split import random_hopper_dataset, train_rate
+
+    train_device = "cpu" if device == "cpu" else None
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["MINARI_DATASETS_PATH"] = str(Path(tmp) / "datasets")
-        collect(env_id="Hopper-v5", behavior="random", steps=3000, seed=0, dataset_id="bench/hopper-random-v0",
-                progress=False)
+        dataset = random_hopper_dataset(Path(tmp))
         for name in ("small", "paper"):
-            preset = get_preset(name, denoiser_steps=steps, value_steps=steps, checkpoint_every=10 * steps)
-            res = train(dataset="bench/hopper-random-v0", out=Path(tmp) / name, preset=preset, device="cpu",
-                        progress=False)
-            out[name] = {"denoiser_steps_per_s": res.steps_per_second["unet"],
-                         "value_steps_per_s": res.steps_per_second["value_function"],
-                         "batch_size": preset.train.batch_size,
-                         "gradient_accumulation_steps": preset.train.gradient_accumulation_steps,
-                         "steps_measured": steps}
+            out[name] = train_rate(dataset, preset_name=name, steps=steps, device=train_device)
+        if device == "cpu":
+            out["small_before"] = train_rate(dataset, preset_name="small", steps=steps, device=train_device,
+                                             eager_host_path=True)
+            out["small_speedup"] = out["small"]["steps_per_s"] / out["small_before"]["steps_per_s"]
     return out
 
 
@@ -197,6 +198,9 @@ def main() -> None:
     parser.add_argument("--run", help="trained run: time its nets and measure each configuration's score")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time the fast setting with torch.compile")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA: also time identical settings and the fast setting with CUDA graphs")
+    parser.add_argument("--envs", default="1,8,32", help="env counts planned in one call (fast setting)")
     parser.add_argument("--out", default=str(ROOT / "results" / "plan_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -206,7 +210,16 @@ def main() -> None:
     for name, config in CONFIGS.items():
         rows[name] = {"config": config} | episode_speed(ours, config, args.decisions, 1, args.device)
         print(f"{name:<44}{rows[name]['seconds_per_decision']:>10.4f} s", flush=True)
-    batched = {k: episode_speed(ours, CONFIGS[FAST], args.decisions, k, args.device) for k in (1, 8, 32)}
+    envs = [int(k) for k in args.envs.split(",")]
+    batched = {k: episode_speed(ours, CONFIGS[FAST], args.decisions, k, args.device) for k in envs}
+    if args.cuda_graphs:
+        ours.use_cuda_graphs()
+        for name in ("ddpm-20 (identical settings)", FAST):
+            rows[name + ", CUDA graphs"] = {"config": CONFIGS[name]} | episode_speed(ours, CONFIGS[name], args.decisions,
+                                                                                     1, args.device)
+        batched_graphs = {k: episode_speed(ours, CONFIGS[FAST], args.decisions, k, args.device) for k in envs}
+        capture = ours.graph_capture_seconds
+        ours.use_cuda_graphs(False)
     if args.compile:
         ours.compile(mode="reduce-overhead" if args.device.startswith("cuda") else None)
         rows[FAST + ", torch.compile"] = {"config": CONFIGS[FAST]} | episode_speed(ours, CONFIGS[FAST], args.decisions,
@@ -222,24 +235,30 @@ def main() -> None:
         "speedup_identical": t_diffusers / rows["ddpm-20 (identical settings)"]["seconds_per_decision"],
         "configs": rows,
         "batched_envs": batched,
+        **({"batched_envs_cuda_graphs": batched_graphs, "graph_capture_seconds": capture} if args.cuda_graphs else {}),
         "fast_config": {k: v for k, v in CONFIGS[FAST].items()},
         "fast_config_name": FAST,
     }
     if args.train_steps:
-        result["train"] = train_speed(args.train_steps)
+        result["train"] = train_speed(args.train_steps, args.device)
     print()
     print(f"{'configuration':<48}{'s / decision':>13}{'vs diffusers':>14}{'score':>14}")
     print(f"{'diffusers ValueGuidedRLPipeline':<48}{t_diffusers:>13.4f}{1.0:>13.1f}x{'':>14}")
     for name, row in rows.items():
         sc = f"{row['normalized_score']:.1f} ± {row['stderr']:.1f}" if "normalized_score" in row else "-"
         print(f"{name:<48}{row['seconds_per_decision']:>13.4f}{t_diffusers / row['seconds_per_decision']:>13.1f}x{sc:>14}")
-    print(f"\nbatched envs ({FAST}):")
-    for k, row in batched.items():
-        print(f"  K={k:<3} {row['decisions_per_second']:8.1f} decisions/s  ({row['seconds_per_call']:.4f} s per call, "
-              f"{row['decisions_per_second'] / batched[1]['decisions_per_second']:.1f}x K=1)")
+    for label, table in (("", batched), (", CUDA graphs", result.get("batched_envs_cuda_graphs", {}))):
+        if table:
+            print(f"\nbatched envs ({FAST}{label}):")
+        for k, row in table.items():
+            print(f"  K={k:<3} {row['decisions_per_second']:8.1f} decisions/s  ({row['seconds_per_call']:.4f} s per call, "
+                  f"{row['decisions_per_second'] / table[envs[0]]['decisions_per_second']:.1f}x K={envs[0]})")
     for name, row in result.get("train", {}).items():
-        print(f"train {name:<6} denoiser {row['denoiser_steps_per_s']:.1f} steps/s, value {row['value_steps_per_s']:.1f} "
-              f"steps/s (batch {row['batch_size']} x accumulation {row['gradient_accumulation_steps']})")
+        if isinstance(row, dict):
+            print(f"train {name:<12} {row['steps_per_s']:7.1f} steps/s, {row['samples_per_s']:8.0f} samples/s "
+                  f"(batch {row['batch_size']} x accumulation {row['gradient_accumulation_steps']})")
+    if "small_speedup" in result.get("train", {}):
+        print(f"train small: device-resident hot path {result['train']['small_speedup']:.2f}x the path before it")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

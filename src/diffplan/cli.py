@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, ... (default: accelerate's choice)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile the networks (GPU; the first steps pay the compilation)")
+    p.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
+                   help="bf16 autocast of the forward passes (GPUs with bf16; off by default)")
 
     p = sub.add_parser("evaluate", help="run episodes with a trained planner")
     p.add_argument("run", help="run folder or shipped run name")
@@ -96,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-episode-steps", type=int)
     p.add_argument("--env-id", help="environment (default: the run's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="on a CUDA device: capture each planning call's shape once as a CUDA graph and replay it")
     p.add_argument("--json", help="write the results as JSON here")
     _add_execution_flags(p, default_mode="replan")
     p.add_argument("--replan-every", type=int, help="steps between plans in replan mode (default: the run's stride)")
@@ -172,7 +178,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    ("horizon", args.horizon), ("stride", args.stride),
                                    ("seed", args.seed)) if v is not None}
     res = train(dataset=args.dataset, out=args.out, preset=get_preset(args.preset, **overrides),
-                env_id=args.env_id, device=args.device, resume=args.resume)
+                env_id=args.env_id, device=args.device, resume=args.resume, compile=args.compile,
+                mixed_precision=args.mixed_precision)
     for phase in res.steps:
         print(f"{phase}: {res.steps[phase]} steps, final loss {res.final_loss[phase]:.4g}, "
               f"{res.steps_per_second[phase]:.1f} steps/s")
@@ -205,6 +212,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from diffplan.planning import ValueGuidedRLPipeline
 
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device)
+    if getattr(args, "cuda_graphs", False):
+        pipe.use_cuda_graphs()
     res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, env_id=args.env_id, num_envs=args.num_envs,
                    max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args), mode=args.mode,
                    replan_every=args.replan_every, plots_dir=args.plots, task=args.task, actions=args.actions,

@@ -207,7 +207,7 @@ def evaluate(
     planner = (Planner(pipe, n_envs=num_envs, **(plan_kwargs or {}), **extra) if policy is None
                else _PolicyActor(policy, num_envs))
     act_dim = int(np.prod(envs.single_action_space.shape))
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=pipe.device if pipe is not None else "cpu").manual_seed(seed)
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=dict(reset_options) or None)
     goal_env = isinstance(obs, dict)
     success = np.zeros(episodes, dtype=bool)

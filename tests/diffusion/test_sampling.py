@@ -76,3 +76,47 @@ def test_callback_sees_every_step() -> None:
     guided_sample(unet=unet, scheduler=sched, x=torch.randn(2, 8, 5), constraints=[],
                   callback=lambda t, x: seen.append(t))
     assert seen == list(range(19, -1, -1))
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon"])
+@pytest.mark.parametrize("scheduler_cls,steps", [(DDPMScheduler, 20), (DDPMScheduler, 5), (DDIMScheduler, 5),
+                                                 (DDIMScheduler, 20)])
+def test_affine_schedule_is_the_schedulers_step(scheduler_cls: type, steps: int, prediction_type: str) -> None:
+    """The precomputed step equals diffusers' scheduler.step on the same inputs and the same noise."""
+    from diffplan.diffusion.sampling import denoising_schedule, draw_step_noise
+
+    sched = scheduler_cls(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
+                          clip_sample=False)
+    sched.set_timesteps(steps)
+    schedule = denoising_schedule(sched)
+    assert schedule.affine and schedule.timesteps == tuple(int(t) for t in sched.timesteps)
+    shape = (3, 8, 5)
+    noise = draw_step_noise(schedule, shape=shape, generator=torch.Generator().manual_seed(4), device=torch.device("cpu"))
+    assert noise.shape[0] == sum(s > 0 for s in schedule.noise_std)
+    g = torch.Generator().manual_seed(4)
+    rng = torch.Generator().manual_seed(9)
+    drawn = 0
+    for i, t in enumerate(schedule.timesteps):
+        out, x = torch.randn(shape, generator=rng), torch.randn(shape, generator=rng)
+        theirs = sched.step(out, t, x, generator=g).prev_sample
+        ours = schedule.sample_coef[i] * x + schedule.model_coef[i] * out
+        if schedule.noise_std[i] > 0:
+            ours = ours + schedule.noise_std[i] * noise[drawn]
+            drawn += 1
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_non_affine_schedulers_step_through_diffusers() -> None:
+    from diffusers import DPMSolverMultistepScheduler
+
+    from diffplan.diffusion.sampling import denoising_schedule
+
+    clipped = DDPMScheduler(num_train_timesteps=20, clip_sample=True)
+    clipped.set_timesteps(20)
+    dpm = DPMSolverMultistepScheduler(num_train_timesteps=20)
+    dpm.set_timesteps(5)
+    assert not denoising_schedule(clipped).affine and not denoising_schedule(dpm).affine
+    unet, _ = _nets()
+    x = guided_sample(unet=unet, scheduler=dpm, x=torch.randn(2, 8, 5), constraints=[],
+                      generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()

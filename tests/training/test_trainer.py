@@ -91,9 +91,27 @@ def test_bad_training_inputs(hopper_dataset: str, tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()  # a refused run leaves nothing behind
     with pytest.raises(ValueError, match="unknown environment id 'Nope-v9'"):
         Trainer(dataset=hopper_dataset, out=tmp_path / "c", preset=get_preset("tiny"), env_id="Nope-v9")
+    with pytest.raises(ValueError, match=r"expected mixed_precision in \('no', 'bf16'\), got 'fp8'"):
+        Trainer(dataset=hopper_dataset, out=tmp_path / "d", preset=get_preset("tiny"), mixed_precision="fp8")
+    with pytest.raises(ValueError, match="expected compile mode in .* got 'fastest'"):
+        Trainer(dataset=hopper_dataset, out=tmp_path / "e", preset=get_preset("tiny"), device="cpu", compile="fastest")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
 
 def _long_horizon(dataset: str, tmp_path: Path) -> None:
     preset = get_preset("tiny", horizon=2048)
     wide = UNetConfig(block_out_channels=(32,) * 10)  # a net that accepts H = 2048
     Trainer(dataset=dataset, out=tmp_path / "b", preset=replace(preset, unet=wide, value=wide), device="cpu")
+
+
+def test_each_trainer_gets_its_own_accelerate_settings(hopper_dataset: str, tmp_path: Path) -> None:
+    """accelerate keeps one process-wide state: a later trainer's precision and compilation still apply."""
+    first = Trainer(dataset=hopper_dataset, out=tmp_path / "a", preset=get_preset("tiny"), device="cpu")
+    assert first.accelerator.mixed_precision == "no"
+    second = Trainer(dataset=hopper_dataset, out=tmp_path / "b", preset=get_preset("tiny"), device="cpu",
+                     mixed_precision="bf16", compile="default")
+    assert second.accelerator.mixed_precision == "bf16"
+    assert second.accelerator.state.dynamo_plugin.backend.value.lower() == "inductor"
+    third = Trainer(dataset=hopper_dataset, out=tmp_path / "c", preset=get_preset("tiny"), device="cpu")
+    assert third.accelerator.mixed_precision == "no"
+    assert third.accelerator.state.dynamo_plugin.backend.value.lower() == "no"

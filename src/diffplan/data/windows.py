@@ -99,6 +99,18 @@ class WindowDataset:
         self.values = torch.as_tensor(np.concatenate(values), dtype=torch.float32)
         self._offsets = torch.arange(horizon) * stride
 
+    def to(self, device: str | torch.device) -> WindowDataset:
+        """Keep the windows, their starts and value targets on ``device`` (batches are then drawn
+        there, from a generator on that device); returns ``self``."""
+        self.data, self.starts = self.data.to(device), self.starts.to(device)
+        self.values, self._offsets = self.values.to(device), self._offsets.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the windows are kept (and batches drawn)."""
+        return self.data.device
+
     @property
     def transition_dim(self) -> int:
         """Channels of a trajectory step, ``act_dim + obs_dim``."""
@@ -125,11 +137,11 @@ class WindowDataset:
         Returns:
             ``state: [B, S]``, ``target: [B, S]``, ``lookahead: [B]`` and ``action: [B, A]``.
         """
-        rows = self.starts[torch.randint(len(self), (batch_size,), generator=generator)]
-        lookahead = torch.randint(1, self.stride + 1, (batch_size,), generator=generator)
+        rows = self.starts[torch.randint(len(self), (batch_size,), generator=generator, device=self.device)]
+        lookahead = torch.randint(1, self.stride + 1, (batch_size,), generator=generator, device=self.device)
         now, later = self.data[rows], self.data[rows + lookahead]
         return now[:, self.act_dim :], later[:, self.act_dim :], lookahead, now[:, : self.act_dim]
 
     def sample(self, batch_size: int, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A uniformly random batch of windows (see :meth:`batch`)."""
-        return self.batch(torch.randint(len(self), (batch_size,), generator=generator))
+        """A uniformly random batch of windows (see :meth:`batch`), drawn with ``generator`` on :attr:`device`."""
+        return self.batch(torch.randint(len(self), (batch_size,), generator=generator, device=self.device))

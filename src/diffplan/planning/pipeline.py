@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,17 @@ from diffplan.config import PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
 from diffplan.diffusion.conditioning import Constraint, start_state_constraint
 from diffplan.diffusion.guidance import value
-from diffplan.diffusion.sampling import Guidance, guided_sample
+from diffplan.diffusion.sampling import (
+    DenoisingSchedule,
+    denoising_schedule,
+    Guidance,
+    draw_step_noise,
+    guided_sample,
+    run_schedule,
+)
 from diffplan.io import atomic_write_json, replace_dir
 from diffplan.models import InverseDynamics, check_horizon
+from diffplan.planning.graphs import GraphedCall
 from diffplan.planning.runs import INVERSE_DYNAMICS, RunInfo, load_components, load_inverse_dynamics, resolve_run
 
 # A goal plan counts as dynamically consistent when its largest jump between planned steps is at
@@ -63,6 +72,55 @@ class Plan:
     observations: np.ndarray
     values: np.ndarray
     normalized: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A planning call's sorted plans, still on the device; :attr:`plan` copies them to the host once.
+
+    Attributes:
+        normalized: ``[n_envs, batch, H, act_dim + obs_dim]`` normalized plans, best first.
+        trajectories: the same in original units (float64; inpainted start and goal exact).
+        values: ``[n_envs, batch]``, descending.
+        act_dim: action dimensions A (the first A channels).
+        single: one observation was given (the ``n_envs`` axis is dropped in :attr:`plan`).
+    """
+
+    normalized: torch.Tensor
+    trajectories: torch.Tensor
+    values: torch.Tensor
+    act_dim: int
+    single: bool
+
+    @cached_property
+    def plan(self) -> Plan:
+        """The plans in original units as numpy arrays (copied from the device on first access)."""
+        traj = self.trajectories.cpu().numpy()
+        plan = Plan(actions=traj[..., : self.act_dim], observations=traj[..., self.act_dim :],
+                    values=self.values.double().cpu().numpy(), normalized=self.normalized)
+        if self.single:
+            plan = Plan(plan.actions[0], plan.observations[0], plan.values[0], plan.normalized[0])
+        return plan
+
+    def best(self) -> np.ndarray:
+        """``[n_envs, H, act_dim + obs_dim]`` best plan of each env in original units (one small copy)."""
+        return self.trajectories[:, 0].cpu().numpy()
+
+
+@dataclass(frozen=True)
+class _CallSpec:
+    """Everything that fixes the shapes and the work of a planning call (the key of a CUDA graph)."""
+
+    n_envs: int
+    batch_size: int
+    horizon: int
+    schedule: DenoisingSchedule
+    n_guide_steps: int
+    scale: float
+    t_stopgrad: int
+    scale_grad_by_var: bool
+    goal_dims: int
+    n_arrivals: int
 
 
 def _normalizer_from_d4rl(env: Any) -> TrajectoryNormalizer:
@@ -131,6 +189,13 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         self.plan_config = plan_config or PlanConfig()
         self.info = info
         self._samplers: dict[str, Any] = {}
+        self._schedules: dict[tuple[int, int], DenoisingSchedule] = {}
+        self._masks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._norm_key: tuple | None = None
+        self._norm_cache: dict[str, torch.Tensor] = {}
+        self._horizons_checked: set[int] = set()
+        self._graph_mode: str | None = None  # "cuda": capture CUDA graphs; "emulate": the same plumbing, eager
+        self._graphs: dict[_CallSpec, GraphedCall] = {}
         self._compiled: dict[str, Any] = {}
         self._planner: Any = None
         self._planner_kwargs: dict[str, Any] = {}
@@ -239,6 +304,37 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         return self
 
     # ------------------------------------------------------------------ planning
+    @property
+    def device(self) -> torch.device:
+        """Device of the denoiser's weights (read from one parameter, not by walking every module)."""
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the denoiser's weights."""
+        return next(self.unet.parameters()).dtype
+
+    def use_cuda_graphs(self, enabled: bool = True) -> ValueGuidedRLPipeline:
+        """Capture each fixed-shape planning call as one CUDA graph and replay it (CUDA devices only).
+
+        The first call of each shape (envs, plans, horizon, sampler, steps, guidance, goal, warm
+        start) pays the capture (``graph_capture_seconds``); later calls of that shape replay it,
+        without Python or kernel-launch overhead. Calls with ``cost``, ``callback``, extra
+        ``constraints`` or a non-affine sampler (``dpmsolver++``) run eagerly. Capturing copies
+        nothing between host and device, so results equal eager ones up to kernel choice.
+
+        Returns:
+            ``self``, for chaining.
+        """
+        self._graph_mode = "cuda" if enabled else None
+        self._graphs.clear()
+        return self
+
+    @property
+    def graph_capture_seconds(self) -> float:
+        """Seconds this process spent capturing CUDA graphs (each shape once)."""
+        return sum(g.capture_seconds for g in self._graphs.values())
+
     def _scheduler_for(self, sampler: str | None) -> Any:
         if sampler is None:
             return self.scheduler
@@ -250,11 +346,40 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             self._samplers[sampler] = SAMPLERS[sampler].from_config(self.scheduler.config)
         return self._samplers[sampler]
 
+    def _schedule(self, sampler: str | None, steps: int) -> tuple[Any, DenoisingSchedule]:
+        """The scheduler of ``sampler`` with ``steps`` set, and its constants (computed once)."""
+        scheduler = self._scheduler_for(sampler)
+        key = (id(scheduler), steps)
+        if key not in self._schedules or not self._schedules[key].affine:
+            scheduler.set_timesteps(steps)
+            self._schedules[key] = denoising_schedule(scheduler)
+        return scheduler, self._schedules[key]
+
+    def _stats(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """float64 normalizer shifts and scales on ``device`` (``obs_*``: ``[S]``, ``traj_*``: ``[A + S]``)."""
+        key = (id(self.normalizer), str(device))
+        if self._norm_key != key:
+            o, a = self.normalizer.observations, self.normalizer.actions
+
+            def t(v: np.ndarray) -> torch.Tensor:
+                return torch.as_tensor(v, dtype=torch.float64, device=device)
+
+            self._norm_cache = {"obs_shift": t(o.shift), "obs_scale": t(o.scale),
+                                "traj_shift": t(np.concatenate([a.shift, o.shift])),
+                                "traj_scale": t(np.concatenate([a.scale, o.scale]))}
+            self._norm_key = key
+        return self._norm_cache
+
     def _check_obs(self, obs: Any, name: str = "observation", *,
-                   partial: bool = False) -> tuple[torch.Tensor, np.ndarray, bool]:
-        """Validate ``[dim]`` or ``[n, dim]`` input (``dim = obs_dim``, or ``<= obs_dim`` when ``partial``)
-        and normalize it with the first ``dim`` observation dimensions."""
-        arr = np.asarray(obs, dtype=np.float64) if not isinstance(obs, torch.Tensor) else obs.detach().cpu().double().numpy()
+                   partial: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """Validate ``[dim]`` or ``[n, dim]`` input (``dim = obs_dim``, or ``<= obs_dim`` when ``partial``).
+
+        Returns:
+            The input normalized with the first ``dim`` observation dimensions (``[n, dim]``, the
+            pipeline's dtype), the input itself (``[n, dim]`` float64), both on the pipeline's
+            device, and whether a single ``[dim]`` vector was given.
+        """
+        arr = obs.detach().cpu().double().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs, dtype=np.float64)
         single = arr.ndim == 1
         width = arr.shape[-1] if arr.ndim in (1, 2) else -1
         ok = 1 <= width <= self.obs_dim if partial else width == self.obs_dim
@@ -265,10 +390,20 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             )
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf: {arr}")
-        arr = np.atleast_2d(arr)
-        norm = self.normalizer.observations
-        normed = (arr - norm.shift[:width]) / norm.scale[:width]
-        return torch.as_tensor(normed, dtype=self.unet.dtype, device=self.device), arr, single
+        device = self.device
+        raw = torch.as_tensor(np.atleast_2d(arr), device=device)
+        stats = self._stats(device)
+        normed = (raw - stats["obs_shift"][:width]) / stats["obs_scale"][:width]
+        return normed.to(self.dtype), raw, single
+
+    def _goal_mask(self, *, n_envs: int, batch_size: int, horizon: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Arrival step ``[n_envs * batch]`` and held-goal mask ``[n_envs * batch, H]`` on the device (cached)."""
+        key = (n_envs, batch_size, horizon, count, str(self.device))
+        if key not in self._masks:
+            arrival = goal_arrival_steps(horizon=horizon, count=count, batch_size=batch_size).repeat(n_envs)
+            held = torch.arange(horizon)[None, :] >= arrival[:, None]
+            self._masks[key] = (arrival.to(self.device), held.to(self.device))
+        return self._masks[key]
 
     def plan(
         self,
@@ -326,91 +461,147 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Returns:
             The plans, best first (see :class:`Plan`).
         """
+        samples = self._sample(obs, goal=goal, batch_size=batch_size, planning_horizon=planning_horizon,
+                               n_guide_steps=n_guide_steps, scale=scale, t_stopgrad=t_stopgrad,
+                               scale_grad_by_var=scale_grad_by_var, num_inference_steps=num_inference_steps,
+                               sampler=sampler, generator=generator, constraints=constraints, init=init,
+                               warm_start_steps=warm_start_steps, goal_arrivals=goal_arrivals, cost=cost,
+                               callback=callback)
+        return samples.plan
+
+    def _sample(self, obs: Any, *, goal: Any = None, batch_size: int | None = None,
+                planning_horizon: int | None = None, n_guide_steps: int | None = None, scale: float | None = None,
+                t_stopgrad: int | None = None, scale_grad_by_var: bool | None = None,
+                num_inference_steps: int | None = None, sampler: str | None = None,
+                generator: torch.Generator | None = None, constraints: list[Constraint] | None = None,
+                init: torch.Tensor | None = None, warm_start_steps: int | None = None,
+                goal_arrivals: int | None = None, cost: Callable[[np.ndarray], np.ndarray] | None = None,
+                callback: Any = None) -> Samples:
+        """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`)."""
         cfg = self.plan_config
         batch_size = batch_size or cfg.batch_size
         horizon = planning_horizon or cfg.planning_horizon
         steps = num_inference_steps or cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
-        check_horizon(config=_blocks(self.unet), horizon=horizon)
-        if self.value_function is not None:
-            check_horizon(config=_blocks(self.value_function), horizon=horizon, value_network=True)
-        obs_t, obs_np, single = self._check_obs(obs)
-        n_envs = obs_t.shape[0]
-        cons = [start_state_constraint(obs_t.repeat_interleave(batch_size, 0), act_dim=self.act_dim)]
-        goal_np, arrival = None, None
-        n_arrivals = goal_arrivals if goal_arrivals is not None else (cfg.goal_arrivals or 1)
+        self._check_horizon(horizon)
+        start, obs_raw, single = self._check_obs(obs)
+        n_envs = start.shape[0]
+        inputs = {"start": start.repeat_interleave(batch_size, 0)}
+        goal_raw, n_arrivals = None, goal_arrivals if goal_arrivals is not None else (cfg.goal_arrivals or 1)
         if goal is not None:
-            goal_t, goal_np, _ = self._check_obs(goal, "goal", partial=True)
+            goal_t, goal_raw, _ = self._check_obs(goal, "goal", partial=True)
             if goal_t.shape[0] not in (1, n_envs):
                 raise ValueError(f"expected {n_envs} goals, got {goal_t.shape[0]}")
-            goal_t = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
-            arrival = goal_arrival_steps(horizon=horizon, count=n_arrivals, batch_size=batch_size).repeat(n_envs)
-            held = torch.arange(horizon)[None, :] >= arrival[:, None]  # [n_envs * batch, H]
-            cons.append(Constraint(index=held.to(self.device), start=self.act_dim, values=goal_t))
-        cons += list(constraints or [])
+            goal_raw = goal_raw.expand(n_envs, -1)
+            inputs["goal"] = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
+            self._goal_mask(n_envs=n_envs, batch_size=batch_size, horizon=horizon, count=n_arrivals)  # validates
         guide_steps = cfg.n_guide_steps if n_guide_steps is None else n_guide_steps
         if self.value_function is None:
             guide_steps = 0
-        unet = self._compiled.get("unet", self.unet)
-        value_function = self._compiled.get("value_function", self.value_function)
-        guidance = Guidance(
-            value_function=value_function,
-            n_guide_steps=guide_steps,
-            scale=cfg.scale if scale is None else scale,
-            t_stopgrad=cfg.t_stopgrad if t_stopgrad is None else t_stopgrad,
-            scale_grad_by_var=cfg.scale_grad_by_var if scale_grad_by_var is None else scale_grad_by_var,
-        )
-        scheduler = self._scheduler_for(sampler or cfg.sampler)
-        scheduler.set_timesteps(steps, device=self.device)
+        scheduler, schedule = self._schedule(sampler or cfg.sampler, steps)
         shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
-        x = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        timesteps = [int(t) for t in scheduler.timesteps]
         if init is not None:
             if init.shape != (n_envs, horizon, self.act_dim + self.obs_dim):
                 raise ValueError(f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
                                  f"got {tuple(init.shape)}")
-            k = warm_start_steps or cfg.warm_start_steps or len(timesteps)
-            if not 1 <= k <= len(timesteps):
-                raise ValueError(f"expected 1 <= warm_start_steps <= {len(timesteps)}, got {k}")
-            timesteps = timesteps[-k:]
-            start = torch.full((shape[0],), timesteps[0], dtype=torch.long, device=self.device)
-            clean = init.to(self.device, self.unet.dtype).repeat_interleave(batch_size, 0)
-            x = scheduler.add_noise(clean, x, start)
-        x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, timesteps=timesteps,
-                          guidance=guidance if guide_steps > 0 else None, generator=generator, callback=callback)
+            k = warm_start_steps or cfg.warm_start_steps or len(schedule.timesteps)
+            if not 1 <= k <= len(schedule.timesteps):
+                raise ValueError(f"expected 1 <= warm_start_steps <= {len(schedule.timesteps)}, got {k}")
+            schedule = schedule.suffix(k)
+            inputs["init"] = init.to(self.device, self.dtype)
+        spec = _CallSpec(
+            n_envs=n_envs, batch_size=batch_size, horizon=horizon, schedule=schedule,
+            n_guide_steps=guide_steps,
+            scale=float(cfg.scale if scale is None else scale),
+            t_stopgrad=int(cfg.t_stopgrad if t_stopgrad is None else t_stopgrad),
+            scale_grad_by_var=bool(cfg.scale_grad_by_var if scale_grad_by_var is None else scale_grad_by_var),
+            goal_dims=0 if goal_raw is None else goal_raw.shape[1], n_arrivals=n_arrivals,
+        )
+        inputs["x"] = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
+        inputs["obs"], inputs["goal_raw"] = obs_raw, goal_raw if goal_raw is not None else obs_raw[:, :0]
+        eager = cost is not None or callback is not None or constraints or not schedule.affine
+        if not eager:
+            inputs["noise"] = draw_step_noise(schedule, shape=shape, generator=generator, device=self.device,
+                                              dtype=self.dtype)
+        if eager or self._graph_mode is None or (self._graph_mode == "cuda" and self.device.type != "cuda"):
+            x, traj, values = self._denoise_and_rank(spec, inputs, scheduler=scheduler, generator=generator,
+                                                     constraints=constraints, cost=cost, callback=callback)
+        else:
+            if spec not in self._graphs:
+                self._graphs[spec] = GraphedCall(lambda i: self._denoise_and_rank(spec, i), inputs,
+                                                 capture=self._graph_mode == "cuda")
+            x, traj, values = self._graphs[spec](inputs)
+        return Samples(normalized=x, trajectories=traj, values=values, act_dim=self.act_dim, single=single)
+
+    def _check_horizon(self, horizon: int) -> None:
+        if horizon not in self._horizons_checked:
+            check_horizon(config=_blocks(self.unet), horizon=horizon)
+            if self.value_function is not None:
+                check_horizon(config=_blocks(self.value_function), horizon=horizon, value_network=True)
+            self._horizons_checked.add(horizon)
+
+    def _denoise_and_rank(self, spec: _CallSpec, inputs: dict[str, torch.Tensor], *, scheduler: Any = None,
+                          generator: torch.Generator | None = None, constraints: list[Constraint] | None = None,
+                          cost: Callable[[np.ndarray], np.ndarray] | None = None,
+                          callback: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Denoise, score and sort: the part of a planning call that runs on the device.
+
+        With ``cost``, ``callback`` and ``constraints`` unset and an affine schedule, it reads
+        only the tensors of ``inputs`` and copies nothing to the host (a CUDA graph can capture it).
+
+        Returns:
+            Sorted ``[n_envs, batch, H, D]`` normalized plans, the same in original units (float64,
+            inpainted entries exact) and their ``[n_envs, batch]`` values, best first.
+        """
+        n_envs, batch, horizon, act_dim, schedule = spec.n_envs, spec.batch_size, spec.horizon, self.act_dim, spec.schedule
+        cons = [start_state_constraint(inputs["start"], act_dim=act_dim)]
+        arrival = held = None
+        if spec.goal_dims:
+            arrival, held = self._goal_mask(n_envs=n_envs, batch_size=batch, horizon=horizon, count=spec.n_arrivals)
+            cons.append(Constraint(index=held, start=act_dim, values=inputs["goal"]))
+        cons += list(constraints or [])
+        x = inputs["x"]
+        if "init" in inputs:  # the clean plans noised to the first step's level
+            clean = inputs["init"].repeat_interleave(batch, 0)
+            x = torch.add(clean * schedule.signal[0], x, alpha=schedule.noise_level[0])
+        unet = self._compiled.get("unet", self.unet)
+        value_function = self._compiled.get("value_function", self.value_function)
+        guidance = None
+        if spec.n_guide_steps > 0:
+            guidance = Guidance(value_function=value_function, n_guide_steps=spec.n_guide_steps, scale=spec.scale,
+                                t_stopgrad=spec.t_stopgrad, scale_grad_by_var=spec.scale_grad_by_var)
+        if "noise" in inputs:
+            x = run_schedule(unet=unet, schedule=schedule, x=x, noise=inputs["noise"], constraints=cons,
+                             guidance=guidance, callback=callback)
+        else:
+            x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, guidance=guidance,
+                              generator=generator, callback=callback, schedule=schedule)
         with torch.no_grad():
             if value_function is None:  # goals by inpainting: the most dynamically consistent plan first
-                states = x[..., self.act_dim :]
-                values = -(states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).view(n_envs, batch_size)
-                if arrival is not None and n_arrivals > 1:
+                states = x[..., act_dim:]
+                values = -(states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).view(n_envs, batch)
+                if arrival is not None and spec.n_arrivals > 1:
                     consistent = values >= CONSISTENT_SLACK * values.amax(dim=1, keepdim=True)
-                    early = 1.0 - arrival.to(values).view(n_envs, batch_size) / horizon
+                    early = 1.0 - arrival.to(values.dtype).view(n_envs, batch) / horizon
                     values = torch.where(consistent, early, values)
             else:
-                values = value(value_function, x).view(n_envs, batch_size)
-        x = x.view(n_envs, batch_size, horizon, -1)
-        traj = self.normalizer.unnormalize(x.detach().double().cpu().numpy())
-        # inpainted states are known exactly: undo the float32 round trip of the network's dtype
-        traj[:, :, 0, self.act_dim :] = obs_np[:, None]
-        if goal_np is not None:
-            goal_cols = traj[..., self.act_dim : self.act_dim + goal_np.shape[1]]
-            held_np = held.view(n_envs, batch_size, horizon).cpu().numpy()
-            goal_cols[held_np] = np.broadcast_to(goal_np[:, None, None], goal_cols.shape)[held_np]
-        if cost is not None:
-            penalty = np.asarray(cost(traj[..., self.act_dim :]), dtype=np.float64).reshape(n_envs, batch_size)
-            values = values - torch.as_tensor(penalty, dtype=values.dtype, device=values.device)
-        order = values.argsort(dim=1, descending=True)
-        x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
-        values = torch.gather(values, 1, order)
-        traj = np.take_along_axis(traj, order.cpu().numpy()[:, :, None, None], axis=1)
-        plan = Plan(
-            actions=traj[..., : self.act_dim],
-            observations=traj[..., self.act_dim :],
-            values=values.detach().double().cpu().numpy(),
-            normalized=x.detach(),
-        )
-        if single:
-            plan = Plan(plan.actions[0], plan.observations[0], plan.values[0], plan.normalized[0])
-        return plan
+                values = value(value_function, x).view(n_envs, batch)
+            stats = self._stats(x.device)
+            x = x.view(n_envs, batch, horizon, -1)
+            traj = x.double() * stats["traj_scale"] + stats["traj_shift"]
+            # inpainted states are known exactly: undo the round trip through the network's dtype
+            traj[:, :, 0, act_dim:] = inputs["obs"][:, None]
+            if held is not None:
+                cols = slice(act_dim, act_dim + spec.goal_dims)
+                goal = inputs["goal_raw"][:, None, None, :].expand(n_envs, batch, horizon, -1)
+                traj[..., cols] = torch.where(held.view(n_envs, batch, horizon, 1), goal, traj[..., cols])
+            if cost is not None:
+                penalty = np.asarray(cost(traj[..., act_dim:].cpu().numpy()), dtype=np.float64).reshape(n_envs, batch)
+                values = values - torch.as_tensor(penalty, dtype=values.dtype, device=values.device)
+            order = values.argsort(dim=1, descending=True)
+            x = torch.gather(x, 1, order[:, :, None, None].expand_as(x))
+            traj = torch.gather(traj, 1, order[:, :, None, None].expand_as(traj))
+            values = torch.gather(values, 1, order)
+        return x.detach(), traj, values.detach()
 
     def __call__(
         self,

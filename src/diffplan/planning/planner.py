@@ -37,9 +37,8 @@ class Planner:
         **plan_kwargs: keyword arguments of ``pipe.plan``; ``warm_start_steps`` and
             ``replan_threshold`` (default: the run's planner settings) control warm starts.
 
-    Attributes:
-        plans: per env, the latest plans (best first) as ``{"observations": [B, H, S],
-            "actions": [B, H, A], "values": [B]}`` in original units.
+    Between decisions only each env's best plan is copied to the host (its first action is the
+    decision); :attr:`plans` copies the others when it is read.
     """
 
     def __init__(self, pipe: Any, *, n_envs: int = 1, **plan_kwargs: Any) -> None:
@@ -50,9 +49,25 @@ class Planner:
         self.replan_threshold = plan_kwargs.pop("replan_threshold", cfg.replan_threshold)
         self.plan_kwargs = plan_kwargs
         self.stats = PlannerStats()
-        self._prev: torch.Tensor | None = None  # [n_envs, H, D] best plans, normalized
+        self._prev: torch.Tensor | None = None  # [n_envs, H, D] best plans, normalized, on the pipeline's device
+        self._predicted = np.zeros((n_envs, pipe.obs_dim))  # normalized next state each best plan predicts
         self._has_prev = np.zeros(n_envs, dtype=bool)
-        self.plans: list[Any] = [None] * n_envs  # latest Plan-like record per env (original units)
+        self._latest: list[tuple[Any, int] | None] = [None] * n_envs  # (Samples, row) of each env's latest plans
+
+    @property
+    def plans(self) -> list[dict[str, np.ndarray] | None]:
+        """Per env, the latest plans (best first) as ``{"observations": [B, H, S], "actions": [B, H, A],
+        "values": [B]}`` in original units (``None`` before its first plan)."""
+        out: list[dict[str, np.ndarray] | None] = []
+        for entry in self._latest:
+            if entry is None:
+                out.append(None)
+                continue
+            samples, row = entry
+            plan = samples.plan
+            out.append({"observations": plan.observations[row], "actions": plan.actions[row],
+                        "values": plan.values[row]})
+        return out
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Forget the previous plans of the envs in ``mask`` (all envs when ``None``)."""
@@ -61,11 +76,10 @@ class Planner:
         else:
             self._has_prev[np.asarray(mask, dtype=bool)] = False
 
-    def _warm_envs(self, obs_norm: torch.Tensor, active: np.ndarray) -> np.ndarray:
+    def _warm_envs(self, obs_norm: np.ndarray, active: np.ndarray) -> np.ndarray:
         if not self.warm_start_steps or self._prev is None:
             return np.zeros(self.n_envs, dtype=bool)
-        predicted = self._prev[:, 1, self.pipe.act_dim :]
-        jump = (predicted - obs_norm).abs().amax(dim=1).cpu().numpy()
+        jump = np.abs(self._predicted - obs_norm).max(axis=1)
         return active & self._has_prev & (jump <= self.replan_threshold)
 
     def act(self, obs: np.ndarray, *, goal: np.ndarray | None = None, active: np.ndarray | None = None,
@@ -84,27 +98,33 @@ class Planner:
         """
         obs = np.asarray(obs, dtype=np.float64).reshape(self.n_envs, -1)
         active = np.ones(self.n_envs, dtype=bool) if active is None else np.asarray(active, dtype=bool)
-        actions = np.zeros((self.n_envs, self.pipe.act_dim))
-        obs_norm = torch.as_tensor(self.pipe.normalizer.observations.normalize(obs), dtype=torch.float32)
-        warm = self._warm_envs(obs_norm, active)
+        act_dim = self.pipe.act_dim
+        actions = np.zeros((self.n_envs, act_dim))
+        norm = self.pipe.normalizer.observations
+        warm = self._warm_envs(norm.normalize(obs), active)
         for group, is_warm in ((np.flatnonzero(warm), True), (np.flatnonzero(active & ~warm), False)):
             if group.size == 0:
                 continue
+            every = group.size == self.n_envs
             kwargs = dict(self.plan_kwargs)
             if is_warm:
-                prev = self._prev[group]
+                prev = self._prev if every else self._prev[torch.as_tensor(group, device=self._prev.device)]
                 kwargs.update(init=torch.cat([prev[:, 1:], prev[:, -1:]], dim=1), warm_start_steps=self.warm_start_steps)
             if goal is not None:
                 kwargs["goal"] = np.asarray(goal, dtype=np.float64).reshape(self.n_envs, -1)[group]
-            plan = self.pipe.plan(obs[group], generator=generator, **kwargs)
-            actions[group] = plan.actions[:, 0, 0]
-            for j, env in enumerate(group):
-                self.plans[env] = {"observations": plan.observations[j], "actions": plan.actions[j],
-                                   "values": plan.values[j]}
-            best = plan.normalized[:, 0].to("cpu")
-            if self._prev is None:
-                self._prev = torch.zeros(self.n_envs, *best.shape[1:], dtype=best.dtype)
-            self._prev[group] = best
+            samples = self.pipe._sample(obs[group], generator=generator, **kwargs)
+            best = samples.best()  # [g, H, D], the one copy to the host
+            actions[group] = best[:, 0, :act_dim]
+            self._predicted[group] = norm.normalize(best[:, min(1, best.shape[1] - 1), act_dim:])
+            for row, env in enumerate(group):
+                self._latest[env] = (samples, row)
+            first = samples.normalized[:, 0].clone()
+            if every:
+                self._prev = first
+            else:
+                if self._prev is None:
+                    self._prev = torch.zeros((self.n_envs, *first.shape[1:]), dtype=first.dtype, device=first.device)
+                self._prev[torch.as_tensor(group, device=first.device)] = first
             self._has_prev[group] = True
             if is_warm:
                 self.stats.warm += group.size

@@ -1,14 +1,22 @@
 """Training of the denoiser, then the value network and the inverse dynamics, on accelerate (CPU, one GPU or many).
 
-Every random draw of step ``k`` (batch indices, diffusion steps, noise) comes from a generator
-seeded by ``(seed, phase, k, process)``, so a run resumed from a checkpoint takes exactly the
-same batches as an uninterrupted one.
+Every random draw of step ``k`` (batch indices, diffusion steps, noise) comes from a generator on
+the training device seeded by ``(seed, phase, k, process)``, so a run resumed from a checkpoint
+takes exactly the same batches as an uninterrupted one (on the same kind of device).
+
+The hot path stays on the device: the windows and value targets live there as one tensor and
+batches are drawn there; Adam is ``fused``, the EMA ``foreach``; the loss is
+read back to the host only every ``log_every`` steps. Optionally the networks are
+``torch.compile``d (``compile=True``) and run under bf16 autocast (``mixed_precision="bf16"``),
+both through accelerate.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +54,12 @@ class TrainResult:
     steps_per_second: dict[str, float]
 
 
-def _step_generator(seed: int, phase: int, step: int, process: int) -> torch.Generator:
-    mixed = np.random.SeedSequence([seed, phase, step, process]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(mixed))
+def _step_seed(seed: int, phase: int, step: int, process: int) -> int:
+    return int(np.random.SeedSequence([seed, phase, step, process]).generate_state(1, dtype=np.uint64)[0])
+
+
+MIXED_PRECISION = ("no", "bf16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def check_dataset_env(episodes: EpisodeSet, env_id: str | None) -> None:
@@ -73,11 +84,21 @@ class Trainer:
             one, one per process under ``accelerate launch``).
         resume: continue from ``out/training`` instead of refusing an existing run.
         progress: show progress bars.
+        compile: ``torch.compile`` mode of the networks (``"default"``, ``"reduce-overhead"``,
+            ``"max-autotune"``; through accelerate's dynamo plugin), ``None`` for eager; the first
+            steps pay the compilation.
+        mixed_precision: ``"no"`` or ``"bf16"`` (autocast of the forward passes; for GPUs with bf16).
     """
 
     def __init__(self, *, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None,
-                 device: str | None = None, resume: bool = False, progress: bool = True) -> None:
+                 device: str | None = None, resume: bool = False, progress: bool = True, compile: str | None = None,
+                 mixed_precision: str = "no", _eager_host_path: bool = False) -> None:
+        if mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"expected mixed_precision in {MIXED_PRECISION}, got {mixed_precision!r}")
         self.out = Path(out)
+        # the path before device-resident data (data on the host, per-parameter Adam and EMA, the loss
+        # read every step): kept only so that benchmarks can measure the difference in one process
+        self._eager_host_path = _eager_host_path
         self.preset = preset
         self.progress = progress
         self.episodes = load_episodes(dataset, env_id=env_id)
@@ -91,17 +112,39 @@ class Trainer:
                                   discount=preset.values.discount,
                                   termination_penalty=preset.values.termination_penalty,
                                   normalizer_kind=preset.normalizer)
-        self._check_progress(dataset, resume)  # last: writes nothing before every check has passed
+        progress_record = self._check_progress(dataset, resume)  # read-only: every process checks
         from accelerate import Accelerator
 
         log_with = "tensorboard" if _has_tensorboard() else None
+        dynamo = None
+        if compile is not None:
+            from accelerate.utils import TorchDynamoPlugin
+
+            if compile not in COMPILE_MODES:
+                raise ValueError(f"expected compile mode in {COMPILE_MODES}, got {compile!r}")
+            dynamo = TorchDynamoPlugin(backend="inductor", mode=compile)
+        _fresh_accelerator_state()
         self.accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=train.gradient_accumulation_steps,
-                                       log_with=log_with, project_dir=str(self.out / "logs"))
+                                       log_with=log_with, project_dir=str(self.out / "logs"),
+                                       mixed_precision=mixed_precision, dynamo_plugin=dynamo)
         self.scheduler = build_scheduler(num_train_timesteps=preset.diffusion.num_train_timesteps,
                                          beta_schedule=preset.diffusion.beta_schedule,
                                          prediction_type=preset.diffusion.prediction_type)
+        # the first write, once every check has passed in every process
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            atomic_write_json(self.out / PROGRESS, progress_record)
+        self.accelerator.wait_for_everyone()
+        dev = torch.device("cpu") if _eager_host_path else self.accelerator.device
+        self.data.to(dev)
+        alphas = self.scheduler.alphas_cumprod.double()
+        self._signal = alphas.sqrt().float().to(dev)  # [T] sqrt(alphas_cumprod): x_t = signal * x0 + level * noise
+        self._level = (1 - alphas).sqrt().float().to(dev)
+        self._weights = self._loss_weights().to(self.accelerator.device)
+        self._generator = torch.Generator(device=dev)
 
-    def _check_progress(self, dataset: str, resume: bool) -> None:
+    def _check_progress(self, dataset: str, resume: bool) -> dict:
+        """Refuse to overwrite another run or to resume with other settings; returns the progress record."""
         path = self.out / PROGRESS
         record = {"dataset": dataset, "env_id": self.env_id, "preset": self.preset.to_dict()}
         if path.exists():
@@ -114,44 +157,69 @@ class Trainer:
                                  "and other settings; resume with the same dataset and preset")
         elif self.out.exists() and any(p.name != "logs" for p in self.out.iterdir()):
             raise ValueError(f"{self.out} exists and is not a diffplan run; choose an empty or new --out")
-        atomic_write_json(path, record)
+        return record
 
     # ------------------------------------------------------------------ losses
+    def _step_generator(self, phase: int, step: int, micro: int) -> torch.Generator:
+        """The generator of one micro-batch, on the data's device, re-seeded from ``(seed, phase, step, process)``."""
+        seed = _step_seed(self.preset.train.seed, phase, step * 1000 + micro, self.accelerator.process_index)
+        return self._generator.manual_seed(seed)
+
     def _noised(self, x0: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noised windows ``x_t`` with the clean start state inpainted, their steps ``t`` and the noise."""
         batch = x0.shape[0]
-        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        xt = self.scheduler.add_noise(x0, noise, t)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=g, device=x0.device)
+        noise = torch.randn(x0.shape, generator=g, device=x0.device)
+        if self._eager_host_path:  # as before: diffusers' add_noise, loss weights rebuilt every step
+            xt = self.scheduler.add_noise(x0, noise, t)
+            self._weights = self._loss_weights().to(self.accelerator.device)
+        else:
+            xt = self._signal[t][:, None, None] * x0 + self._level[t][:, None, None] * noise
         cond = [Constraint(index=0, start=self.data.act_dim, values=x0[:, 0, self.data.act_dim:])]
         return apply_constraints(xt, cond), t, noise
 
-    def _denoiser_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
-        dev = self.accelerator.device
-        g = _step_generator(self.preset.train.seed, 0, step * 1000 + micro, self.accelerator.process_index)
-        x0, _ = self.data.sample(self.preset.train.batch_size, generator=g)
-        xt, t, noise = self._noised(x0, g)
-        pred = model(xt.to(dev).permute(0, 2, 1), t.to(dev)).sample.permute(0, 2, 1)
+    def _denoiser_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+        """Noised windows ``[B, D, H]`` (channels first), their steps ``[B]`` and targets ``[B, H, D]``."""
+        x0, _ = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(0, step, micro))
+        xt, t, noise = self._noised(x0, self._generator)
         target = x0 if self.preset.diffusion.prediction_type == "sample" else noise
-        return (self._weights.to(dev) * (pred - target.to(dev)) ** 2).mean()
+        return xt.permute(0, 2, 1), t, target
 
-    def _value_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
+    def _denoiser_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        xt, t, target = batch
+        pred = model(xt, t).sample.permute(0, 2, 1)
+        return (self._weights * (pred.float() - target) ** 2).mean()
+
+    def _value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+        """Noised windows ``[B, D, H]``, their steps ``[B]`` and value targets ``[B]``."""
+        x0, values = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(1, step, micro))
+        xt, t, _ = self._noised(x0, self._generator)
+        return xt.permute(0, 2, 1), t, values
+
+    def _value_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        xt, t, values = batch
+        return ((model(xt, t).sample.squeeze(-1).float() - values) ** 2).mean()
+
+    def _inverse_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+        """``(state, target, lookahead, action)`` of :meth:`WindowDataset.transitions`."""
+        return self.data.transitions(self.preset.train.batch_size, generator=self._step_generator(2, step, micro))
+
+    def _inverse_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        state, target, lookahead, action = batch
+        return ((model(state, target, lookahead).float() - action) ** 2).mean()
+
+    def phase_functions(self, phase: str) -> tuple[Callable[[int, int], tuple[torch.Tensor, ...]],
+                                                   Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]]:
+        """``(batch(step, micro), loss(model, batch))`` of a phase; batches are moved to the training device."""
+        batch_fn, loss_fn = {"unet": (self._denoiser_batch, self._denoiser_loss),
+                             "value_function": (self._value_batch, self._value_loss),
+                             "inverse_dynamics": (self._inverse_batch, self._inverse_loss)}[phase]
         dev = self.accelerator.device
-        g = _step_generator(self.preset.train.seed, 1, step * 1000 + micro, self.accelerator.process_index)
-        x0, values = self.data.sample(self.preset.train.batch_size, generator=g)
-        xt, t, _ = self._noised(x0, g)
-        pred = model(xt.to(dev).permute(0, 2, 1), t.to(dev)).sample.squeeze(-1)
-        return ((pred - values.to(dev)) ** 2).mean()
+        if self.data.device == dev:
+            return batch_fn, loss_fn
+        return (lambda step, micro: tuple(t.to(dev) for t in batch_fn(step, micro))), loss_fn
 
-    def _inverse_loss(self, model: torch.nn.Module, step: int, micro: int) -> torch.Tensor:
-        dev = self.accelerator.device
-        g = _step_generator(self.preset.train.seed, 2, step * 1000 + micro, self.accelerator.process_index)
-        state, target, lookahead, action = self.data.transitions(self.preset.train.batch_size, generator=g)
-        pred = model(state.to(dev), target.to(dev), lookahead.to(dev))
-        return ((pred - action.to(dev)) ** 2).mean()
-
-    @property
-    def _weights(self) -> torch.Tensor:
+    def _loss_weights(self) -> torch.Tensor:
         """``[H, D]`` loss weights: first action weighted, inpainted start state excluded."""
         w = torch.ones(self.preset.train.horizon, self.data.transition_dim)
         w[0, : self.data.act_dim] = self.preset.diffusion.action_weight
@@ -180,40 +248,42 @@ class Trainer:
 
         train = self.preset.train
         total = self._total_steps(phase)
-        model = self._build(phase)
-        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-        ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start)
+        model = self._build(phase).to(self.accelerator.device)
+        fast = not self._eager_host_path
+        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, fused=fast, foreach=False)
+        ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start, foreach=fast)
         folder = self.out / "training" / phase
         state = PhaseState()
         if (folder / "state.json").exists():
             state = load_phase(folder=folder, model=model, ema=ema, optimizer=optimizer)
         ema.to(self.accelerator.device)
         model, optimizer = self.accelerator.prepare(model, optimizer)
-        loss_fn = {"unet": self._denoiser_loss, "value_function": self._value_loss,
-                   "inverse_dynamics": self._inverse_loss}[phase]
+        batch_fn, loss_fn = self.phase_functions(phase)
         acc = self.accelerator
         bar = tqdm(total=total, initial=state.step, desc=f"train {phase}", unit="step",
                    disable=not (self.progress and acc.is_main_process))
         start_step, started = state.step, time.perf_counter()
-        loss_value = float("nan")
+        params = list(acc.unwrap_model(model).parameters())
         try:
             while state.step < total:
                 for micro in range(train.gradient_accumulation_steps):
                     with acc.accumulate(model):
-                        loss = loss_fn(model, state.step, micro)
+                        loss = loss_fn(model, batch_fn(state.step, micro))
                         acc.backward(loss)
                         optimizer.step()
                         optimizer.zero_grad()
-                ema.step(acc.unwrap_model(model).parameters())
+                ema.step(params)
                 state.step += 1
-                loss_value = float(loss.detach())
-                if state.step % train.log_every == 0 or state.step == total:
-                    state.losses.append([state.step, loss_value])
-                    acc.log({f"{phase}/loss": loss_value}, step=state.step)
+                log = state.step % train.log_every == 0 or state.step == total
+                if log or not fast:
+                    loss_value = float(loss.detach())  # the one host synchronisation of the loop
+                    bar.set_postfix(loss=f"{loss_value:.4f}")
+                    if log:
+                        state.losses.append([state.step, loss_value])
+                        acc.log({f"{phase}/loss": loss_value}, step=state.step)
                 if acc.is_main_process and (state.step % train.checkpoint_every == 0 or state.step == total):
                     save_phase(folder=folder, model=acc.unwrap_model(model), ema=ema, optimizer=optimizer, state=state)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}")
         except KeyboardInterrupt:
             if acc.is_main_process:
                 save_phase(folder=folder, model=acc.unwrap_model(model), ema=ema, optimizer=optimizer, state=state)
@@ -283,6 +353,16 @@ def _without_step_counts(preset: dict) -> dict:
     return preset
 
 
+def _fresh_accelerator_state() -> None:
+    """Clear accelerate's process-wide state so that this trainer's settings (mixed precision,
+    compilation, CPU) take effect after an earlier trainer's in the same process; under a
+    multi-process launcher the distributed part (process group) is kept."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=int(os.environ.get("WORLD_SIZE", "1")) == 1)
+    GradientState._reset_state()
+
+
 def _has_tensorboard() -> bool:
     try:
         import tensorboard  # noqa: F401
@@ -311,8 +391,8 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
     save_figure(fig, path)
 
 def train(*, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None, device: str | None = None,
-          resume: bool = False, progress: bool = True) -> TrainResult:
+          resume: bool = False, progress: bool = True, compile: str | None = None, mixed_precision: str = "no") -> TrainResult:
     """Train a run folder (see :class:`Trainer`)."""
     return Trainer(dataset=dataset, out=out, preset=preset, env_id=env_id, device=device, resume=resume,
-                   progress=progress).train()
+                   progress=progress, compile=compile, mixed_precision=mixed_precision).train()
 

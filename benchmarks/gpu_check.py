@@ -1,0 +1,139 @@
+"""The GPU figures of issue 11 in one run: planning table, training steps/s, time split.
+
+    python benchmarks/gpu_check.py [--out results/gpu_check.json] [--quick]
+
+Run through benchmarks/gpu_check.sh on a machine with only torch installed. Every section is
+written to the JSON file as soon as it is measured, and a section that fails records its error
+instead of stopping the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import traceback
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import torch
+from plan_speed import CONFIGS, FAST, ROOT, build_pipes, diffusers_speed, episode_speed, machine
+from profile_split import planning_split, random_hopper_dataset, train_rate, training_split
+
+IDENTICAL = "ddpm-20 (identical settings)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "results" / "gpu_check.json"))
+    parser.add_argument("--decisions", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--compile", default="reduce-overhead:32,reduce-overhead:256,default:32",
+                        help="MODE:BATCH pairs of torch.compile runs of the paper preset ('' for none)")
+    parser.add_argument("--quick", action="store_true", help="few decisions and steps (a smoke test)")
+    parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
+    args = parser.parse_args()
+    if args.quick:
+        args.decisions, args.train_steps = 4, 20
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_check needs a CUDA device; none is visible")
+    started = time.perf_counter()
+    result: dict[str, Any] = {"date": date.today().isoformat(), "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+                              "machine": machine(), "errors": {}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        result["seconds"] = time.perf_counter() - started
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def section(name: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            value = fn()
+        except Exception as err:  # record and go on: one broken section must not hide the others
+            traceback.print_exc()
+            result["errors"][name] = f"{type(err).__name__}: {err}"
+            value = None
+        print(f"[{time.perf_counter() - started:6.1f} s] {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        save()
+        return value
+
+    ours, theirs = build_pipes(None, device)
+    t_diffusers = section("diffusers", lambda: diffusers_speed(theirs, 3, device))
+    result["diffusers_seconds_per_decision"] = t_diffusers
+    planning: dict[str, Any] = {}
+    result["planning"] = planning
+    for graphs in (False, True):
+        ours.use_cuda_graphs(graphs)
+        tag = "cuda_graphs" if graphs else "eager"
+        planning[f"identical_{tag}"] = section(f"identical {tag}", lambda: episode_speed(
+            ours, CONFIGS[IDENTICAL], max(3, args.decisions // 6), 1, device))
+        for k in (1, 64, 256):
+            planning[f"fast_k{k}_{tag}"] = section(f"fast k={k} {tag}", lambda: episode_speed(
+                ours, CONFIGS[FAST], args.decisions, k, device))
+        if graphs:
+            result["graph_capture_seconds"] = ours.graph_capture_seconds
+    best = {key: min((planning.get(f"{key}_{tag}") or {"seconds_per_call": float("inf")})["seconds_per_call"]
+                     for tag in ("eager", "cuda_graphs")) for key in ("identical", "fast_k1", "fast_k64", "fast_k256")}
+    result.update({
+        "fast_k1_ms": best["fast_k1"] * 1e3,
+        "fast_k64_decisions_per_s": 64 / best["fast_k64"],
+        "fast_k256_decisions_per_s": 256 / best["fast_k256"],
+        "identical_speedup_vs_diffusers": (t_diffusers or float("nan")) / best["identical"],
+    })
+    save()
+    ours.use_cuda_graphs(False)  # the split needs the Python-level network calls that a graph replay skips
+    result["profile_planning"] = section("profile planning", lambda: [
+        planning_split(ours, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device)) for k in (1, 64)])
+    del ours, theirs
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+    train_device = None if device == "cuda" else "cpu"  # None: accelerate's choice, the GPU
+    training: dict[str, Any] = {}
+    result["training"] = training
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = random_hopper_dataset(Path(tmp))
+        result["profile_training"] = section("profile training", lambda: [
+            training_split(dataset, preset_name="paper", steps=20, device=train_device),
+            training_split(dataset, preset_name="small", steps=20, device=train_device)])
+        for name, batch in (("small", 64), ("paper", 32), ("paper", 256)):
+            training[f"{name}_b{batch}_eager"] = section(f"train {name} b{batch} eager", lambda: train_rate(
+                dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device))
+        for pair in [p for p in args.compile.split(",") if p]:
+            mode, batch = pair.split(":")[0], int(pair.split(":")[1])
+            torch._dynamo.reset()
+            training[f"paper_b{batch}_compile_{mode}"] = section(
+                f"train paper b{batch} compile {mode}", lambda: train_rate(
+                    dataset, preset_name="paper", batch_size=batch, steps=args.train_steps, device=train_device,
+                    warmup=20, compile=mode))
+        torch._dynamo.reset()
+        training["paper_b32_bf16"] = section("train paper b32 bf16", lambda: train_rate(
+            dataset, preset_name="paper", batch_size=32, steps=args.train_steps, device=train_device, mixed_precision="bf16"))
+
+    def best_rate(prefix: str) -> float:
+        rates = [v["steps_per_s"] for k, v in training.items() if k.startswith(prefix) and v and "bf16" not in k]
+        return max(rates) if rates else float("nan")
+
+    result.update({"paper_b32_steps_per_s": best_rate("paper_b32"), "paper_b256_steps_per_s": best_rate("paper_b256"),
+                   "small_b64_steps_per_s": best_rate("small_b64")})
+    result["samples_ratio_b256_vs_b32"] = 8 * result["paper_b256_steps_per_s"] / result["paper_b32_steps_per_s"]
+    save()
+    print("\n" + json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=1))
+    for key, row in planning.items():
+        if row:
+            print(f"{key:<24} {row['seconds_per_call'] * 1e3:9.2f} ms per call {row['decisions_per_second']:10.1f} decisions/s")
+    for key, row in training.items():
+        if row:
+            print(f"{key:<32} {row['steps_per_s']:8.1f} steps/s {row['samples_per_s']:9.0f} samples/s "
+                  f"(warm-up {row['warmup_seconds']:.1f} s)")
+    if result["errors"]:
+        print("errors:", json.dumps(result["errors"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
