@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--compile", default="reduce-overhead:32,reduce-overhead:256,default:32",
                         help="MODE:BATCH pairs of torch.compile runs of the paper preset ('' for none)")
     parser.add_argument("--quick", action="store_true", help="few decisions and steps (a smoke test)")
+    parser.add_argument("--sections", default="planning,profile,train,graphs,compile,bf16,resume",
+                        help="comma-separated subset of: planning, profile, train, graphs, compile, bf16, resume")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
     args = parser.parse_args()
     if args.quick:
@@ -62,11 +64,41 @@ def main() -> None:
         save()
         return value
 
+    sections = set(args.sections.split(","))
     ours, theirs = build_pipes(None, device)
-    t_diffusers = section("diffusers", lambda: diffusers_speed(theirs, 3, device))
-    result["diffusers_seconds_per_decision"] = t_diffusers
     planning: dict[str, Any] = {}
     result["planning"] = planning
+    if "planning" in sections:
+        planning_table(args, ours, theirs, device, result, section)
+    if "profile" in sections:
+        ours.use_cuda_graphs(False)  # the split needs the Python-level network calls that a graph replay skips
+        result["profile_planning"] = section("profile planning", lambda: [
+            planning_split(ours, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device))
+            for k in (1, 64)])
+    del ours, theirs
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    training_table(args, device, sections, result, section)
+    save()
+    print("\n" + json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=1))
+    for key, row in planning.items():
+        if row:
+            print(f"{key:<24} {row['seconds_per_call'] * 1e3:9.2f} ms per call {row['decisions_per_second']:10.1f} decisions/s")
+    for key, row in result.get("training", {}).items():
+        if row:
+            print(f"{key:<32} {row['steps_per_s']:8.1f} steps/s {row['samples_per_s']:9.0f} samples/s "
+                  f"(warm-up {row['warmup_seconds']:.1f} s)")
+    if result["errors"]:
+        print("errors:", json.dumps(result["errors"], indent=1))
+
+
+def planning_table(args: argparse.Namespace, ours: Any, theirs: Any, device: str, result: dict[str, Any],
+                   section: Any) -> None:
+    """diffusers vs ours at identical settings, and `fast_config` at 1, 64 and 256 envs, eager and
+    with CUDA graphs; same-seed determinism of the graphed planner."""
+    planning = result["planning"]
+    t_diffusers = section("diffusers", lambda: diffusers_speed(theirs, 3, device))
+    result["diffusers_seconds_per_decision"] = t_diffusers
     for graphs in (False, True):
         ours.use_cuda_graphs(graphs)
         tag = "cuda_graphs" if graphs else "eager"
@@ -85,35 +117,71 @@ def main() -> None:
         "fast_k256_decisions_per_s": 256 / best["fast_k256"],
         "identical_speedup_vs_diffusers": (t_diffusers or float("nan")) / best["identical"],
     })
-    save()
-    ours.use_cuda_graphs(False)  # the split needs the Python-level network calls that a graph replay skips
-    result["profile_planning"] = section("profile planning", lambda: [
-        planning_split(ours, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device)) for k in (1, 64)])
-    del ours, theirs
-    if device == "cuda":
-        torch.cuda.empty_cache()
 
+    def same_seed_same_plan() -> bool:
+        obs = ours.normalizer.observations.shift
+        a, b = (ours.plan(obs, generator=torch.Generator(device=device).manual_seed(3), **CONFIGS[FAST]).actions
+                for _ in range(2))
+        return bool((a == b).all())
+
+    ours.use_cuda_graphs(True)
+    result["cuda_graphs_same_seed_same_plan"] = section("determinism", same_seed_same_plan)
+
+
+def resume_is_bit_identical(dataset: str, folder: Path, *, device: str | None, cuda_graphs: bool) -> bool:
+    """`small` preset: 30 + 20 steps straight, and 15 + 10 steps resumed to 30 + 20, give equal weights."""
+    from safetensors.torch import load_file
+
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    for name, steps in (("straight", [(30, 20)]), ("resumed", [(15, 10), (30, 20)])):
+        for i, (denoiser, value) in enumerate(steps):
+            preset = get_preset("small", denoiser_steps=denoiser, value_steps=value, checkpoint_every=5)
+            train(dataset=dataset, out=folder / name, preset=preset, device=device, progress=False, resume=i > 0,
+                  cuda_graphs=cuda_graphs)
+    for sub in ("unet", "value_function"):
+        a = load_file(str(folder / "straight" / sub / "diffusion_pytorch_model.safetensors"))
+        b = load_file(str(folder / "resumed" / sub / "diffusion_pytorch_model.safetensors"))
+        if not all(torch.equal(a[k], b[k]) for k in a):
+            return False
+    return True
+
+
+def training_table(args: argparse.Namespace, device: str, sections: set[str], result: dict[str, Any],
+                   section: Any) -> None:
+    """Training steps/s: small b64, paper b32 and b256, eager, captured as CUDA graphs, compiled, bf16."""
     train_device = None if device == "cuda" else "cpu"  # None: accelerate's choice, the GPU
     training: dict[str, Any] = {}
     result["training"] = training
+    shapes = (("small", 64), ("paper", 32), ("paper", 256))
     with tempfile.TemporaryDirectory() as tmp:
         dataset = random_hopper_dataset(Path(tmp))
-        result["profile_training"] = section("profile training", lambda: [
-            training_split(dataset, preset_name="paper", steps=20, device=train_device),
-            training_split(dataset, preset_name="small", steps=20, device=train_device)])
-        for name, batch in (("small", 64), ("paper", 32), ("paper", 256)):
-            training[f"{name}_b{batch}_eager"] = section(f"train {name} b{batch} eager", lambda: train_rate(
-                dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device))
-        for pair in [p for p in args.compile.split(",") if p]:
+        if "profile" in sections:
+            result["profile_training"] = section("profile training", lambda: [
+                training_split(dataset, preset_name=name, steps=20, device=train_device) for name in ("paper", "small")])
+        for tag, kwargs in (("eager", {}), ("graphs", {"cuda_graphs": True})):
+            if ("train" if tag == "eager" else "graphs") not in sections:
+                continue
+            for name, batch in shapes:
+                training[f"{name}_b{batch}_{tag}"] = section(f"train {name} b{batch} {tag}", lambda: train_rate(
+                    dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device, **kwargs))
+        for pair in [p for p in args.compile.split(",") if p and "compile" in sections]:
             mode, batch = pair.split(":")[0], int(pair.split(":")[1])
             torch._dynamo.reset()
             training[f"paper_b{batch}_compile_{mode}"] = section(
                 f"train paper b{batch} compile {mode}", lambda: train_rate(
                     dataset, preset_name="paper", batch_size=batch, steps=args.train_steps, device=train_device,
                     warmup=20, compile=mode))
-        torch._dynamo.reset()
-        training["paper_b32_bf16"] = section("train paper b32 bf16", lambda: train_rate(
-            dataset, preset_name="paper", batch_size=32, steps=args.train_steps, device=train_device, mixed_precision="bf16"))
+        if "resume" in sections:
+            result["resume_bit_identical"] = section("resume", lambda: {
+                tag: resume_is_bit_identical(dataset, Path(tmp) / tag, device=train_device, cuda_graphs=graphs)
+                for tag, graphs in (("eager", False), ("graphs", device == "cuda"))})
+        if "bf16" in sections:
+            torch._dynamo.reset()
+            training["paper_b32_bf16"] = section("train paper b32 bf16", lambda: train_rate(
+                dataset, preset_name="paper", batch_size=32, steps=args.train_steps, device=train_device,
+                mixed_precision="bf16"))
 
     def best_rate(prefix: str) -> float:
         rates = [v["steps_per_s"] for k, v in training.items() if k.startswith(prefix) and v and "bf16" not in k]
@@ -122,17 +190,6 @@ def main() -> None:
     result.update({"paper_b32_steps_per_s": best_rate("paper_b32"), "paper_b256_steps_per_s": best_rate("paper_b256"),
                    "small_b64_steps_per_s": best_rate("small_b64")})
     result["samples_ratio_b256_vs_b32"] = 8 * result["paper_b256_steps_per_s"] / result["paper_b32_steps_per_s"]
-    save()
-    print("\n" + json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=1))
-    for key, row in planning.items():
-        if row:
-            print(f"{key:<24} {row['seconds_per_call'] * 1e3:9.2f} ms per call {row['decisions_per_second']:10.1f} decisions/s")
-    for key, row in training.items():
-        if row:
-            print(f"{key:<32} {row['steps_per_s']:8.1f} steps/s {row['samples_per_s']:9.0f} samples/s "
-                  f"(warm-up {row['warmup_seconds']:.1f} s)")
-    if result["errors"]:
-        print("errors:", json.dumps(result["errors"], indent=1))
 
 
 if __name__ == "__main__":

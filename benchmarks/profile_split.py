@@ -73,7 +73,8 @@ class _Clock:
 
 
 def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.device) -> dict[str, float]:
-    """Median wall ms per call, and the mean ms per call inside the networks, for `fast_config`."""
+    """Median wall ms per call of `fast_config`, and of a second, instrumented pass (each network
+    call bracketed by synchronisations) the mean ms per call inside the networks and outside them."""
     from diffplan.planning.planner import Planner
 
     obs = np.tile(pipe.normalizer.observations.shift, (n_envs, 1))
@@ -92,18 +93,23 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
     pipe.value_function.forward = clock.wrap("networks", originals["value_function"])
     torch.autograd.grad = clock.wrap("networks", originals["grad"])
     try:
+        _sync(device)
+        t0 = time.perf_counter()
         for _ in range(decisions):
             planner.act(obs, generator=g)
+        _sync(device)
+        instrumented = (time.perf_counter() - t0) / decisions * 1e3
     finally:
         pipe.unet.forward, pipe.value_function.forward = originals["unet"], originals["value_function"]
         torch.autograd.grad = originals["grad"]
     total = float(np.median(times)) * 1e3
     networks = clock.seconds["networks"] / decisions * 1e3
-    return {"n_envs": n_envs, "ms_per_call": total, "ms_in_networks": networks, "ms_outside": total - networks,
-            "decisions_per_s": n_envs / total * 1e3}
+    return {"n_envs": n_envs, "ms_per_call": total, "decisions_per_s": n_envs / total * 1e3,
+            "instrumented_ms_per_call": instrumented, "ms_in_networks": networks,
+            "ms_outside": instrumented - networks}
 
 
-def training_split(dataset: str, *, preset_name: str, steps: int, device: str, batch_size: int | None = None,
+def training_split(dataset: str, *, preset_name: str, steps: int, device: str | None, batch_size: int | None = None,
                    eager_host_path: bool = False, compile: str | None = None,
                    mixed_precision: str = "no") -> dict[str, Any]:
     """Per-step ms of data, forward, backward, optimizer, EMA and the rest, over ``steps`` steps
@@ -158,7 +164,7 @@ def training_split(dataset: str, *, preset_name: str, steps: int, device: str, b
 
 def train_rate(dataset: str, *, preset_name: str, steps: int, device: str | None, batch_size: int | None = None,
                warmup: int = 10, eager_host_path: bool = False, compile: str | None = None,
-               mixed_precision: str = "no") -> dict[str, Any]:
+               mixed_precision: str = "no", cuda_graphs: bool = False) -> dict[str, Any]:
     """Optimizer steps per second of the denoiser phase, untimed regions left alone, after ``warmup``
     steps (compilation included there) and with the device synchronised at the end."""
     from diffplan.presets import get_preset
@@ -172,7 +178,8 @@ def train_rate(dataset: str, *, preset_name: str, steps: int, device: str | None
     marks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(dataset=dataset, out=Path(tmp) / "run", preset=preset, device=device, progress=False,
-                     compile=compile, mixed_precision=mixed_precision, _eager_host_path=eager_host_path)
+                     compile=compile, mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
+                     _eager_host_path=eager_host_path)
         dev = tr.accelerator.device
         batch_fn, loss_fn = tr.phase_functions("unet")
 
@@ -195,7 +202,7 @@ def train_rate(dataset: str, *, preset_name: str, steps: int, device: str | None
     return {"preset": preset_name, "batch_size": b, "gradient_accumulation_steps": acc, "steps_per_s": rate,
             "samples_per_s": rate * b * acc, "steps_measured": steps, "warmup_steps": warmup,
             "warmup_seconds": marks["compile_s"], "eager_host_path": eager_host_path, "compile": compile,
-            "mixed_precision": mixed_precision}
+            "mixed_precision": mixed_precision, "cuda_graphs": cuda_graphs}
 
 
 def _patch_save(marks: dict[str, float], dev: torch.device) -> Any:

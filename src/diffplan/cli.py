@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile the networks (GPU; the first steps pay the compilation)")
     p.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
                    help="bf16 autocast of the forward passes (GPUs with bf16; off by default)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="one CUDA device: capture each optimizer step as a CUDA graph and replay it (fastest on a GPU)")
 
     p = sub.add_parser("evaluate", help="run episodes with a trained planner")
     p.add_argument("run", help="run folder or shipped run name")
@@ -179,7 +181,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                    ("seed", args.seed)) if v is not None}
     res = train(dataset=args.dataset, out=args.out, preset=get_preset(args.preset, **overrides),
                 env_id=args.env_id, device=args.device, resume=args.resume, compile=args.compile,
-                mixed_precision=args.mixed_precision)
+                mixed_precision=args.mixed_precision, cuda_graphs=args.cuda_graphs)
     for phase in res.steps:
         print(f"{phase}: {res.steps[phase]} steps, final loss {res.final_loss[phase]:.4g}, "
               f"{res.steps_per_second[phase]:.1f} steps/s")

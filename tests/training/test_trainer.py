@@ -115,3 +115,49 @@ def test_each_trainer_gets_its_own_accelerate_settings(hopper_dataset: str, tmp_
     third = Trainer(dataset=hopper_dataset, out=tmp_path / "c", preset=get_preset("tiny"), device="cpu")
     assert third.accelerator.mixed_precision == "no"
     assert third.accelerator.state.dynamo_plugin.backend.value.lower() == "no"
+
+
+def test_captured_step_plumbing_matches_the_eager_step(hopper_dataset: str, tmp_path: Path) -> None:
+    """The CUDA-graph training step without the graph: warm-up undone, then the eager step's updates."""
+    import torch
+    from diffusers.training_utils import EMAModel
+
+    from diffplan.training.graphs import CapturedStep
+
+    tr = Trainer(dataset=hopper_dataset, out=tmp_path / "run", preset=get_preset("tiny"), device="cpu")
+    batch_fn, loss_fn = tr.phase_functions("unet")
+
+    def fresh() -> tuple:
+        model = tr._build("unet")
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        return model, opt, EMAModel(model.parameters(), decay=0.9, update_after_step=2, foreach=True)
+
+    model, opt, ema = fresh()
+    before = [p.detach().clone() for p in model.parameters()]
+    step = CapturedStep(model=model, optimizer=opt, ema=ema, batch_fn=batch_fn, loss_fn=loss_fn, accumulation=2,
+                        step=0, capture=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the warm-up left no trace
+    assert all(float(v.abs().sum()) == 0 for s in opt.state.values() for v in s.values())
+    ref, ref_opt, ref_ema = fresh()
+    for k in range(6):
+        loss = step(k)
+        ref_opt.zero_grad()
+        ref_loss = torch.zeros(())
+        for m in range(2):
+            micro = loss_fn(ref, batch_fn(k, m)) / 2
+            micro.backward()
+            ref_loss = ref_loss + micro.detach()
+        ref_opt.step()
+        ref_ema.step(ref.parameters())
+        torch.testing.assert_close(loss, ref_loss)
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(ema.shadow_params, ref_ema.shadow_params):
+        torch.testing.assert_close(a, b)
+    assert ema.optimization_step == ref_ema.optimization_step == 6
+    with pytest.raises(ValueError, match="cuda_graphs needs one process on a CUDA device; this run has 1 on cpu"):
+        Trainer(dataset=hopper_dataset, out=tmp_path / "cpu", preset=get_preset("tiny"), device="cpu", cuda_graphs=True)
+    with pytest.raises(ValueError, match="without compile and mixed_precision"):
+        Trainer(dataset=hopper_dataset, out=tmp_path / "bf", preset=get_preset("tiny"), cuda_graphs=True,
+                mixed_precision="bf16")
+    assert not (tmp_path / "cpu").exists() and not (tmp_path / "bf").exists()

@@ -32,6 +32,7 @@ from diffplan.io import atomic_write_json, read_json
 from diffplan.models import InverseDynamics, build_denoiser, build_scheduler, build_value_function, check_horizon
 from diffplan.planning.runs import RunInfo
 from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
+from diffplan.training.graphs import CapturedStep
 
 PHASES = ("unet", "value_function", "inverse_dynamics")
 PROGRESS = "training/progress.json"
@@ -88,13 +89,20 @@ class Trainer:
             ``"max-autotune"``; through accelerate's dynamo plugin), ``None`` for eager; the first
             steps pay the compilation.
         mixed_precision: ``"no"`` or ``"bf16"`` (autocast of the forward passes; for GPUs with bf16).
+        cuda_graphs: capture each optimizer step (forward and backward of every micro-batch, Adam,
+            EMA) as one CUDA graph and replay it (one CUDA device, one process, no ``compile`` or
+            ``mixed_precision``); batches and resumes are those of the eager loop.
     """
 
     def __init__(self, *, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None,
                  device: str | None = None, resume: bool = False, progress: bool = True, compile: str | None = None,
-                 mixed_precision: str = "no", _eager_host_path: bool = False) -> None:
+                 mixed_precision: str = "no", cuda_graphs: bool = False, _eager_host_path: bool = False) -> None:
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"expected mixed_precision in {MIXED_PRECISION}, got {mixed_precision!r}")
+        if cuda_graphs and (compile is not None or mixed_precision != "no"):
+            raise ValueError("cuda_graphs captures the eager step: use it without compile and mixed_precision")
+        self.cuda_graphs = cuda_graphs
+        self.compile = compile
         self.out = Path(out)
         # the path before device-resident data (data on the host, per-parameter Adam and EMA, the loss
         # read every step): kept only so that benchmarks can measure the difference in one process
@@ -130,6 +138,9 @@ class Trainer:
         self.scheduler = build_scheduler(num_train_timesteps=preset.diffusion.num_train_timesteps,
                                          beta_schedule=preset.diffusion.beta_schedule,
                                          prediction_type=preset.diffusion.prediction_type)
+        if cuda_graphs and (self.accelerator.device.type != "cuda" or self.accelerator.num_processes > 1):
+            raise ValueError(f"cuda_graphs needs one process on a CUDA device; this run has "
+                             f"{self.accelerator.num_processes} on {self.accelerator.device}")
         # the first write, once every check has passed in every process
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
@@ -250,7 +261,8 @@ class Trainer:
         total = self._total_steps(phase)
         model = self._build(phase).to(self.accelerator.device)
         fast = not self._eager_host_path
-        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, fused=fast, foreach=False)
+        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, fused=fast, foreach=False,
+                                     capturable=self.cuda_graphs)
         ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start, foreach=fast)
         folder = self.out / "training" / phase
         state = PhaseState()
@@ -264,15 +276,28 @@ class Trainer:
                    disable=not (self.progress and acc.is_main_process))
         start_step, started = state.step, time.perf_counter()
         params = list(acc.unwrap_model(model).parameters())
+        captured = None
+        if self.cuda_graphs and state.step < total:
+            for group in optimizer.optimizer.param_groups:
+                group["capturable"] = True  # also after a resume from an eager checkpoint
+            captured = CapturedStep(model=acc.unwrap_model(model), optimizer=optimizer.optimizer, ema=ema,
+                                    batch_fn=batch_fn, loss_fn=loss_fn, step=state.step,
+                                    accumulation=train.gradient_accumulation_steps)
+        mark_step = torch.compiler.cudagraph_mark_step_begin if self.compile == "reduce-overhead" else None
         try:
             while state.step < total:
-                for micro in range(train.gradient_accumulation_steps):
-                    with acc.accumulate(model):
-                        loss = loss_fn(model, batch_fn(state.step, micro))
-                        acc.backward(loss)
-                        optimizer.step()
-                        optimizer.zero_grad()
-                ema.step(params)
+                if captured is not None:
+                    loss = captured(state.step)
+                else:
+                    for micro in range(train.gradient_accumulation_steps):
+                        with acc.accumulate(model):
+                            if mark_step is not None:  # torch.compile's CUDA graphs: a new step begins
+                                mark_step()
+                            loss = loss_fn(model, batch_fn(state.step, micro))
+                            acc.backward(loss)
+                            optimizer.step()
+                            optimizer.zero_grad()
+                    ema.step(params)
                 state.step += 1
                 log = state.step % train.log_every == 0 or state.step == total
                 if log or not fast:
@@ -391,8 +416,10 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
     save_figure(fig, path)
 
 def train(*, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None, device: str | None = None,
-          resume: bool = False, progress: bool = True, compile: str | None = None, mixed_precision: str = "no") -> TrainResult:
+          resume: bool = False, progress: bool = True, compile: str | None = None, mixed_precision: str = "no",
+          cuda_graphs: bool = False) -> TrainResult:
     """Train a run folder (see :class:`Trainer`)."""
     return Trainer(dataset=dataset, out=out, preset=preset, env_id=env_id, device=device, resume=resume,
-                   progress=progress, compile=compile, mixed_precision=mixed_precision).train()
+                   progress=progress, compile=compile, mixed_precision=mixed_precision,
+                   cuda_graphs=cuda_graphs).train()
 
