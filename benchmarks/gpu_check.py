@@ -30,11 +30,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "gpu_check.json"))
     parser.add_argument("--decisions", type=int, default=30)
     parser.add_argument("--train-steps", type=int, default=300)
-    parser.add_argument("--compile", default="reduce-overhead:32,reduce-overhead:256,default:32",
-                        help="MODE:BATCH pairs of torch.compile runs of the paper preset ('' for none)")
     parser.add_argument("--quick", action="store_true", help="few decisions and steps (a smoke test)")
-    parser.add_argument("--sections", default="planning,profile,train,graphs,compile,bf16,resume",
-                        help="comma-separated subset of: planning, profile, train, graphs, compile, bf16, resume")
+    parser.add_argument("--sections", default="planning,profile,train,graphs,compile,compile-graphs,bf16,resume",
+                        help="comma-separated subset of: planning, profile, train, graphs, compile, compile-graphs, "
+                             "bf16, resume")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
     args = parser.parse_args()
     if args.quick:
@@ -128,24 +127,38 @@ def planning_table(args: argparse.Namespace, ours: Any, theirs: Any, device: str
     result["cuda_graphs_same_seed_same_plan"] = section("determinism", same_seed_same_plan)
 
 
-def resume_is_bit_identical(dataset: str, folder: Path, *, device: str | None, cuda_graphs: bool) -> bool:
-    """`small` preset: 30 + 20 steps straight, and 15 + 10 steps resumed to 30 + 20, give equal weights."""
+def _train_small(dataset: str, out: Path, steps: list[tuple[int, int]], *, device: str | None,
+                 cuda_graphs: bool) -> dict[str, torch.Tensor]:
+    """Train the `small` preset to each ``(denoiser, value)`` step count in turn (resuming); the
+    final weights of both networks."""
     from safetensors.torch import load_file
 
     from diffplan.presets import get_preset
     from diffplan.training import train
 
-    for name, steps in (("straight", [(30, 20)]), ("resumed", [(15, 10), (30, 20)])):
-        for i, (denoiser, value) in enumerate(steps):
-            preset = get_preset("small", denoiser_steps=denoiser, value_steps=value, checkpoint_every=5)
-            train(dataset=dataset, out=folder / name, preset=preset, device=device, progress=False, resume=i > 0,
-                  cuda_graphs=cuda_graphs)
-    for sub in ("unet", "value_function"):
-        a = load_file(str(folder / "straight" / sub / "diffusion_pytorch_model.safetensors"))
-        b = load_file(str(folder / "resumed" / sub / "diffusion_pytorch_model.safetensors"))
-        if not all(torch.equal(a[k], b[k]) for k in a):
-            return False
-    return True
+    for i, (denoiser, value) in enumerate(steps):
+        preset = get_preset("small", denoiser_steps=denoiser, value_steps=value, checkpoint_every=5)
+        train(dataset=dataset, out=out, preset=preset, device=device, progress=False, resume=i > 0,
+              cuda_graphs=cuda_graphs)
+    return {f"{sub}.{k}": v for sub in ("unet", "value_function")
+            for k, v in load_file(str(out / sub / "diffusion_pytorch_model.safetensors")).items()}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def resume_is_bit_identical(dataset: str, folder: Path, *, device: str | None, cuda_graphs: bool) -> bool:
+    """`small` preset: 30 + 20 steps straight, and 15 + 10 steps resumed to 30 + 20, give equal weights."""
+    straight = _train_small(dataset, folder / "straight", [(30, 20)], device=device, cuda_graphs=cuda_graphs)
+    resumed = _train_small(dataset, folder / "resumed", [(15, 10), (30, 20)], device=device, cuda_graphs=cuda_graphs)
+    return _equal(straight, resumed)
+
+
+def repeat_is_bit_identical(dataset: str, folder: Path, *, device: str | None, cuda_graphs: bool) -> bool:
+    """Two straight `small` runs of 30 + 20 steps give equal weights."""
+    runs = [_train_small(dataset, folder / str(i), [(30, 20)], device=device, cuda_graphs=cuda_graphs) for i in (0, 1)]
+    return _equal(*runs)
 
 
 def training_table(args: argparse.Namespace, device: str, sections: set[str], result: dict[str, Any],
@@ -166,16 +179,21 @@ def training_table(args: argparse.Namespace, device: str, sections: set[str], re
             for name, batch in shapes:
                 training[f"{name}_b{batch}_{tag}"] = section(f"train {name} b{batch} {tag}", lambda: train_rate(
                     dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device, **kwargs))
-        for pair in [p for p in args.compile.split(",") if p and "compile" in sections]:
-            mode, batch = pair.split(":")[0], int(pair.split(":")[1])
-            torch._dynamo.reset()
-            training[f"paper_b{batch}_compile_{mode}"] = section(
-                f"train paper b{batch} compile {mode}", lambda: train_rate(
-                    dataset, preset_name="paper", batch_size=batch, steps=args.train_steps, device=train_device,
-                    warmup=20, compile=mode))
+        for tag, graphs in (("compile", False), ("compile_graphs", True)):
+            if tag.replace("_", "-") not in sections:
+                continue
+            for name, batch in shapes[1:]:
+                torch._dynamo.reset()
+                training[f"{name}_b{batch}_{tag}"] = section(f"train {name} b{batch} {tag}", lambda: train_rate(
+                    dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device,
+                    warmup=20, compile=True, cuda_graphs=graphs))
         if "resume" in sections:
             result["resume_bit_identical"] = section("resume", lambda: {
                 tag: resume_is_bit_identical(dataset, Path(tmp) / tag, device=train_device, cuda_graphs=graphs)
+                for tag, graphs in (("eager", False), ("graphs", device == "cuda"))})
+            result["straight_runs_bit_identical"] = section("repeat", lambda: {
+                tag: repeat_is_bit_identical(dataset, Path(tmp) / f"repeat-{tag}", device=train_device,
+                                             cuda_graphs=graphs)
                 for tag, graphs in (("eager", False), ("graphs", device == "cuda"))})
         if "bf16" in sections:
             torch._dynamo.reset()

@@ -110,7 +110,7 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
 
 
 def training_split(dataset: str, *, preset_name: str, steps: int, device: str | None, batch_size: int | None = None,
-                   eager_host_path: bool = False, compile: str | None = None,
+                   eager_host_path: bool = False, compile: bool = False,
                    mixed_precision: str = "no") -> dict[str, Any]:
     """Per-step ms of data, forward, backward, optimizer, EMA and the rest, over ``steps`` steps
     of the denoiser phase (after 5 warm-up steps)."""
@@ -163,7 +163,7 @@ def training_split(dataset: str, *, preset_name: str, steps: int, device: str | 
 
 
 def train_rate(dataset: str, *, preset_name: str, steps: int, device: str | None, batch_size: int | None = None,
-               warmup: int = 10, eager_host_path: bool = False, compile: str | None = None,
+               warmup: int = 10, eager_host_path: bool = False, compile: bool = False,
                mixed_precision: str = "no", cuda_graphs: bool = False) -> dict[str, Any]:
     """Optimizer steps per second of the denoiser phase, untimed regions left alone, after ``warmup``
     steps (compilation included there) and with the device synchronised at the end."""

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda, ... (default: accelerate's choice)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--compile", nargs="?", const="default", choices=["default", "reduce-overhead", "max-autotune"],
+    p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks (GPU; the first steps pay the compilation)")
     p.add_argument("--mixed-precision", choices=["no", "bf16"], default="no",
                    help="bf16 autocast of the forward passes (GPUs with bf16; off by default)")

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from diffplan.cudnn import cudnn_settings
+
 Outputs = Sequence[torch.Tensor]
 
 
@@ -37,9 +39,8 @@ class GraphedCall:
         self.static = {k: v.detach().clone() for k, v in example.items()}
         self.graph: torch.cuda.CUDAGraph | None = None
         if capture:
-            benchmark = torch.backends.cudnn.benchmark
-            torch.backends.cudnn.benchmark = True  # the fastest convolution for these fixed shapes, chosen once
-            try:
+            # the fastest deterministic convolutions of these fixed shapes, chosen once
+            with cudnn_settings(deterministic=True, benchmark=True):
                 stream = torch.cuda.Stream()
                 stream.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(stream):
@@ -50,8 +51,6 @@ class GraphedCall:
                 with torch.cuda.graph(self.graph):
                     self.outputs = tuple(fn(self.static))
                 torch.cuda.synchronize()
-            finally:
-                torch.backends.cudnn.benchmark = benchmark
         self.capture_seconds = time.perf_counter() - started
 
     def __call__(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -27,6 +27,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolver
 from diffusers.utils.torch_utils import randn_tensor
 
 from diffplan.config import PlanConfig
+from diffplan.cudnn import cudnn_settings
 from diffplan.data.normalization import TrajectoryNormalizer
 from diffplan.diffusion.conditioning import Constraint, start_state_constraint
 from diffplan.diffusion.guidance import value
@@ -522,14 +523,15 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         if not eager:
             inputs["noise"] = draw_step_noise(schedule, shape=shape, generator=generator, device=self.device,
                                               dtype=self.dtype)
-        if eager or self._graph_mode is None or (self._graph_mode == "cuda" and self.device.type != "cuda"):
-            x, traj, values = self._denoise_and_rank(spec, inputs, scheduler=scheduler, generator=generator,
-                                                     constraints=constraints, cost=cost, callback=callback)
-        else:
-            if spec not in self._graphs:
-                self._graphs[spec] = GraphedCall(lambda i: self._denoise_and_rank(spec, i), inputs,
-                                                 capture=self._graph_mode == "cuda")
-            x, traj, values = self._graphs[spec](inputs)
+        with cudnn_settings(deterministic=True):  # the same seed, the same plans on a GPU too
+            if eager or self._graph_mode is None or (self._graph_mode == "cuda" and self.device.type != "cuda"):
+                x, traj, values = self._denoise_and_rank(spec, inputs, scheduler=scheduler, generator=generator,
+                                                         constraints=constraints, cost=cost, callback=callback)
+            else:
+                if spec not in self._graphs:
+                    self._graphs[spec] = GraphedCall(lambda i: self._denoise_and_rank(spec, i), inputs,
+                                                     capture=self._graph_mode == "cuda")
+                x, traj, values = self._graphs[spec](inputs)
         return Samples(normalized=x, trajectories=traj, values=values, act_dim=self.act_dim, single=single)
 
     def _check_horizon(self, horizon: int) -> None:

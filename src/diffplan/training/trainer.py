@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from diffplan.config import Preset
+from diffplan.cudnn import cudnn_settings
 from diffplan.data.episodes import EpisodeSet, load_episodes
 from diffplan.data.windows import WindowDataset
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
@@ -60,7 +61,6 @@ def _step_seed(seed: int, phase: int, step: int, process: int) -> int:
 
 
 MIXED_PRECISION = ("no", "bf16")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 def check_dataset_env(episodes: EpisodeSet, env_id: str | None) -> None:
@@ -85,24 +85,24 @@ class Trainer:
             one, one per process under ``accelerate launch``).
         resume: continue from ``out/training`` instead of refusing an existing run.
         progress: show progress bars.
-        compile: ``torch.compile`` mode of the networks (``"default"``, ``"reduce-overhead"``,
-            ``"max-autotune"``; through accelerate's dynamo plugin), ``None`` for eager; the first
-            steps pay the compilation.
+        compile: ``torch.compile`` the networks (inductor, through accelerate's dynamo plugin); the
+            first steps pay the compilation. (``mode="reduce-overhead"`` is not offered: its CUDA
+            graphs failed with gradient accumulation; ``cuda_graphs`` captures the compiled step.)
         mixed_precision: ``"no"`` or ``"bf16"`` (autocast of the forward passes; for GPUs with bf16).
         cuda_graphs: capture each optimizer step (forward and backward of every micro-batch, Adam,
-            EMA) as one CUDA graph and replay it (one CUDA device, one process, no ``compile`` or
-            ``mixed_precision``); batches and resumes are those of the eager loop.
+            EMA) as one CUDA graph and replay it (one CUDA device, one process, no
+            ``mixed_precision``; with ``compile`` the compiled kernels are captured); batches and
+            resumes are those of the eager loop.
     """
 
     def __init__(self, *, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None,
-                 device: str | None = None, resume: bool = False, progress: bool = True, compile: str | None = None,
+                 device: str | None = None, resume: bool = False, progress: bool = True, compile: bool = False,
                  mixed_precision: str = "no", cuda_graphs: bool = False, _eager_host_path: bool = False) -> None:
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"expected mixed_precision in {MIXED_PRECISION}, got {mixed_precision!r}")
-        if cuda_graphs and (compile is not None or mixed_precision != "no"):
-            raise ValueError("cuda_graphs captures the eager step: use it without compile and mixed_precision")
+        if cuda_graphs and mixed_precision != "no":
+            raise ValueError("cuda_graphs captures the float32 step: use it without mixed_precision")
         self.cuda_graphs = cuda_graphs
-        self.compile = compile
         self.out = Path(out)
         # the path before device-resident data (data on the host, per-parameter Adam and EMA, the loss
         # read every step): kept only so that benchmarks can measure the difference in one process
@@ -125,12 +125,10 @@ class Trainer:
 
         log_with = "tensorboard" if _has_tensorboard() else None
         dynamo = None
-        if compile is not None:
+        if compile:
             from accelerate.utils import TorchDynamoPlugin
 
-            if compile not in COMPILE_MODES:
-                raise ValueError(f"expected compile mode in {COMPILE_MODES}, got {compile!r}")
-            dynamo = TorchDynamoPlugin(backend="inductor", mode=compile)
+            dynamo = TorchDynamoPlugin(backend="inductor")
         _fresh_accelerator_state()
         self.accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=train.gradient_accumulation_steps,
                                        log_with=log_with, project_dir=str(self.out / "logs"),
@@ -253,6 +251,7 @@ class Trainer:
         return {"unet": train.denoiser_steps, "value_function": train.value_steps,
                 "inverse_dynamics": train.inverse_steps}[phase]
 
+    @cudnn_settings(deterministic=True, benchmark=False)  # a resumed run picks the same algorithms
     def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
         from diffusers.training_utils import EMAModel
         from tqdm.auto import tqdm
@@ -280,10 +279,9 @@ class Trainer:
         if self.cuda_graphs and state.step < total:
             for group in optimizer.optimizer.param_groups:
                 group["capturable"] = True  # also after a resume from an eager checkpoint
-            captured = CapturedStep(model=acc.unwrap_model(model), optimizer=optimizer.optimizer, ema=ema,
+            captured = CapturedStep(model=model, optimizer=optimizer.optimizer, ema=ema,
                                     batch_fn=batch_fn, loss_fn=loss_fn, step=state.step,
                                     accumulation=train.gradient_accumulation_steps)
-        mark_step = torch.compiler.cudagraph_mark_step_begin if self.compile == "reduce-overhead" else None
         try:
             while state.step < total:
                 if captured is not None:
@@ -291,8 +289,6 @@ class Trainer:
                 else:
                     for micro in range(train.gradient_accumulation_steps):
                         with acc.accumulate(model):
-                            if mark_step is not None:  # torch.compile's CUDA graphs: a new step begins
-                                mark_step()
                             loss = loss_fn(model, batch_fn(state.step, micro))
                             acc.backward(loss)
                             optimizer.step()
@@ -416,7 +412,7 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
     save_figure(fig, path)
 
 def train(*, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None, device: str | None = None,
-          resume: bool = False, progress: bool = True, compile: str | None = None, mixed_precision: str = "no",
+          resume: bool = False, progress: bool = True, compile: bool = False, mixed_precision: str = "no",
           cuda_graphs: bool = False) -> TrainResult:
     """Train a run folder (see :class:`Trainer`)."""
     return Trainer(dataset=dataset, out=out, preset=preset, env_id=env_id, device=device, resume=resume,
