@@ -35,7 +35,12 @@ def main() -> None:
                         help="comma-separated subset of: planning, profile, train, graphs, compile, compile-graphs, "
                              "bf16, resume")
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="combine the JSON files of several runs (oldest first) into --out instead of measuring")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, Path(args.out))
+        return
     if args.quick:
         args.decisions, args.train_steps = 4, 20
     device = args.device
@@ -89,6 +94,25 @@ def main() -> None:
                   f"(warm-up {row['warmup_seconds']:.1f} s)")
     if result["errors"]:
         print("errors:", json.dumps(result["errors"], indent=1))
+
+
+SUMMARY = ("gpu", "fast_k1_ms", "fast_k64_decisions_per_s", "fast_k256_decisions_per_s",
+           "identical_speedup_vs_diffusers", "paper_b32_steps_per_s", "paper_b256_steps_per_s",
+           "small_b64_steps_per_s", "samples_ratio_b256_vs_b32", "cuda_graphs_same_seed_same_plan",
+           "resume_bit_identical", "straight_runs_bit_identical", "graph_capture_seconds")
+
+
+def merge(paths: list[str], out: Path) -> None:
+    """Each summary key from the last run that measured it (with the run's file named), plus every run."""
+    runs = {Path(p).name: json.loads(Path(p).read_text()) for p in paths}
+    merged: dict[str, Any] = {"runs": runs, "source": {}}
+    for name, run in runs.items():
+        for key in SUMMARY:
+            value = run.get(key)
+            if value is not None and value == value:  # skip missing and NaN
+                merged[key], merged["source"][key] = value, name
+    out.write_text(json.dumps(merged, indent=2) + "\n")
+    print(json.dumps({k: merged.get(k) for k in SUMMARY}, indent=1))
 
 
 def planning_table(args: argparse.Namespace, ours: Any, theirs: Any, device: str, result: dict[str, Any],

@@ -33,8 +33,8 @@ from diffplan.diffusion.conditioning import Constraint, start_state_constraint
 from diffplan.diffusion.guidance import value
 from diffplan.diffusion.sampling import (
     DenoisingSchedule,
-    denoising_schedule,
     Guidance,
+    denoising_schedule,
     draw_step_noise,
     guided_sample,
     run_schedule,

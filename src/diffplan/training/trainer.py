@@ -8,7 +8,9 @@ The hot path stays on the device: the windows and value targets live there as on
 batches are drawn there; Adam is ``fused``, the EMA ``foreach``; the loss is
 read back to the host only every ``log_every`` steps. Optionally the networks are
 ``torch.compile``d (``compile=True``) and run under bf16 autocast (``mixed_precision="bf16"``),
-both through accelerate.
+both through accelerate, and on one GPU each optimizer step is replayed as one CUDA graph
+(``cuda_graphs=True``, :mod:`diffplan.training.graphs`). cuDNN runs deterministically without
+benchmarking, so a resumed run ends with the same weights on a GPU too.
 """
 
 from __future__ import annotations
