@@ -3,7 +3,7 @@
 # torch but not diffusers, gymnasium, mujoco or minari: those come from the wheels in $WHEELS
 # (Python 3.12, manylinux; see RESULTS.md for the list), installed with `pip --target`.
 #
-#   bash benchmarks/gpu_check.sh [--out FILE] [--quick]        (about 5 minutes on an H100/H200)
+#   bash benchmarks/gpu_check.sh [--out FILE] [--sections ...] [--quick]   (about 5 minutes on an H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-.whl}
