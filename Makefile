@@ -29,6 +29,7 @@ demo: sysdeps $(STAMP)
 
 test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_speed.py

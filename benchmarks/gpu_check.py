@@ -76,8 +76,8 @@ def main() -> None:
         planning_table(args, ours, theirs, device, result, section)
     if "profile" in sections:
         ours.use_cuda_graphs(False)  # the split needs the Python-level network calls that a graph replay skips
-        result["profile_planning"] = section("profile planning", lambda: [
-            planning_split(ours, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device))
+        result["profile_planning"] = section("profile planning", lambda pipe=ours: [
+            planning_split(pipe, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device))
             for k in (1, 64)])
     del ours, theirs
     if device == "cuda":

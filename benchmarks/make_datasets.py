@@ -53,6 +53,7 @@ def main() -> None:
 
     from diffplan.collect.behavior import export_replay
     from diffplan.collect.collect import collect, dataset_exists
+    from diffplan.envs.specs import is_maze
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("env_id")
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", help="subset of kinds to make")
     args = parser.parse_args()
     family = args.env_id.split("-")[0].lower()
-    maze = args.env_id.startswith("PointMaze")
+    maze = is_maze(args.env_id)
     kinds = args.kinds or (["waypoint"] if maze else ["random", "medium", "expert", "medium-replay", "medium-expert"])
     out_path = ROOT / "results" / "datasets.json"
     table = json.loads(out_path.read_text()) if out_path.exists() else {}

@@ -27,8 +27,8 @@ MAZES = ["PointMaze_UMaze-v3", "PointMaze_Medium-v3", "PointMaze_Large-v3"]
 def main() -> None:
     import torch
 
-    from diffplan.collect.behavior import evaluate_policy_returns, resolve_policy
-    from diffplan.collect.collect import load_sac_actor
+    from diffplan.collect.behavior import evaluate_policy_returns
+    from diffplan.collect.policies import load_sac_actor, resolve_policy
     from diffplan.envs.maze import WaypointController
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

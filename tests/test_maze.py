@@ -221,7 +221,7 @@ def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
 
 def test_denoising_strip_picture(maze_run: Path, tmp_path: Path) -> None:
     from diffplan.envs.specs import make_env
-    from diffplan.render import plot_denoising
+    from diffplan.plots import plot_denoising
 
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
     env = make_env("PointMaze_UMaze-v3")

@@ -226,12 +226,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
+    from diffplan.envs.specs import is_maze
     from diffplan.planning import ValueGuidedRLPipeline
     from diffplan.render import render_episode, render_maze
 
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     env_id = args.env_id or (pipe.info.env_id if pipe.info else None)
-    if env_id is not None and env_id.startswith("PointMaze"):
+    if is_maze(env_id):
         maze = render_maze(pipe=pipe, out_dir=args.out, seed=args.seed, env_id=args.env_id, mode=args.mode,
                            task=args.task, max_episode_steps=args.max_episode_steps, plan_kwargs=_planner_kwargs(args),
                            actions=args.actions, walls=args.walls)

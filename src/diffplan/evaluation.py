@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffplan.envs.specs import check_dims, make_env, reference_scores
+from diffplan.envs.specs import check_dims, is_maze, make_env, reference_scores
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,14 @@ WALL_RETRIES = 3
 def _plot_episode(env_id: str, episode: int, first_plans: dict[int, Any], visited: dict[int, list[np.ndarray]],
                   plots_dir: str | Path, mode: str) -> None:
     """Maze picture of one episode (goal envs) or the plan-vs-executed plot (others)."""
-    from diffplan.render import plot_maze, plot_plan_vs_executed
+    from diffplan.plots import plot_maze, plot_plan_vs_executed
 
     plan, goal = first_plans.get(episode, (None, None))
     executed = np.stack(visited.pop(episode, [])) if visited.get(episode) else None
     out = Path(plots_dir) / f"episode_{episode:03d}.png"
     if plan is None or executed is None:
         return
-    if env_id.startswith("PointMaze"):
+    if is_maze(env_id):
         env = make_env(env_id)
         plot_maze(env=env, plans=plan["observations"], executed=executed, goal=goal, path=out,
                   title=f"{env_id} episode {episode} ({mode})")
@@ -185,7 +185,7 @@ def evaluate(
         if env_id not in FIXED_GOAL_CELLS:
             raise ValueError(f"task 'single' needs a fixed goal; known for {sorted(FIXED_GOAL_CELLS)}, not {env_id}")
         reset_options["goal_cell"] = np.array(FIXED_GOAL_CELLS[env_id])
-    if walls and (pipe is None or not env_id.startswith("PointMaze")):
+    if walls and (pipe is None or not is_maze(env_id)):
         raise ValueError(f"walls=True ranks plans by a PointMaze map; got env {env_id!r}"
                          + ("" if pipe is not None else " and a policy"))
     if replan_every < 1:

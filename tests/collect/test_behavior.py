@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from diffplan.collect.behavior import BehaviorTrainConfig, resolve_policy, select_snapshots, ship_policies, train_sac
+from diffplan.collect.behavior import BehaviorTrainConfig, select_snapshots, ship_policies, train_sac
+from diffplan.collect.policies import resolve_policy
 from diffplan.collect.collect import collect
 
 
@@ -39,7 +40,7 @@ def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_ro
     assert set(entry) == {"medium", "expert"} and entry["expert"]["episodes"] == 2
     registry = json.loads((tmp_path / "policies" / "policies.json").read_text())
     assert registry["Hopper-v5"]["medium"]["file"] == "Hopper-v5/medium.safetensors"
-    monkeypatch.setattr("diffplan.collect.behavior.policies_dir", lambda: tmp_path / "policies")
+    monkeypatch.setattr("diffplan.collect.policies.policies_dir", lambda: tmp_path / "policies")
     assert resolve_policy(env_id="Hopper-v5", policy="expert").name == "expert.safetensors"
     res = collect(env_id="Hopper-v5", behavior="sac", policy="medium", steps=120, seed=0,
                   dataset_id="test/hopper-sac-v0", progress=False)

@@ -74,7 +74,7 @@ def test_callback_sees_every_step() -> None:
     sched.set_timesteps(20)
     seen: list[int] = []
     guided_sample(unet=unet, scheduler=sched, x=torch.randn(2, 8, 5), constraints=[],
-                  callback=lambda t, x: seen.append(t))
+                  callback=lambda i, t, x: seen.append(t))
     assert seen == list(range(19, -1, -1))
 
 

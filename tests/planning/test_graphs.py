@@ -61,7 +61,7 @@ def test_warm_starts_replay_their_own_graph(pipes: tuple) -> None:
 def test_calls_that_need_the_host_stay_eager(pipes: tuple) -> None:
     _, graphed = pipes
     seen: list[int] = []
-    graphed.plan(_obs(1), batch_size=2, callback=lambda t, x: seen.append(t))
+    graphed.plan(_obs(1), batch_size=2, callback_on_step_end=lambda pipe, i, t, tensors: seen.append(t))
     graphed.plan(_obs(1), batch_size=2, sampler="dpmsolver++", num_inference_steps=3)
     graphed.plan(_obs(1), batch_size=2, cost=lambda obs: np.zeros(obs.shape[:2]))
     assert seen and not graphed._graphs

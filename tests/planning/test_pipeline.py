@@ -146,6 +146,39 @@ def test_shipped_runs_load_and_plan() -> None:
         assert resolve_run(name).is_dir()
     pipe = ValueGuidedRLPipeline.from_pretrained("hopper-medium")
     assert pipe.info.env_id == "Hopper-v5" and pipe.plan_config.sampler == "ddim"
-    pipe.reset()
-    assert pipe(_obs()).shape == (3,) and pipe(_obs()).shape == (3,)  # cold, then warm-started
-    pipe.reset()
+    assert pipe.plan_config.warm_start_steps == 2  # used by a Planner, not by the stateless call
+    first, again = (pipe(_obs(), generator=torch.Generator().manual_seed(4)) for _ in range(2))
+    assert first.shape == (3,)
+    np.testing.assert_array_equal(first, again)  # no hidden state between calls
+
+
+def test_call_is_stateless_with_tensor_keywords(pipe: ValueGuidedRLPipeline) -> None:
+    """Regression: a second call with a tensor in the keywords raised 'Boolean value of Tensor ... is ambiguous'."""
+    from diffplan.diffusion import Constraint
+
+    fixed = Constraint(index=2, start=0, values=torch.full((4, 3), 0.5))
+    goal = torch.tensor([1.2, 0.1], dtype=torch.float64)
+    actions = [pipe(_obs(), batch_size=4, constraints=[fixed], goal=goal, warm_start_steps=2,
+                    generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    np.testing.assert_array_equal(actions[0], actions[1])
+    plan = pipe.plan(_obs(), batch_size=4, constraints=[fixed], generator=torch.Generator().manual_seed(1))
+    assert torch.equal(plan.normalized[:, 2, :3], torch.full((4, 3), 0.5))
+
+
+def test_callback_on_step_end_sees_and_may_replace_the_plans(pipe: ValueGuidedRLPipeline) -> None:
+    steps: list[tuple[int, int]] = []
+
+    def zero_actions_at_the_end(p: ValueGuidedRLPipeline, i: int, t: int, tensors: dict) -> dict:
+        assert p is pipe and tensors["x"].shape == (3, pipe.plan_config.planning_horizon, 14)
+        steps.append((i, t))
+        x = tensors["x"].clone()
+        if t == 0:
+            x[..., :3] = 0.0
+        return {"x": x}
+
+    plan = pipe.plan(_obs(), batch_size=3, sampler="ddim", num_inference_steps=4, callback_on_step_end=zero_actions_at_the_end)
+    assert [i for i, _ in steps] == [0, 1, 2, 3] and steps[-1][1] == 0
+    assert torch.equal(plan.normalized[..., :3], torch.zeros_like(plan.normalized[..., :3]))
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(), (3, 11)))  # start still inpainted
+    with pytest.raises(ValueError, match="may only name 'x'; got \\['latents'\\]"):
+        pipe.plan(_obs(), callback_on_step_end=zero_actions_at_the_end, callback_on_step_end_tensor_inputs=["latents"])

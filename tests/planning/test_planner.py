@@ -79,22 +79,20 @@ def test_dpm_solver_sampler(pipe: ValueGuidedRLPipeline) -> None:
     np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(1)[0], (4, 11)))
 
 
-def test_pipeline_call_warm_starts_with_fast_config(pipe: ValueGuidedRLPipeline) -> None:
+def test_warm_starts_live_in_the_planner_not_in_the_pipeline_call(pipe: ValueGuidedRLPipeline) -> None:
     fast = dict(batch_size=4, n_guide_steps=1, sampler="ddim", num_inference_steps=5, warm_start_steps=2)
     counter = _CountCalls(pipe.unet)
     try:
-        pipe.reset()
         obs = _obs(1)[0]
-        assert pipe(obs, **fast).shape == (3,)
-        assert counter.n == 5  # first decision: cold, every DDIM step
-        counter.n = 0
-        pipe(obs, **fast)
-        assert counter.n == 2  # then warm-started from the remembered plan
-        pipe.reset()
-        counter.n = 0
-        pipe(obs, **fast)
-        assert counter.n == 5
-        assert pipe(_obs(2), **fast).shape == (2, 3)  # batched envs get their own memory
+        for _ in range(2):  # the stateless call plans from noise every time
+            counter.n = 0
+            assert pipe(obs, **fast).shape == (3,)
+            assert counter.n == 5
+        planner = Planner(pipe, n_envs=1, replan_threshold=1e9, **fast)
+        for expected in (5, 2):  # the planner's first decision is cold, the next warm-started
+            counter.n = 0
+            assert planner.act(obs[None]).shape == (1, 3)
+            assert counter.n == expected
+        assert pipe(_obs(2), **fast).shape == (2, 3)
     finally:
         counter.handle.remove()
-        pipe.reset()

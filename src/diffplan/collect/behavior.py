@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from diffplan.io import atomic_write_json, read_json
+from diffplan.collect.policies import load_sac_actor, policies_dir, require_sb3
+from diffplan.io import atomic_path, atomic_write_json, read_json
 
 SNAPSHOT_INDEX = "snapshots.json"
 
@@ -40,16 +41,6 @@ class BehaviorTrainConfig:
     snapshot_every: int = 10_000
     eval_episodes: int = 5
     learning_starts: int = 100
-
-
-def _require_sb3() -> Any:
-    try:
-        import stable_baselines3
-    except ImportError as err:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "training behaviour policies needs stable-baselines3: pip install 'diffplan[collect]'"
-        ) from err
-    return stable_baselines3
 
 
 def evaluate_policy_returns(
@@ -93,7 +84,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
     Returns:
         The path of ``snapshots.json``.
     """
-    sb3 = _require_sb3()
+    sb3 = require_sb3()
     import gymnasium as gym
     import torch
     from safetensors.torch import save_file
@@ -150,9 +141,8 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
             )
             name = f"step_{step:08d}.safetensors"
             tensors = {k: v.detach().cpu().contiguous() for k, v in actor.state_dict().items()}
-            tmp = out / "snapshots" / (name + ".tmp")
-            save_file(tensors, str(tmp), metadata={"env_id": config.env_id, "step": str(step)})
-            tmp.replace(out / "snapshots" / name)
+            with atomic_path(out / "snapshots" / name) as tmp:
+                save_file(tensors, str(tmp), metadata={"env_id": config.env_id, "step": str(step)})
             index["snapshots"] = [s for s in index["snapshots"] if s["step"] != step] + [
                 {
                     "step": step,
@@ -162,11 +152,10 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
                     "episodes": len(returns),
                 }
             ]
-            (out / "state").mkdir(exist_ok=True)
-            self.model.save(out / "state" / "sac.tmp.zip")
-            (out / "state" / "sac.tmp.zip").replace(state_model)
-            self.model.save_replay_buffer(out / "state" / "replay.tmp.pkl")
-            (out / "state" / "replay.tmp.pkl").replace(state_buffer)
+            with atomic_path(state_model) as tmp:
+                self.model.save(tmp)
+            with atomic_path(state_buffer) as tmp:
+                self.model.save_replay_buffer(tmp)
             atomic_write_json(index_path, index)
             self.bar.set_postfix(step=step, ret=f"{np.mean(returns):.0f}")
 
@@ -205,13 +194,6 @@ def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3,
     return {"medium": medium, "expert": expert}
 
 
-def policies_dir() -> Path:
-    """Folder of the behaviour policies shipped inside the package."""
-    from importlib import resources
-
-    return Path(str(resources.files("diffplan"))) / "policies"
-
-
 def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episodes: int = 20, seed: int = 0,
                   medium_fraction: float = 1 / 3) -> dict[str, Any]:
     """Pick medium and expert snapshots of a behaviour run, re-evaluate them, and store them.
@@ -231,8 +213,6 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
     """
     from safetensors.torch import load_file, save_file
 
-    from diffplan.collect.collect import load_sac_actor
-
     run_dir = Path(run_dir)
     index = read_json(run_dir / SNAPSHOT_INDEX)
     env_id = index["config"]["env_id"]
@@ -242,10 +222,9 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
     entry: dict[str, Any] = {}
     for name, snap in chosen.items():
         target = dest / env_id / f"{name}.safetensors"
-        tmp = target.with_name(target.name + ".tmp")
-        save_file(load_file(str(run_dir / snap["file"])), str(tmp), metadata={"env_id": env_id, "step": str(snap["step"])})
-        tmp.chmod(0o644)
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            save_file(load_file(str(run_dir / snap["file"])), str(tmp),
+                      metadata={"env_id": env_id, "step": str(snap["step"])})
         returns = evaluate_policy_returns(policy=lambda env, p=target: load_sac_actor(path=p, env=env),
                                           env_id=env_id, episodes=episodes, seed=seed)
         entry[name] = {"file": f"{env_id}/{name}.safetensors", "train_step": snap["step"],
@@ -256,26 +235,6 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
     registry[env_id] = entry
     atomic_write_json(registry_path, registry)
     return entry
-
-
-def resolve_policy(*, env_id: str, policy: str) -> Path:
-    """A shipped policy name (``medium``/``expert``) for ``env_id``, or a path to a policy file.
-
-    Raises:
-        FileNotFoundError: no shipped policy of that name for the env, and no such file.
-    """
-    path = Path(policy)
-    if path.is_file():
-        return path
-    shipped = policies_dir() / env_id / f"{policy}.safetensors"
-    if shipped.is_file():
-        return shipped
-    registry_path = policies_dir() / "policies.json"
-    known = read_json(registry_path) if registry_path.exists() else {}
-    raise FileNotFoundError(
-        f"no policy file at {path} and no shipped {policy!r} policy for {env_id}; shipped: "
-        f"{ {k: sorted(v) for k, v in known.items()} or 'none'}"
-    )
 
 
 def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | None = None) -> int:

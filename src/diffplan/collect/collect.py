@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from diffplan.envs.specs import make_env, reference_scores
+from diffplan.collect.policies import load_sac_actor, resolve_policy
+from diffplan.envs.specs import is_maze, make_env, reference_scores
 
 BEHAVIORS = ("random", "sac", "waypoint")
 
@@ -36,37 +36,6 @@ class CollectResult:
 def _random_policy(env: Any, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     env.action_space.seed(seed)
     return lambda obs: env.action_space.sample()
-
-
-def load_sac_actor(*, path: str | Path, env: Any, deterministic: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-    """A SAC actor saved as safetensors (by ``behavior train``) as ``obs -> action``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: the weights do not fit this environment's spaces.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from diffplan.collect.behavior import _require_sb3
-
-    sb3 = _require_sb3()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a policy file (.safetensors) at {path}, found nothing")
-    try:
-        with safe_open(str(path), "pt") as f:
-            recorded = (f.metadata() or {}).get("env_id")
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable safetensors policy file ({err})") from err
-    if recorded is not None and recorded != env.spec.id:
-        raise ValueError(f"policy {path} was trained for {recorded}, not {env.spec.id}")
-    model = sb3.SAC("MlpPolicy", env, verbose=0, buffer_size=1, learning_starts=0)
-    try:
-        model.policy.actor.load_state_dict(load_file(str(path)))
-    except Exception as err:
-        raise ValueError(f"policy {path} does not fit {env.spec.id}: {type(err).__name__}: {err}") from err
-    return lambda obs: model.predict(obs, deterministic=deterministic)[0]
 
 
 def dataset_exists(dataset_id: str) -> bool:
@@ -110,11 +79,11 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
     parse_dataset_id(dataset_id)  # ValueError naming the expected form: (namespace/)name-vN
     if dataset_exists(dataset_id):
         raise ValueError(f"dataset {dataset_id!r} already exists; choose a new --dataset-id (nothing was overwritten)")
-    is_maze = env_id.startswith("PointMaze")
-    if (behavior == "waypoint") != is_maze and behavior != "random":
+    maze = is_maze(env_id)
+    if (behavior == "waypoint") != maze and behavior != "random":
         raise ValueError(f"behavior {behavior!r} does not apply to {env_id}: use 'waypoint' for PointMaze envs, "
                          "'sac' for locomotion")
-    env = make_env(env_id, continuing_task=True, reset_target=True) if is_maze else make_env(env_id)
+    env = make_env(env_id, continuing_task=True, reset_target=True) if maze else make_env(env_id)
     torch.manual_seed(seed)
     if behavior == "random":
         act = _random_policy(env, seed)
@@ -125,7 +94,6 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
     else:
         if policy is None:
             raise ValueError("behavior 'sac' needs --policy medium|expert|PATH")
-        from diffplan.collect.behavior import resolve_policy
 
         act = load_sac_actor(path=resolve_policy(env_id=env_id, policy=policy), env=env)
     started = time.perf_counter()

@@ -30,6 +30,11 @@ from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.diffusion.guidance import posterior_variances, value_and_grad
 
 
+StepCallback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+"""``callback(i, t, x)`` after denoising step ``i`` (diffusion step ``t``) with the plans
+``x: [B, H, D]``; a returned tensor replaces ``x`` (the constraints are imposed on it again)."""
+
+
 @dataclass(frozen=True)
 class Guidance:
     """Value-guidance settings.
@@ -169,7 +174,7 @@ def run_schedule(
     noise: torch.Tensor,
     constraints: Sequence[Constraint],
     guidance: Guidance | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """The guided loop over an affine schedule: tensor arithmetic only, no host synchronisation.
 
@@ -180,7 +185,7 @@ def run_schedule(
         noise: ``[n, B, H, D]`` from :func:`draw_step_noise`.
         constraints: inpainted entries, imposed before the first step and after every update.
         guidance: value-guidance settings; ``None`` samples without guidance.
-        callback: called as ``callback(t, x)`` after each denoising step.
+        callback: called as ``callback(i, t, x)`` after each denoising step (see :data:`StepCallback`).
 
     Returns:
         ``[B, H, D]`` denoised plans with every constraint exact.
@@ -196,10 +201,17 @@ def run_schedule(
             if schedule.noise_std[i] > 0:
                 x.add_(noise[drawn], alpha=schedule.noise_std[i])
                 drawn += 1
-        x = apply_constraints(x, constraints)
-        if callback is not None:
-            callback(t, x)
+        x = _after_step(apply_constraints(x, constraints), i, t, callback, constraints)
     return x
+
+
+def _after_step(x: torch.Tensor, i: int, t: int, callback: StepCallback | None,
+                constraints: Sequence[Constraint]) -> torch.Tensor:
+    """Run the step callback; a tensor it returns replaces ``x`` (with the constraints re-imposed)."""
+    if callback is None:
+        return x
+    replaced = callback(i, t, x)
+    return x if replaced is None else apply_constraints(replaced, constraints)
 
 
 def _guide(x: torch.Tensor, t_batch: torch.Tensor, t: int, variance: float, guidance: Guidance | None,
@@ -223,7 +235,7 @@ def guided_sample(
     guidance: Guidance | None = None,
     timesteps: Sequence[int] | None = None,
     generator: torch.Generator | None = None,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    callback: StepCallback | None = None,
     schedule: DenoisingSchedule | None = None,
 ) -> torch.Tensor:
     """Denoise ``x`` from the first of ``timesteps`` to 0 with inpainting and value guidance.
@@ -238,7 +250,7 @@ def guided_sample(
         timesteps: steps to run, descending; defaults to ``scheduler.timesteps``. A suffix of
             them starts from an intermediate noise level (warm start).
         generator: random stream of the scheduler's noise.
-        callback: called as ``callback(t, x)`` after each denoising step, ``x: [B, H, D]``.
+        callback: called as ``callback(i, t, x)`` after each denoising step (see :data:`StepCallback`).
         schedule: the constants of ``timesteps`` when already computed (:func:`denoising_schedule`).
 
     Returns:
@@ -257,7 +269,5 @@ def guided_sample(
         with torch.no_grad():
             model_output = unet(x.permute(0, 2, 1), t_batch).sample.permute(0, 2, 1)
             x = scheduler.step(model_output, t, x, generator=generator).prev_sample  # type: ignore[attr-defined]
-        x = apply_constraints(x, constraints)
-        if callback is not None:
-            callback(t, x)
+        x = _after_step(apply_constraints(x, constraints), i, t, callback, constraints)
     return x

@@ -40,6 +40,11 @@ D4RL_REFERENCES: dict[str, ReferenceScores] = {
 }
 
 
+def is_maze(env_id: str | None) -> bool:
+    """Whether ``env_id`` is a Gymnasium-Robotics point maze (goal-conditioned, planned by inpainting goals)."""
+    return env_id is not None and env_id.startswith("PointMaze")
+
+
 def _register_robotics(env_id: str) -> None:
     if env_id.startswith(("PointMaze", "AntMaze")):
         import gymnasium_robotics

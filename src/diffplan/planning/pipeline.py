@@ -15,7 +15,7 @@ Differences from ``diffusers.experimental.ValueGuidedRLPipeline`` (each delibera
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +34,7 @@ from diffplan.diffusion.guidance import value
 from diffplan.diffusion.sampling import (
     DenoisingSchedule,
     Guidance,
+    StepCallback,
     denoising_schedule,
     draw_step_noise,
     guided_sample,
@@ -47,6 +48,8 @@ from diffplan.planning.runs import INVERSE_DYNAMICS, RunInfo, load_components, l
 # A goal plan counts as dynamically consistent when its largest jump between planned steps is at
 # most this multiple of the smoothest plan's (plans that must arrive too early jump 3-5x more).
 CONSISTENT_SLACK = 1.5
+
+StepEndCallback = Callable[["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"]
 
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
 
@@ -198,8 +201,6 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         self._graph_mode: str | None = None  # "cuda": capture CUDA graphs; "emulate": the same plumbing, eager
         self._graphs: dict[_CallSpec, GraphedCall] = {}
         self._compiled: dict[str, Any] = {}
-        self._planner: Any = None
-        self._planner_kwargs: dict[str, Any] = {}
 
     @property
     def obs_dim(self) -> int:
@@ -320,7 +321,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         The first call of each shape (envs, plans, horizon, sampler, steps, guidance, goal, warm
         start) pays the capture (``graph_capture_seconds``); later calls of that shape replay it,
-        without Python or kernel-launch overhead. Calls with ``cost``, ``callback``, extra
+        without Python or kernel-launch overhead. Calls with ``cost``, ``callback_on_step_end``, extra
         ``constraints`` or a non-affine sampler (``dpmsolver++``) run eagerly. Capturing copies
         nothing between host and device, so results equal eager ones up to kernel choice.
 
@@ -425,7 +426,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         warm_start_steps: int | None = None,
         goal_arrivals: int | None = None,
         cost: Callable[[np.ndarray], np.ndarray] | None = None,
-        callback: Any = None,
+        callback_on_step_end: StepEndCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("x",),
     ) -> Plan:
         """Sample plans that start at ``obs`` (and end at ``goal``), guided by the value network.
 
@@ -456,8 +458,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             cost: ranking cost of finished plans, subtracted from their values:
                 ``cost(observations [n_envs, batch, H, obs_dim]) -> [n_envs, batch]`` in original
                 units (e.g. :class:`diffplan.envs.maze.WallCost` for a known maze map).
-            callback: called as ``callback(t, x)`` after every denoising step with the normalized
-                plans ``x: [n_envs * batch, H, act_dim + obs_dim]`` (for pictures of the process).
+            callback_on_step_end: diffusers' convention: called as
+                ``callback_on_step_end(pipe, i, t, {"x": x})`` after denoising step ``i`` (diffusion
+                step ``t``) with the normalized plans ``x: [n_envs * batch, H, act_dim + obs_dim]``;
+                an ``"x"`` in the dict it returns replaces the plans (inpainted entries re-imposed).
+            callback_on_step_end_tensor_inputs: the tensors passed to it (only ``"x"`` exists).
 
         Returns:
             The plans, best first (see :class:`Plan`).
@@ -467,8 +472,23 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                                scale_grad_by_var=scale_grad_by_var, num_inference_steps=num_inference_steps,
                                sampler=sampler, generator=generator, constraints=constraints, init=init,
                                warm_start_steps=warm_start_steps, goal_arrivals=goal_arrivals, cost=cost,
-                               callback=callback)
+                               callback=self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs))
         return samples.plan
+
+    def _step_callback(self, callback_on_step_end: StepEndCallback | None,
+                       tensor_inputs: Sequence[str]) -> StepCallback | None:
+        """diffusers' ``callback_on_step_end`` as the sampling loop's :data:`StepCallback`."""
+        if callback_on_step_end is None:
+            return None
+        unknown = set(tensor_inputs) - {"x"}
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'x'; got {sorted(unknown)}")
+
+        def step(i: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
+            returned = callback_on_step_end(self, i, t, {name: x for name in tensor_inputs})
+            return (returned or {}).get("x")
+
+        return step
 
     def _sample(self, obs: Any, *, goal: Any = None, batch_size: int | None = None,
                 planning_horizon: int | None = None, n_guide_steps: int | None = None, scale: float | None = None,
@@ -477,7 +497,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 generator: torch.Generator | None = None, constraints: list[Constraint] | None = None,
                 init: torch.Tensor | None = None, warm_start_steps: int | None = None,
                 goal_arrivals: int | None = None, cost: Callable[[np.ndarray], np.ndarray] | None = None,
-                callback: Any = None) -> Samples:
+                callback: StepCallback | None = None) -> Samples:
         """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`)."""
         cfg = self.plan_config
         batch_size = batch_size or cfg.batch_size
@@ -544,7 +564,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
     def _denoise_and_rank(self, spec: _CallSpec, inputs: dict[str, torch.Tensor], *, scheduler: Any = None,
                           generator: torch.Generator | None = None, constraints: list[Constraint] | None = None,
                           cost: Callable[[np.ndarray], np.ndarray] | None = None,
-                          callback: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                          callback: StepCallback | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Denoise, score and sort: the part of a planning call that runs on the device.
 
         With ``cost``, ``callback`` and ``constraints`` unset and an affine schedule, it reads
@@ -617,29 +637,14 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         """First action of the best plan: ``[obs_dim] -> [act_dim]`` or ``[n_envs, obs_dim] -> [n_envs, act_dim]``.
 
         Same positional signature as diffusers' pipeline; ``None`` takes the run's defaults
-        (for the ``paper`` preset: 64, 32, 2, 0.1). Further keywords go to :meth:`plan`. With
-        ``warm_start_steps`` the pipeline remembers its last plans and warm-starts the next call
-        from them (see :class:`~diffplan.planning.planner.Planner`); call :meth:`reset` between
-        episodes (a large state jump also plans from scratch).
+        (for the ``paper`` preset: 64, 32, 2, 0.1). Further keywords go to :meth:`plan`.
+        Stateless, as diffusers pipelines are: every call plans from noise. Warm starts (a run's
+        ``warm_start_steps``) need memory between decisions, which lives in the explicit
+        :class:`~diffplan.planning.planner.Planner`.
         """
         kwargs.update({k: v for k, v in (("batch_size", batch_size), ("planning_horizon", planning_horizon),
                                          ("n_guide_steps", n_guide_steps), ("scale", scale)) if v is not None})
-        if kwargs.get("warm_start_steps") is None and self.plan_config.warm_start_steps is None:
-            return self.plan(obs, **kwargs).actions[..., 0, 0, :]
-        from diffplan.planning.planner import Planner
-
-        arr = np.asarray(obs, dtype=np.float64)
-        n_envs = 1 if arr.ndim == 1 else arr.shape[0]
-        generator = kwargs.pop("generator", None)
-        if self._planner is None or self._planner.n_envs != n_envs or self._planner_kwargs != kwargs:
-            self._planner, self._planner_kwargs = Planner(self, n_envs=n_envs, **dict(kwargs)), dict(kwargs)
-        actions = self._planner.act(arr.reshape(n_envs, -1) if arr.ndim == 1 else arr, generator=generator)
-        return actions[0] if arr.ndim == 1 else actions
-
-    def reset(self) -> None:
-        """Forget the plans remembered for warm starts (call at the start of an episode)."""
-        if self._planner is not None:
-            self._planner.reset()
+        return self.plan(obs, **kwargs).actions[..., 0, 0, :]
 
 
 def goal_arrival_steps(*, horizon: int, count: int, batch_size: int) -> torch.Tensor:

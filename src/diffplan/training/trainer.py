@@ -401,7 +401,7 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from diffplan.render import save_figure
+    from diffplan.plots import save_figure
 
     fig, axes = plt.subplots(1, len(states), figsize=(5 * len(states), 3.2))
     for ax, (phase, st) in zip(np.atleast_1d(axes), states.items()):
