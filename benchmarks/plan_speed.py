@@ -95,7 +95,7 @@ def build_pipes(run: str | None, device: str) -> tuple[Any, Any]:
         torch.manual_seed(0)
         preset = PRESETS["paper"]
         unet = build_denoiser(config=preset.unet, transition_dim=OBS_DIM + ACT_DIM)
-        vf = build_value_function(config=preset.value, transition_dim=OBS_DIM + ACT_DIM)
+        vf = build_value_function(config=preset.value_net, transition_dim=OBS_DIM + ACT_DIM)
         sched = build_scheduler(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample")
         norm = TrajectoryNormalizer.fit(observations=env.data["observations"], actions=env.data["actions"])
         ours = ValueGuidedRLPipeline(value_function=vf, unet=unet, scheduler=sched, normalizer=norm)

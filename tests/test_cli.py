@@ -79,3 +79,46 @@ def test_demo_shipped_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     videos = list((tmp_path / "demo").glob("episode.*"))
     assert len(videos) == 1 and videos[0].stat().st_size > 0
     assert (tmp_path / "demo" / "plan_vs_executed.png").stat().st_size > 0
+
+
+def test_version(capsys: pytest.CaptureFixture) -> None:
+    from importlib import metadata
+
+    import diffplan
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"diffplan {metadata.version('diffplan')}" == f"diffplan {diffplan.__version__}"
+
+
+# ---- goal-conditioned planning in PointMaze (fixture maze_run: tests/conftest.py)
+
+
+def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from diffplan.cli import main
+
+    out_json = tmp_path / "e.json"
+    assert main(["evaluate", str(maze_run), "--mode", "track", "--episodes", "2", "--max-episode-steps", "5",
+                 "--batch-size", "2", "--plots", str(tmp_path / "pics"), "--task", "single",
+                 "--json", str(out_json)]) == 0
+    assert "success rate" in capsys.readouterr().out
+    assert (tmp_path / "pics" / "episode_000.png").is_file()
+    import json
+
+    assert json.loads(out_json.read_text())["planner"]["task"] == "single"
+    assert main(["evaluate", str(maze_run), "--mode", "replan", "--actions", "inverse", "--walls", "--episodes", "1",
+                 "--max-episode-steps", "4", "--batch-size", "2", "--goal-arrivals", "3", "--json", str(out_json)]) == 0
+    planner = json.loads(out_json.read_text())["planner"]
+    assert planner["actions"] == "inverse" and planner["walls"] is True and planner["goal_arrivals"] == 3
+
+
+def test_render_cli_draws_a_maze_episode_and_its_denoising(maze_run: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from diffplan.cli import main
+
+    assert main(["render", str(maze_run), "--out", str(tmp_path / "r"), "--max-episode-steps", "6",
+                 "--batch-size", "3", "--task", "single"]) == 0
+    assert "maze picture" in capsys.readouterr().out
+    for name in ("episode_000.png", "denoising.png"):
+        assert (tmp_path / "r" / name).stat().st_size > 5_000

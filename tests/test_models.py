@@ -1,8 +1,12 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from diffplan.config import Preset, UNetConfig
 from diffplan.models import build_denoiser, build_value_function, check_horizon
+from diffplan.planning import ValueGuidedRLPipeline
 from diffplan.presets import PRESETS, get_preset
 
 
@@ -11,7 +15,7 @@ def test_preset_networks_have_expected_shapes(name: str, horizon: int) -> None:
     preset = get_preset(name)
     assert preset.train.horizon == horizon
     unet = build_denoiser(config=preset.unet, transition_dim=14)
-    vf = build_value_function(config=preset.value, transition_dim=14)
+    vf = build_value_function(config=preset.value_net, transition_dim=14)
     x = torch.randn(3, 14, horizon)
     t = torch.tensor([0, 5, 19])
     assert unet(x, t).sample.shape == (3, 14, horizon)
@@ -20,7 +24,7 @@ def test_preset_networks_have_expected_shapes(name: str, horizon: int) -> None:
 
 def test_paper_preset_is_the_published_hopper_architecture() -> None:
     unet = build_denoiser(config=PRESETS["paper"].unet, transition_dim=14)
-    vf = build_value_function(config=PRESETS["paper"].value, transition_dim=14)
+    vf = build_value_function(config=PRESETS["paper"].value_net, transition_dim=14)
     assert unet.config.block_out_channels == (32, 64, 128, 256)
     assert unet.config.mid_block_type == "MidResTemporalBlock1D"
     assert unet.config.out_block_type == "OutConv1DBlock"
@@ -64,3 +68,20 @@ def test_maze_presets_are_the_paper_sizes(name: str, horizon: int, steps: int) -
     check_horizon(config=preset.unet, horizon=horizon)
     unet = build_denoiser(config=preset.unet, transition_dim=6)
     assert unet(torch.randn(1, 6, horizon), torch.tensor([1])).sample.shape == (1, 6, horizon)
+
+
+# ---- goal-conditioned planning in PointMaze (fixture maze_run: tests/conftest.py)
+
+
+def test_inverse_dynamics_predicts_the_datasets_actions(maze_run: Path) -> None:
+    from diffplan.data.episodes import load_episodes
+
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    assert pipe.inverse_dynamics is not None and pipe.inverse_dynamics.config.max_lookahead == 1
+    eps = load_episodes("test/umaze-tiny-v0")
+    obs = np.concatenate([e.observations[:-1] for e in eps.episodes])
+    nxt = np.concatenate([e.observations[1:] for e in eps.episodes])
+    act = np.concatenate([e.actions[:-1] for e in eps.episodes])
+    pred = pipe.inverse_action(state=obs, target=nxt, lookahead=np.ones(len(obs)))
+    assert pred.shape == act.shape
+    assert ((pred - act) ** 2).mean() < 0.5 * ((act - act.mean(0)) ** 2).mean()

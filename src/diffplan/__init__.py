@@ -8,6 +8,8 @@ Public API::
     plan = pipe.plan(obs, generator=g)      # actions [B, H, A], observations [B, H, S], values [B]
 """
 
+from importlib import metadata as _metadata
+
 from diffplan.config import DiffusionConfig, PlanConfig, Preset, TrainConfig, UNetConfig, ValueConfig
 from diffplan.data import EpisodeSet, TrajectoryNormalizer, WindowDataset, load_episodes
 from diffplan.evaluation import EvalResult, evaluate
@@ -15,7 +17,10 @@ from diffplan.planning import Plan, RunInfo, ValueGuidedRLPipeline, list_runs
 from diffplan.presets import PRESETS, get_preset
 from diffplan.training import TrainResult, train
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("diffplan")
+except _metadata.PackageNotFoundError:  # run from a source tree that was not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "PRESETS",

@@ -43,7 +43,10 @@ def _planner_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``diffplan`` argument parser (one sub-command per job)."""
+    from importlib import metadata
+
     parser = argparse.ArgumentParser(prog="diffplan", description="value-guided diffusion planning")
+    parser.add_argument("--version", action="version", version=f"diffplan {metadata.version('diffplan')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="roll out a behaviour policy into a Minari dataset")

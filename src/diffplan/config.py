@@ -161,9 +161,9 @@ class Preset:
     Attributes:
         name: preset name (``tiny``, ``small``, ``paper``).
         unet: denoiser size.
-        value: value network size.
+        value_net: value network size.
         diffusion: noise schedule and objective.
-        values: value-target settings.
+        value_targets: how the value network's targets are made from rewards.
         train: optimisation settings.
         plan: planner defaults stored with the run.
         normalizer: ``"gaussian"`` (locomotion) or ``"limits"`` (mazes: ``[min, max] -> [-1, 1]``).
@@ -171,9 +171,9 @@ class Preset:
 
     name: str
     unet: UNetConfig
-    value: UNetConfig
+    value_net: UNetConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    values: ValueConfig = field(default_factory=ValueConfig)
+    value_targets: ValueConfig = field(default_factory=ValueConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     normalizer: str = "gaussian"
@@ -184,13 +184,17 @@ class Preset:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preset:
-        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record)."""
+        """Rebuild from :meth:`to_dict` output (ValueError on a malformed record).
+
+        Records written before the rename (``value`` for ``value_net``, ``values`` for
+        ``value_targets``) are read too.
+        """
         return cls(
             name=data["name"],
             unet=UNetConfig.from_dict(data["unet"]),
-            value=UNetConfig.from_dict(data["value"]),
+            value_net=UNetConfig.from_dict(data["value_net"] if "value_net" in data else data["value"]),
             diffusion=DiffusionConfig.from_dict(data["diffusion"]),
-            values=ValueConfig.from_dict(data["values"]),
+            value_targets=ValueConfig.from_dict(data["value_targets"] if "value_targets" in data else data["values"]),
             train=TrainConfig.from_dict(data["train"]),
             plan=PlanConfig.from_dict(data["plan"]),
             normalizer=data.get("normalizer", "gaussian"),

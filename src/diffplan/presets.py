@@ -14,7 +14,7 @@ def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], tra
     return Preset(
         name=name,
         unet=UNetConfig(block_out_channels=channels),
-        value=UNetConfig(block_out_channels=channels),
+        value_net=UNetConfig(block_out_channels=channels),
         diffusion=DiffusionConfig(num_train_timesteps=steps, action_weight=1.0),
         train=TrainConfig(horizon=horizon, stride=stride, batch_size=32, denoiser_steps=train_steps, value_steps=0,
                           inverse_steps=4_000, gradient_accumulation_steps=1, ema_start=1_000),
@@ -26,7 +26,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
         unet=UNetConfig(block_out_channels=(16, 32)),
-        value=UNetConfig(block_out_channels=(16, 32)),
+        value_net=UNetConfig(block_out_channels=(16, 32)),
         train=TrainConfig(
             horizon=8,
             batch_size=16,
@@ -43,7 +43,7 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(
         name="small",
         unet=UNetConfig(block_out_channels=(32, 64, 128)),
-        value=UNetConfig(block_out_channels=(32, 64, 128)),
+        value_net=UNetConfig(block_out_channels=(32, 64, 128)),
         train=TrainConfig(
             horizon=32,
             batch_size=64,
@@ -60,7 +60,7 @@ PRESETS: dict[str, Preset] = {
     "paper": Preset(
         name="paper",
         unet=UNetConfig(block_out_channels=(32, 64, 128, 256)),
-        value=UNetConfig(block_out_channels=(32, 64, 128, 256)),
+        value_net=UNetConfig(block_out_channels=(32, 64, 128, 256)),
         train=TrainConfig(horizon=32, batch_size=32, denoiser_steps=1_000_000, value_steps=200_000),
     ),
     # Maze2D sizes of the paper (jannerm/diffuser config/maze2d.py: dim_mults (1, 4, 8)).

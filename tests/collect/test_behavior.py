@@ -2,9 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from diffplan.collect.behavior import BehaviorTrainConfig, select_snapshots, ship_policies, train_sac
-from diffplan.collect.policies import resolve_policy
+from diffplan.collect.behavior import (
+    BehaviorTrainConfig,
+    select_snapshots,
+    ship_policies,
+    train_sac,
+)
 from diffplan.collect.collect import collect
+from diffplan.collect.policies import resolve_policy
 
 
 @pytest.fixture(scope="module")

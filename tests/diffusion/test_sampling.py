@@ -3,7 +3,13 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from diffplan.config import UNetConfig
-from diffplan.diffusion import Constraint, Guidance, guided_sample, posterior_variances, value
+from diffplan.diffusion import (
+    Constraint,
+    Guidance,
+    guided_sample,
+    posterior_variances,
+    value,
+)
 from diffplan.models import build_denoiser, build_scheduler, build_value_function
 
 CFG = UNetConfig(block_out_channels=(16, 32))

@@ -1,12 +1,16 @@
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from diffplan.collect.collect import collect
 from diffplan.planning import ValueGuidedRLPipeline
 from diffplan.planning.runs import list_runs, resolve_run
+from diffplan.presets import get_preset
+from diffplan.training import train
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +186,77 @@ def test_callback_on_step_end_sees_and_may_replace_the_plans(pipe: ValueGuidedRL
     np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(), (3, 11)))  # start still inpainted
     with pytest.raises(ValueError, match="may only name 'x'; got \\['latents'\\]"):
         pipe.plan(_obs(), callback_on_step_end=zero_actions_at_the_end, callback_on_step_end_tensor_inputs=["latents"])
+
+
+# ---- goal-conditioned planning in PointMaze (fixture maze_run: tests/conftest.py)
+
+
+def test_goal_arrivals_hold_the_goal_exactly_from_each_plans_arrival(maze_run: Path) -> None:
+    run = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    # without a value network (as the maze presets), plans are ranked by consistency and arrival
+    pipe = ValueGuidedRLPipeline(value_function=None, unet=run.unet, scheduler=run.scheduler,
+                                 normalizer=run.normalizer, plan_config=run.plan_config, info=run.info)
+    start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    plan = pipe.plan(start, goal=goal, batch_size=6, goal_arrivals=3, generator=torch.Generator().manual_seed(0))
+    at_goal = (plan.observations[:, :, :2] == goal).all(axis=-1)  # [batch, H]
+    arrivals = at_goal.argmax(axis=1)
+    assert sorted(arrivals.tolist()) == [2, 2, 5, 5, 7, 7]  # H = 8: arrivals 2, 5, 7, two plans each
+    for row, k in zip(at_goal, arrivals):
+        assert row[k:].all() and not row[:k].any()  # exact from the arrival on, free before it
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(start, (6, 4)))
+    assert (np.diff(plan.values) <= 0).all()
+    # the consistent plans score 1 - arrival / H and come first, the earliest of them on top
+    consistent = plan.values >= 0
+    assert consistent[0] and np.allclose(plan.values[consistent], 1 - arrivals[consistent] / 8)
+    with pytest.raises(ValueError, match=r"expected goal_arrivals >= 1, got -1"):
+        pipe.plan(start, goal=goal, batch_size=2, goal_arrivals=-1)
+    wide = pipe.plan(start, goal=goal, batch_size=9, goal_arrivals=20)  # at most H - 1 = 7 arrival steps
+    assert sorted(set((wide.observations[:, :, :2] == goal).all(axis=-1).argmax(axis=1).tolist())) == list(range(1, 8))
+    pair = pipe.plan(start, goal=goal, batch_size=2, goal_arrivals=8)  # at most one arrival step per plan
+    assert sorted((pair.observations[:, :, :2] == goal).all(axis=-1).argmax(axis=1).tolist()) == [4, 7]
+
+
+def test_a_plan_cost_reorders_the_plans(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    free = pipe.plan(start, goal=goal, batch_size=5, generator=torch.Generator().manual_seed(0))
+    favourite = free.observations[-1, 3]  # the worst-ranked plan, made the only one without cost
+
+    def cost(observations: np.ndarray) -> np.ndarray:
+        assert observations.shape == (1, 5, 8, 4)
+        return np.where(np.isclose(observations[..., 3, :], favourite).all(axis=-1), 0.0, 1e3)
+
+    ranked = pipe.plan(start, goal=goal, batch_size=5, generator=torch.Generator().manual_seed(0), cost=cost)
+    np.testing.assert_allclose(ranked.observations[0, 3], favourite)
+    assert (np.diff(ranked.values) <= 0).all() and ranked.values[1] < -500
+
+
+def test_limits_normalizer_and_goal_inpainting(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    assert pipe.normalizer.observations.kind == "limits" and pipe.obs_dim == 4
+    start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
+    plan = pipe.plan(start, goal=goal, batch_size=3, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(start, (3, 4)))
+    np.testing.assert_array_equal(plan.observations[:, -1, :2], np.broadcast_to(goal, (3, 2)))
+
+
+def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
+    """Maze presets train no value network: plans come from inpainting alone."""
+    preset = get_preset("maze-umaze-small", denoiser_steps=5, horizon=16, inverse_steps=0)
+    preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
+                     diffusion=replace(preset.diffusion, num_train_timesteps=8))
+    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=300, seed=2, dataset_id="test/umaze-vf-v0",
+            progress=False)
+    train(dataset="test/umaze-vf-v0", out=tmp_path / "run", preset=preset, device="cpu", progress=False)
+    assert not (tmp_path / "run" / "value_function").exists()
+    pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
+    assert pipe.value_function is None
+    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=5, goal_arrivals=1,
+                     generator=torch.Generator().manual_seed(0))
+    assert plan.observations.shape == (5, 16, 4)
+    np.testing.assert_array_equal(plan.observations[:, -1, :2], np.broadcast_to([1.0, 0.5], (5, 2)))
+    # ranked by dynamic consistency: minus the largest jump between consecutive (normalized) states
+    states = plan.normalized[..., pipe.act_dim:]
+    jumps = (states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).numpy()
+    np.testing.assert_allclose(plan.values, -jumps, rtol=1e-5)
+    assert np.all(np.diff(plan.values) <= 0)

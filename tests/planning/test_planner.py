@@ -1,11 +1,15 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from diffplan.collect.collect import collect
 from diffplan.planning import ValueGuidedRLPipeline
 from diffplan.planning.planner import Planner
+from diffplan.presets import get_preset
+from diffplan.training import train
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +100,50 @@ def test_warm_starts_live_in_the_planner_not_in_the_pipeline_call(pipe: ValueGui
         assert pipe(_obs(2), **fast).shape == (2, 3)
     finally:
         counter.handle.remove()
+
+
+# ---- goal-conditioned planning in PointMaze (fixture maze_run: tests/conftest.py)
+
+
+def _successes(env_options: dict, act, episodes: int, steps: int) -> int:
+    """Episodes (seeds 0..episodes-1) in which ``act(obs_dict, t)`` reaches the goal."""
+    from diffplan.envs.specs import make_env
+
+    env, reached = make_env("PointMaze_UMaze-v3", max_episode_steps=steps), 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=ep, options=env_options)
+        for t in range(steps):
+            obs, _, _, truncated, info = env.step(act(obs, t))
+            if info["success"]:
+                reached += 1
+                break
+    env.close()
+    return reached
+
+
+def test_tiny_model_reaches_a_nearby_goal_more_often_than_random_actions(minari_root: Path, tmp_path: Path) -> None:
+    """Closed loop with the planner's own actions (replanning every 4 steps), start and goal one cell apart."""
+    from diffplan.planning.planner import Planner
+
+    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=4_000, seed=3, dataset_id="test/umaze-near-v0",
+            progress=False)
+    preset = get_preset("maze-umaze-small", denoiser_steps=400, horizon=8, stride=4, batch_size=32,
+                        learning_rate=1e-3, ema_start=50, inverse_steps=0)
+    preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
+                     diffusion=replace(preset.diffusion, num_train_timesteps=10))
+    torch.manual_seed(0)
+    train(dataset="test/umaze-near-v0", out=tmp_path / "run", preset=preset, device="cpu", progress=False)
+    pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
+    options = {"reset_cell": np.array([1, 1]), "goal_cell": np.array([1, 2])}
+    generator = torch.Generator().manual_seed(0)
+    planner = Planner(pipe, n_envs=1, batch_size=4)
+
+    def diffplan_act(obs: dict, t: int) -> np.ndarray:
+        if t % 4 == 0:
+            planner.act(obs["observation"][None], goal=obs["desired_goal"][None], generator=generator)
+        return planner.plans[0]["actions"][0, (t % 4) // pipe.info.stride]
+
+    rng = np.random.default_rng(0)
+    planned = _successes(options, diffplan_act, episodes=6, steps=60)
+    random = _successes(options, lambda obs, t: rng.uniform(-1, 1, 2), episodes=6, steps=60)
+    assert planned > random and planned >= 4, (planned, random)

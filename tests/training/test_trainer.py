@@ -6,7 +6,6 @@ import pytest
 from safetensors.torch import load_file
 
 from diffplan.config import UNetConfig
-
 from diffplan.presets import get_preset
 from diffplan.training import train
 from diffplan.training.trainer import Trainer
@@ -99,7 +98,7 @@ def test_bad_training_inputs(hopper_dataset: str, tmp_path: Path) -> None:
 def _long_horizon(dataset: str, tmp_path: Path) -> None:
     preset = get_preset("tiny", horizon=2048)
     wide = UNetConfig(block_out_channels=(32,) * 10)  # a net that accepts H = 2048
-    Trainer(dataset=dataset, out=tmp_path / "b", preset=replace(preset, unet=wide, value=wide), device="cpu")
+    Trainer(dataset=dataset, out=tmp_path / "b", preset=replace(preset, unet=wide, value_net=wide), device="cpu")
 
 
 def test_each_trainer_gets_its_own_accelerate_settings(hopper_dataset: str, tmp_path: Path) -> None:
@@ -159,3 +158,20 @@ def test_captured_step_plumbing_matches_the_eager_step(hopper_dataset: str, tmp_
         Trainer(dataset=hopper_dataset, out=tmp_path / "bf", preset=get_preset("tiny"), cuda_graphs=True,
                 mixed_precision="bf16")
     assert not (tmp_path / "cpu").exists() and not (tmp_path / "bf").exists()
+
+
+def test_a_run_recorded_before_the_preset_rename_resumes(tiny_run: Path, hopper_dataset: str, tmp_path: Path) -> None:
+    """progress.json of older versions names the value network ``value`` and its targets ``values``."""
+    import json
+    import shutil
+
+    run = tmp_path / "old"
+    shutil.copytree(tiny_run, run)
+    progress = run / "training" / "progress.json"
+    record = json.loads(progress.read_text())
+    record["preset"]["value"] = record["preset"].pop("value_net")
+    record["preset"]["values"] = record["preset"].pop("value_targets")
+    progress.write_text(json.dumps(record))
+    res = train(dataset=hopper_dataset, out=run, preset=get_preset("tiny", denoiser_steps=300, value_steps=300),
+                device="cpu", progress=False, resume=True)
+    assert res.steps == {"unet": 300, "value_function": 300}

@@ -1,6 +1,6 @@
 """THE guided sampling loop, shared by every planner variant (DDPM, DDIM, goals, batched envs).
 
-Per denoising step ``t`` (DESIGN.md section 4)::
+Per denoising step ``t`` (Janner et al. 2022, with jannerm/diffuser's posterior-variance scaling, 3d7361c)::
 
     for k in range(n_guide_steps):
         g = dV/dx_t * posterior_variance[t]      # zero where t < t_stopgrad

@@ -108,8 +108,7 @@ def track_action(*, plan: np.ndarray, t: int, state: np.ndarray, stride: int = 1
         stride: environment steps between planned steps.
         goal: ``[2]`` goal position, or ``None``.
         p_gain: gain on the position error to the next waypoint (Diffuser's Maze2D controller
-            used 1; 5 follows sharp turns round wall corners: Large ``track --walls`` 94 % / 90 %
-            -> 100 % / 98 % success, RESULTS.md).
+            used 1; 5 follows sharp turns round wall corners better, see RESULTS.md's maze section).
         d_gain: gain on the velocity error to the next waypoint's velocity.
 
     Returns:

@@ -15,7 +15,6 @@ benchmarking, so a resumed run ends with the same weights on a GPU too.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -117,10 +116,10 @@ class Trainer:
         train = preset.train
         check_horizon(config=preset.unet, horizon=train.horizon)
         if train.value_steps > 0:
-            check_horizon(config=preset.value, horizon=train.horizon, value_network=True)
+            check_horizon(config=preset.value_net, horizon=train.horizon, value_network=True)
         self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, stride=train.stride,
-                                  discount=preset.values.discount,
-                                  termination_penalty=preset.values.termination_penalty,
+                                  discount=preset.value_targets.discount,
+                                  termination_penalty=preset.value_targets.termination_penalty,
                                   normalizer_kind=preset.normalizer)
         progress_record = self._check_progress(dataset, resume)  # read-only: every process checks
         from accelerate import Accelerator
@@ -246,7 +245,7 @@ class Trainer:
         if phase == "inverse_dynamics":
             return InverseDynamics(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim,
                                    max_lookahead=self.preset.train.stride)
-        return build_value_function(config=self.preset.value, transition_dim=self.data.transition_dim)
+        return build_value_function(config=self.preset.value_net, transition_dim=self.data.transition_dim)
 
     def _total_steps(self, phase: str) -> int:
         train = self.preset.train
@@ -368,8 +367,9 @@ class Trainer:
 
 def _without_step_counts(preset: dict) -> dict:
     """A preset record (JSON form) less what a resumed run may change: the step counts, which it
-    may raise, and the planning defaults, which do not touch training."""
-    preset = json.loads(json.dumps(preset))
+    may raise, and the planning defaults, which do not touch training. Read through
+    :meth:`Preset.from_dict`, so that records of older versions compare by meaning."""
+    preset = Preset.from_dict(preset).to_dict()
     preset.pop("plan", None)
     for key in ("denoiser_steps", "value_steps", "inverse_steps"):
         preset["train"].pop(key, None)

@@ -1,0 +1,42 @@
+"""config.py and presets.py: typed configs that round-trip through JSON."""
+
+import json
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from diffplan.config import PlanConfig, Preset, TrainConfig, UNetConfig
+from diffplan.presets import PRESETS, get_preset
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_round_trips_through_json(name: str) -> None:
+    preset = PRESETS[name]
+    again = Preset.from_dict(json.loads(json.dumps(preset.to_dict())))
+    assert again == preset
+    assert isinstance(again.unet.block_out_channels, tuple)  # lists come back as tuples
+
+
+def test_configs_are_frozen_and_reject_unknown_fields() -> None:
+    with pytest.raises(FrozenInstanceError):
+        PlanConfig().batch_size = 3  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['batchsize'\]"):
+        TrainConfig.from_dict({"batchsize": 3})
+    with pytest.raises(ValueError, match=r"unknown UNetConfig fields \['depth'\]"):
+        UNetConfig.from_dict({"depth": 3})
+
+
+def test_preset_records_of_older_versions_are_read() -> None:
+    record = PRESETS["small"].to_dict()
+    record["value"], record["values"] = record.pop("value_net"), record.pop("value_targets")
+    assert Preset.from_dict(record) == PRESETS["small"]
+
+
+def test_get_preset_overrides_training_and_keeps_the_planner_horizon_in_step() -> None:
+    preset = get_preset("tiny", horizon=16, denoiser_steps=7)
+    assert preset.train.horizon == 16 and preset.plan.planning_horizon == 16 and preset.train.denoiser_steps == 7
+    assert PRESETS["tiny"].train.horizon == 8  # the registry is untouched
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match=r"unknown training settings \['planning_horizon'\]"):
+        get_preset("tiny", planning_horizon=4)
