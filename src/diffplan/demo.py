@@ -1,6 +1,7 @@
 """``make demo`` / ``diffplan demo``: one Hopper-v5 episode with the shipped ``hopper-medium`` run.
 
-Plans every step with the run's stored planner settings, prints the return and the normalized
+Plans with the run's stored planner settings and executes the plans as ``diffplan evaluate`` does
+(one rollout loop, :mod:`diffplan.rollout`), prints the return and the normalized
 score, and writes a video of the episode and a plot of the first plan against the executed states.
 ``--from-scratch`` instead runs the whole loop at tiny scale (collect random episodes, train the
 ``tiny`` preset briefly, evaluate one episode), which needs no shipped run.
@@ -43,9 +44,8 @@ def run_demo(*, workdir: Path, run: str = DEFAULT_RUN, seed: int = 0,
     print(f"planning one episode (seed {seed}) and recording it ...")
     res = render_episode(pipe=pipe, out_dir=workdir, seed=seed, max_episode_steps=max_episode_steps)
     print(f"video: {res.video.resolve()}\nplot:  {res.plot.resolve()}")
-    return summarize(pipe=pipe, env_id=env_id, seed=seed, returns=[res.episode_return], lengths=[res.steps],
-                     success=None, seconds=res.seconds_acting, decisions=res.steps, plans=res.steps, num_envs=1,
-                     planner={"run": str(run), "mode": "replan", "replan_every": 1})
+    return summarize(pipe=pipe, env_id=env_id, seed=seed, result=res.rollout, num_envs=1,
+                     planner={"run": str(run), "mode": "replan", "replan_every": res.replan_every, "actions": "plan"})
 
 
 def run_demo_from_scratch(*, workdir: Path, seed: int = 0, collect_steps: int = 5_000, train_steps: int = 1_500,

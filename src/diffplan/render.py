@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diffplan.envs.specs import is_maze
+from diffplan.evaluation import evaluate, planner_policy
 from diffplan.io import atomic_path
 from diffplan.plots import plot_denoising, plot_plan_vs_executed
+from diffplan.rollout import Observer, Policy, RolloutResult, rollout
+
+if TYPE_CHECKING:
+    from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ class RenderResult:
         episode_return: undiscounted return.
         steps: environment steps.
         seconds_acting: wall time spent choosing actions (planning), rendering excluded.
+        rollout: the episode as :func:`diffplan.rollout.rollout` measured it.
+        replan_every: environment steps between plans (the run's stride).
     """
 
     video: Path
@@ -34,7 +40,9 @@ class RenderResult:
     frames: int
     episode_return: float
     steps: int
-    seconds_acting: float = 0.0
+    seconds_acting: float
+    rollout: RolloutResult
+    replan_every: int
 
 
 def _writer_path(out: Path) -> Path:
@@ -46,10 +54,32 @@ def _writer_path(out: Path) -> Path:
         return out.with_suffix(".gif")
 
 
-def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | None = None,
+class _Recorder(Observer):
+    """Frames of env 0, its states at each decision and its first plan."""
+
+    def __init__(self) -> None:
+        self.frames: list[np.ndarray] = []
+        self.states: list[np.ndarray] = []
+        self.first_plan: np.ndarray | None = None
+
+    def started(self, envs: Any) -> None:
+        self.frames.append(envs.render()[0])
+
+    def acted(self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None,
+              policy: Policy) -> None:
+        self.states.append(np.asarray(state, dtype=np.float64))
+        if self.first_plan is None:  # the plan the first decision was taken from, not a second sample
+            self.first_plan = policy.plans[env_index]["observations"][0]  # type: ignore[attr-defined]
+
+    def stepped(self, envs: Any) -> None:
+        self.frames.append(envs.render()[0])
+
+
+def render_episode(*, pipe: ValueGuidedRLPipeline, out_dir: str | Path, seed: int = 0, env_id: str | None = None,
                    max_episode_steps: int | None = None, plan_kwargs: dict[str, Any] | None = None,
                    width: int = 320, height: int = 240, fps: int = 30) -> RenderResult:
-    """Run one episode with the planner, recording frames, executed states and the first plan.
+    """One episode with the planner executed as :func:`diffplan.evaluation.evaluate` executes it,
+    recording frames, the states at each decision and the first plan.
 
     Rendering is offscreen: ``MUJOCO_GL`` defaults to ``egl`` (set it to ``osmesa`` where EGL is
     missing).
@@ -70,10 +100,6 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
     """
     os.environ.setdefault("MUJOCO_GL", "egl")
     import imageio.v2 as imageio
-    import torch
-
-    from diffplan.envs.specs import make_env
-    from diffplan.planning.planner import Planner
 
     env_id = env_id or (pipe.info.env_id if pipe.info else None)
     if env_id is None:
@@ -85,35 +111,21 @@ def render_episode(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str
         kwargs["camera_name"] = "track"  # the locomotion models' camera that follows the body
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    env = make_env(env_id, **kwargs)
-    planner = Planner(pipe, n_envs=1, **(plan_kwargs or {}))
-    generator = torch.Generator().manual_seed(seed)
-    obs, _ = env.reset(seed=seed)
-    frames, executed, total = [env.render()], [np.asarray(obs, dtype=np.float64)], 0.0
-    first_plan = None
-    done, acting = False, 0.0
-    while not done:
-        started = time.perf_counter()
-        action = planner.act(obs[None], generator=generator)[0]
-        acting += time.perf_counter() - started
-        if first_plan is None:  # the plan the first decision was taken from, not a second sample
-            first_plan = planner.plans[0]["observations"][0]
-        obs, reward, terminated, truncated, _ = env.step(action.astype(env.action_space.dtype))
-        total += float(reward)
-        frames.append(env.render())
-        executed.append(np.asarray(obs, dtype=np.float64))
-        done = terminated or truncated
-    env.close()
+    policy = planner_policy(pipe, n_envs=1, seed=seed, env_id=env_id, plan_kwargs=plan_kwargs)
+    recorder = _Recorder()
+    result = rollout(env_id=env_id, policy=policy, episodes=1, seed=seed, env_kwargs=kwargs, observers=[recorder],
+                     progress=False)
     video = _writer_path(out / "episode")
     with atomic_path(video) as tmp:
         if video.suffix == ".mp4":
-            imageio.mimsave(tmp, frames, fps=fps)
+            imageio.mimsave(tmp, recorder.frames, fps=fps)
         else:
-            imageio.mimsave(tmp, frames, duration=1 / fps)
-    plot = plot_plan_vs_executed(planned=first_plan, executed=np.stack(executed),
+            imageio.mimsave(tmp, recorder.frames, duration=1 / fps)
+    plot = plot_plan_vs_executed(planned=recorder.first_plan, executed=np.stack(recorder.states),
                                  path=out / "plan_vs_executed.png", title=f"{env_id}: first plan vs executed")
-    return RenderResult(video=video, plot=plot, frames=len(frames), episode_return=total, steps=len(frames) - 1,
-                        seconds_acting=acting)
+    return RenderResult(video=video, plot=plot, frames=len(recorder.frames), episode_return=float(result.returns[0]),
+                        steps=int(result.lengths[0]), seconds_acting=result.seconds_acting, rollout=result,
+                        replan_every=policy.replan_every)
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,7 @@ class MazeRenderResult:
     episode_return: float
 
 
-def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | None = None, mode: str = "track",
+def render_maze(*, pipe: ValueGuidedRLPipeline, out_dir: str | Path, seed: int = 0, env_id: str | None = None, mode: str = "track",
                 task: str = "multi", max_episode_steps: int | None = None,
                 plan_kwargs: dict[str, Any] | None = None, actions: str = "plan",
                 walls: bool = False) -> MazeRenderResult:
@@ -160,7 +172,6 @@ def render_maze(*, pipe: Any, out_dir: str | Path, seed: int = 0, env_id: str | 
     """
     from diffplan.envs.maze import FIXED_GOAL_CELLS
     from diffplan.envs.specs import make_env
-    from diffplan.evaluation import evaluate
 
     env_id = env_id or (pipe.info.env_id if pipe.info else None)
     if not is_maze(env_id):
