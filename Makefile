@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.diffplan-installed
 
-.PHONY: demo test install bench bench-venv clean sysdeps
+.PHONY: demo test check install bench bench-venv clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ demo: sysdeps $(STAMP)
 
 test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+	$(MAKE) --no-print-directory check
+
+# static checks (also run by `make test`): import layers, lint, format, types
+check: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src/diffplan
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_speed.py

@@ -33,21 +33,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-episode-steps", type=int, default=1000)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--save-policy", help="also write the greedy policy as TorchScript (evaluated elsewhere, "
-                        "e.g. in goal envs that need gymnasium-robotics); --episodes 0 skips the evaluation here")
+    parser.add_argument(
+        "--save-policy",
+        help="also write the greedy policy as TorchScript (evaluated elsewhere, "
+        "e.g. in goal envs that need gymnasium-robotics); --episodes 0 skips the evaluation here",
+    )
     args = parser.parse_args()
 
     d3rlpy.seed(args.seed)
     data = np.load(args.data)
     dataset = d3rlpy.dataset.MDPDataset(
-        observations=data["observations"].astype(np.float32), actions=data["actions"].astype(np.float32),
-        rewards=data["rewards"].astype(np.float32), terminals=data["terminals"].astype(np.float32),
-        timeouts=data["timeouts"].astype(np.float32))
+        observations=data["observations"].astype(np.float32),
+        actions=data["actions"].astype(np.float32),
+        rewards=data["rewards"].astype(np.float32),
+        terminals=data["terminals"].astype(np.float32),
+        timeouts=data["timeouts"].astype(np.float32),
+    )
     config = d3rlpy.algos.BCConfig() if args.algo == "bc" else d3rlpy.algos.IQLConfig()
     algo = config.create(device="cpu:0")
     started = time.perf_counter()
-    algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=args.steps, show_progress=True,
-             logger_adapter=d3rlpy.logging.NoopAdapterFactory())
+    algo.fit(
+        dataset,
+        n_steps=args.steps,
+        n_steps_per_epoch=args.steps,
+        show_progress=True,
+        logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+    )
     train_seconds = time.perf_counter() - started
     if args.save_policy:
         algo.save_policy(args.save_policy)
@@ -66,13 +77,22 @@ def main() -> None:
             total += float(r)
             done = term or trunc
         returns.append(total)
-    result = {"algo": args.algo, "env_id": args.env_id, "returns": returns, "steps": args.steps,
-              "train_seconds": train_seconds, "seconds_per_decision": decide / max(decisions, 1),
-              "d3rlpy": d3rlpy.__version__, "config": "library defaults"}
+    result = {
+        "algo": args.algo,
+        "env_id": args.env_id,
+        "returns": returns,
+        "steps": args.steps,
+        "train_seconds": train_seconds,
+        "seconds_per_decision": decide / max(decisions, 1),
+        "d3rlpy": d3rlpy.__version__,
+        "config": "library defaults",
+    }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
-    print(f"{args.algo}: {args.steps} steps in {train_seconds:.0f} s, mean return "
-          f"{np.mean(returns) if returns else float('nan'):.1f} over {len(returns)} episodes -> {args.out}")
+    print(
+        f"{args.algo}: {args.steps} steps in {train_seconds:.0f} s, mean return "
+        f"{np.mean(returns) if returns else float('nan'):.1f} over {len(returns)} episodes -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -31,12 +31,19 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=30)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--quick", action="store_true", help="few decisions and steps (a smoke test)")
-    parser.add_argument("--sections", default="planning,profile,train,graphs,compile-graphs,resume,bf16",
-                        help="comma-separated subset of: planning, profile, train, graphs, compile (eager compiled "
-                             "training, ~2 more minutes), compile-graphs, resume, bf16")
+    parser.add_argument(
+        "--sections",
+        default="planning,profile,train,graphs,compile-graphs,resume,bf16",
+        help="comma-separated subset of: planning, profile, train, graphs, compile (eager compiled "
+        "training, ~2 more minutes), compile-graphs, resume, bf16",
+    )
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script")
-    parser.add_argument("--merge", nargs="+", metavar="JSON",
-                        help="combine the JSON files of several runs (oldest first) into --out instead of measuring")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="combine the JSON files of several runs (oldest first) into --out instead of measuring",
+    )
     args = parser.parse_args()
     if args.merge:
         merge(args.merge, Path(args.out))
@@ -47,8 +54,12 @@ def main() -> None:
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check needs a CUDA device; none is visible")
     started = time.perf_counter()
-    result: dict[str, Any] = {"date": date.today().isoformat(), "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
-                              "machine": machine(), "errors": {}}
+    result: dict[str, Any] = {
+        "date": date.today().isoformat(),
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+        "machine": machine(),
+        "errors": {},
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -76,9 +87,13 @@ def main() -> None:
         planning_table(args, ours, theirs, device, result, section)
     if "profile" in sections:
         ours.use_cuda_graphs(False)  # the split needs the Python-level network calls that a graph replay skips
-        result["profile_planning"] = section("profile planning", lambda pipe=ours: [
-            planning_split(pipe, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device))
-            for k in (1, 64)])
+        result["profile_planning"] = section(
+            "profile planning",
+            lambda pipe=ours: [
+                planning_split(pipe, n_envs=k, decisions=min(args.decisions, 20), device=torch.device(device))
+                for k in (1, 64)
+            ],
+        )
     del ours, theirs
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -87,19 +102,33 @@ def main() -> None:
     print("\n" + json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=1))
     for key, row in planning.items():
         if row:
-            print(f"{key:<24} {row['seconds_per_call'] * 1e3:9.2f} ms per call {row['decisions_per_second']:10.1f} decisions/s")
+            ms, rate = row["seconds_per_call"] * 1e3, row["decisions_per_second"]
+            print(f"{key:<24} {ms:9.2f} ms per call {rate:10.1f} decisions/s")
     for key, row in result.get("training", {}).items():
         if row:
-            print(f"{key:<32} {row['steps_per_s']:8.1f} steps/s {row['samples_per_s']:9.0f} samples/s "
-                  f"(warm-up {row['warmup_seconds']:.1f} s)")
+            print(
+                f"{key:<32} {row['steps_per_s']:8.1f} steps/s {row['samples_per_s']:9.0f} samples/s "
+                f"(warm-up {row['warmup_seconds']:.1f} s)"
+            )
     if result["errors"]:
         print("errors:", json.dumps(result["errors"], indent=1))
 
 
-SUMMARY = ("gpu", "fast_k1_ms", "fast_k64_decisions_per_s", "fast_k256_decisions_per_s",
-           "identical_speedup_vs_diffusers", "paper_b32_steps_per_s", "paper_b256_steps_per_s",
-           "small_b64_steps_per_s", "samples_ratio_b256_vs_b32", "cuda_graphs_same_seed_same_plan",
-           "resume_bit_identical", "straight_runs_bit_identical", "graph_capture_seconds")
+SUMMARY = (
+    "gpu",
+    "fast_k1_ms",
+    "fast_k64_decisions_per_s",
+    "fast_k256_decisions_per_s",
+    "identical_speedup_vs_diffusers",
+    "paper_b32_steps_per_s",
+    "paper_b256_steps_per_s",
+    "small_b64_steps_per_s",
+    "samples_ratio_b256_vs_b32",
+    "cuda_graphs_same_seed_same_plan",
+    "resume_bit_identical",
+    "straight_runs_bit_identical",
+    "graph_capture_seconds",
+)
 
 
 def merge(paths: list[str], out: Path) -> None:
@@ -115,8 +144,9 @@ def merge(paths: list[str], out: Path) -> None:
     print(json.dumps({k: merged.get(k) for k in SUMMARY}, indent=1))
 
 
-def planning_table(args: argparse.Namespace, ours: Any, theirs: Any, device: str, result: dict[str, Any],
-                   section: Any) -> None:
+def planning_table(
+    args: argparse.Namespace, ours: Any, theirs: Any, device: str, result: dict[str, Any], section: Any
+) -> None:
     """diffusers vs ours at identical settings, and `fast_config` at 1, 64 and 256 envs, eager and
     with CUDA graphs; same-seed determinism of the graphed planner."""
     planning = result["planning"]
@@ -125,34 +155,46 @@ def planning_table(args: argparse.Namespace, ours: Any, theirs: Any, device: str
     for graphs in (False, True):
         ours.use_cuda_graphs(graphs)
         tag = "cuda_graphs" if graphs else "eager"
-        planning[f"identical_{tag}"] = section(f"identical {tag}", lambda: episode_speed(
-            ours, CONFIGS[IDENTICAL], max(3, args.decisions // 6), 1, device))
+        planning[f"identical_{tag}"] = section(
+            f"identical {tag}", lambda: episode_speed(ours, CONFIGS[IDENTICAL], max(3, args.decisions // 6), 1, device)
+        )
         for k in (1, 64, 256):
-            planning[f"fast_k{k}_{tag}"] = section(f"fast k={k} {tag}", lambda: episode_speed(
-                ours, CONFIGS[FAST], args.decisions, k, device))
+            planning[f"fast_k{k}_{tag}"] = section(
+                f"fast k={k} {tag}", lambda: episode_speed(ours, CONFIGS[FAST], args.decisions, k, device)
+            )
         if graphs:
             result["graph_capture_seconds"] = ours.graph_capture_seconds
-    best = {key: min((planning.get(f"{key}_{tag}") or {"seconds_per_call": float("inf")})["seconds_per_call"]
-                     for tag in ("eager", "cuda_graphs")) for key in ("identical", "fast_k1", "fast_k64", "fast_k256")}
-    result.update({
-        "fast_k1_ms": best["fast_k1"] * 1e3,
-        "fast_k64_decisions_per_s": 64 / best["fast_k64"],
-        "fast_k256_decisions_per_s": 256 / best["fast_k256"],
-        "identical_speedup_vs_diffusers": (t_diffusers or float("nan")) / best["identical"],
-    })
+    best = {
+        key: min(
+            (planning.get(f"{key}_{tag}") or {"seconds_per_call": float("inf")})["seconds_per_call"]
+            for tag in ("eager", "cuda_graphs")
+        )
+        for key in ("identical", "fast_k1", "fast_k64", "fast_k256")
+    }
+    result.update(
+        {
+            "fast_k1_ms": best["fast_k1"] * 1e3,
+            "fast_k64_decisions_per_s": 64 / best["fast_k64"],
+            "fast_k256_decisions_per_s": 256 / best["fast_k256"],
+            "identical_speedup_vs_diffusers": (t_diffusers or float("nan")) / best["identical"],
+        }
+    )
 
     def same_seed_same_plan() -> bool:
         obs = ours.normalizer.observations.shift
-        a, b = (ours.plan(obs, generator=torch.Generator(device=device).manual_seed(3), **CONFIGS[FAST]).actions
-                for _ in range(2))
+        a, b = (
+            ours.plan(obs, generator=torch.Generator(device=device).manual_seed(3), **CONFIGS[FAST]).actions
+            for _ in range(2)
+        )
         return bool((a == b).all())
 
     ours.use_cuda_graphs(True)
     result["cuda_graphs_same_seed_same_plan"] = section("determinism", same_seed_same_plan)
 
 
-def _train_small(dataset: str, out: Path, steps: list[tuple[int, int]], *, device: str | None,
-                 cuda_graphs: bool) -> dict[str, torch.Tensor]:
+def _train_small(
+    dataset: str, out: Path, steps: list[tuple[int, int]], *, device: str | None, cuda_graphs: bool
+) -> dict[str, torch.Tensor]:
     """Train the `small` preset to each ``(denoiser, value)`` step count in turn (resuming); the
     final weights of both networks."""
     from safetensors.torch import load_file
@@ -162,10 +204,20 @@ def _train_small(dataset: str, out: Path, steps: list[tuple[int, int]], *, devic
 
     for i, (denoiser, value) in enumerate(steps):
         preset = get_preset("small", denoiser_steps=denoiser, value_steps=value, checkpoint_every=5)
-        train(dataset=dataset, out=out, preset=preset, device=device, progress=False, resume=i > 0,
-              cuda_graphs=cuda_graphs)
-    return {f"{sub}.{k}": v for sub in ("unet", "value_function")
-            for k, v in load_file(str(out / sub / "diffusion_pytorch_model.safetensors")).items()}
+        train(
+            dataset=dataset,
+            out=out,
+            preset=preset,
+            device=device,
+            progress=False,
+            resume=i > 0,
+            cuda_graphs=cuda_graphs,
+        )
+    return {
+        f"{sub}.{k}": v
+        for sub in ("unet", "value_function")
+        for k, v in load_file(str(out / sub / "diffusion_pytorch_model.safetensors")).items()
+    }
 
 
 def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -185,8 +237,9 @@ def repeat_is_bit_identical(dataset: str, folder: Path, *, device: str | None, c
     return _equal(*runs)
 
 
-def training_table(args: argparse.Namespace, device: str, sections: set[str], result: dict[str, Any],
-                   section: Any) -> None:
+def training_table(
+    args: argparse.Namespace, device: str, sections: set[str], result: dict[str, Any], section: Any
+) -> None:
     """Training steps/s: small b64, paper b32 and b256, eager, captured as CUDA graphs, compiled, bf16."""
     train_device = None if device == "cuda" else "cpu"  # None: accelerate's choice, the GPU
     training: dict[str, Any] = {}
@@ -195,42 +248,88 @@ def training_table(args: argparse.Namespace, device: str, sections: set[str], re
     with tempfile.TemporaryDirectory() as tmp:
         dataset = random_hopper_dataset(Path(tmp))
         if "profile" in sections:
-            result["profile_training"] = section("profile training", lambda: [
-                training_split(dataset, preset_name=name, steps=20, device=train_device) for name in ("paper", "small")])
+            result["profile_training"] = section(
+                "profile training",
+                lambda: [
+                    training_split(dataset, preset_name=name, steps=20, device=train_device)
+                    for name in ("paper", "small")
+                ],
+            )
         for tag, kwargs in (("eager", {}), ("graphs", {"cuda_graphs": True})):
             if ("train" if tag == "eager" else "graphs") not in sections:
                 continue
             for name, batch in shapes:
-                training[f"{name}_b{batch}_{tag}"] = section(f"train {name} b{batch} {tag}", lambda: train_rate(
-                    dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device, **kwargs))
+                training[f"{name}_b{batch}_{tag}"] = section(
+                    f"train {name} b{batch} {tag}",
+                    lambda: train_rate(
+                        dataset,
+                        preset_name=name,
+                        batch_size=batch,
+                        steps=args.train_steps,
+                        device=train_device,
+                        **kwargs,
+                    ),
+                )
         for tag, graphs in (("compile", False), ("compile_graphs", True)):
             if tag.replace("_", "-") not in sections:
                 continue
             for name, batch in shapes[1:]:
                 torch._dynamo.reset()
-                training[f"{name}_b{batch}_{tag}"] = section(f"train {name} b{batch} {tag}", lambda: train_rate(
-                    dataset, preset_name=name, batch_size=batch, steps=args.train_steps, device=train_device,
-                    warmup=20, compile=True, cuda_graphs=graphs))
+                training[f"{name}_b{batch}_{tag}"] = section(
+                    f"train {name} b{batch} {tag}",
+                    lambda: train_rate(
+                        dataset,
+                        preset_name=name,
+                        batch_size=batch,
+                        steps=args.train_steps,
+                        device=train_device,
+                        warmup=20,
+                        compile=True,
+                        cuda_graphs=graphs,
+                    ),
+                )
         if "resume" in sections:
-            result["resume_bit_identical"] = section("resume", lambda: {
-                tag: resume_is_bit_identical(dataset, Path(tmp) / tag, device=train_device, cuda_graphs=graphs)
-                for tag, graphs in (("eager", False), ("graphs", device == "cuda"))})
-            result["straight_runs_bit_identical"] = section("repeat", lambda: {
-                tag: repeat_is_bit_identical(dataset, Path(tmp) / f"repeat-{tag}", device=train_device,
-                                             cuda_graphs=graphs)
-                for tag, graphs in (("eager", False), ("graphs", device == "cuda"))})
+            result["resume_bit_identical"] = section(
+                "resume",
+                lambda: {
+                    tag: resume_is_bit_identical(dataset, Path(tmp) / tag, device=train_device, cuda_graphs=graphs)
+                    for tag, graphs in (("eager", False), ("graphs", device == "cuda"))
+                },
+            )
+            result["straight_runs_bit_identical"] = section(
+                "repeat",
+                lambda: {
+                    tag: repeat_is_bit_identical(
+                        dataset, Path(tmp) / f"repeat-{tag}", device=train_device, cuda_graphs=graphs
+                    )
+                    for tag, graphs in (("eager", False), ("graphs", device == "cuda"))
+                },
+            )
         if "bf16" in sections:
             torch._dynamo.reset()
-            training["paper_b32_bf16"] = section("train paper b32 bf16", lambda: train_rate(
-                dataset, preset_name="paper", batch_size=32, steps=args.train_steps, device=train_device,
-                mixed_precision="bf16"))
+            training["paper_b32_bf16"] = section(
+                "train paper b32 bf16",
+                lambda: train_rate(
+                    dataset,
+                    preset_name="paper",
+                    batch_size=32,
+                    steps=args.train_steps,
+                    device=train_device,
+                    mixed_precision="bf16",
+                ),
+            )
 
     def best_rate(prefix: str) -> float:
         rates = [v["steps_per_s"] for k, v in training.items() if k.startswith(prefix) and v and "bf16" not in k]
         return max(rates) if rates else float("nan")
 
-    result.update({"paper_b32_steps_per_s": best_rate("paper_b32"), "paper_b256_steps_per_s": best_rate("paper_b256"),
-                   "small_b64_steps_per_s": best_rate("small_b64")})
+    result.update(
+        {
+            "paper_b32_steps_per_s": best_rate("paper_b32"),
+            "paper_b256_steps_per_s": best_rate("paper_b256"),
+            "small_b64_steps_per_s": best_rate("small_b64"),
+        }
+    )
     result["samples_ratio_b256_vs_b32"] = 8 * result["paper_b256_steps_per_s"] / result["paper_b32_steps_per_s"]
 
 

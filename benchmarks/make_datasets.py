@@ -33,10 +33,16 @@ def stats(dataset_id: str, seconds: float) -> dict:
     ret = eps.returns()
     refs = reference_scores(eps.env_id, ref_min=eps.ref_min_score, ref_max=eps.ref_max_score)
     norm = np.array([refs.normalize(r) for r in ret]) if refs else None
-    return {"env_id": eps.env_id, "episodes": len(eps.episodes), "steps": eps.num_steps,
-            "mean_return": float(ret.mean()), "std_return": float(ret.std()),
-            "normalized_mean": float(norm.mean()) if norm is not None else None,
-            "seconds": seconds, "date": date.today().isoformat()}
+    return {
+        "env_id": eps.env_id,
+        "episodes": len(eps.episodes),
+        "steps": eps.num_steps,
+        "mean_return": float(ret.mean()),
+        "std_return": float(ret.std()),
+        "normalized_mean": float(norm.mean()) if norm is not None else None,
+        "seconds": seconds,
+        "date": date.today().isoformat(),
+    }
 
 
 def save(path: Path, rows: dict) -> None:
@@ -77,10 +83,13 @@ def main() -> None:
             continue
         started = time.perf_counter()
         if kind == "random":
-            collect(env_id=args.env_id, behavior="random", steps=args.random_steps, seed=args.seed, dataset_id=dataset_id)
+            collect(
+                env_id=args.env_id, behavior="random", steps=args.random_steps, seed=args.seed, dataset_id=dataset_id
+            )
         elif kind in ("medium", "expert"):
-            collect(env_id=args.env_id, behavior="sac", policy=kind, steps=args.steps, seed=args.seed,
-                    dataset_id=dataset_id)
+            collect(
+                env_id=args.env_id, behavior="sac", policy=kind, steps=args.steps, seed=args.seed, dataset_id=dataset_id
+            )
         elif kind == "waypoint":
             collect(env_id=args.env_id, behavior="waypoint", steps=args.steps, seed=args.seed, dataset_id=dataset_id)
         elif kind == "medium-replay":
@@ -98,8 +107,10 @@ def main() -> None:
         if row["env_id"] != args.env_id:
             continue
         norm = "n/a" if row["normalized_mean"] is None else f"{row['normalized_mean']:.1f}"
-        print(f"{dataset_id:<36}{row['episodes']:>9}{row['steps']:>9}{row['mean_return']:>13.1f}{norm:>12}"
-              f"{row['seconds']:>9.0f}")
+        print(
+            f"{dataset_id:<36}{row['episodes']:>9}{row['steps']:>9}{row['mean_return']:>13.1f}{norm:>12}"
+            f"{row['seconds']:>9.0f}"
+        )
     print(f"wrote {out_path}")
 
 

@@ -40,8 +40,14 @@ def export_goal_npz(dataset_id: str, path: Path) -> None:
         last = np.arange(n) == n - 1
         term.append(last & bool(ep.terminations[-1]))
         tout.append(last & (not bool(ep.terminations[-1])))
-    np.savez(path, observations=np.concatenate(obs), actions=np.concatenate(act), rewards=np.concatenate(rew),
-             terminals=np.concatenate(term), timeouts=np.concatenate(tout))
+    np.savez(
+        path,
+        observations=np.concatenate(obs),
+        actions=np.concatenate(act),
+        rewards=np.concatenate(rew),
+        terminals=np.concatenate(term),
+        timeouts=np.concatenate(tout),
+    )
 
 
 def save(out_path: Path, dataset_id: str, key: str, entry: dict) -> None:
@@ -54,9 +60,16 @@ def save(out_path: Path, dataset_id: str, key: str, entry: dict) -> None:
 
 
 def row(res: object) -> dict:
-    return {"success_rate": res.success_rate, "mean": res.normalized_score, "stderr": res.stderr,
-            "n": res.episodes, "mean_return": res.mean_return, "seconds_per_plan": res.seconds_per_plan,
-            "seconds_per_decision": res.seconds_per_decision, "planner": res.planner}
+    return {
+        "success_rate": res.success_rate,
+        "mean": res.normalized_score,
+        "stderr": res.stderr,
+        "n": res.episodes,
+        "mean_return": res.mean_return,
+        "seconds_per_plan": res.seconds_per_plan,
+        "seconds_per_decision": res.seconds_per_decision,
+        "planner": res.planner,
+    }
 
 
 def main() -> None:
@@ -72,10 +85,16 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--modes", nargs="*", default=["track", "replan"])
     parser.add_argument("--tasks", nargs="*", default=["single", "multi"])
-    parser.add_argument("--actions", nargs="*", default=["inverse"], choices=["plan", "inverse"],
-                        help="replan mode: which actions to execute (one row each)")
-    parser.add_argument("--walls", action="store_true",
-                        help="rank plans through the maze's walls last (rows named `<mode>+walls`)")
+    parser.add_argument(
+        "--actions",
+        nargs="*",
+        default=["inverse"],
+        choices=["plan", "inverse"],
+        help="replan mode: which actions to execute (one row each)",
+    )
+    parser.add_argument(
+        "--walls", action="store_true", help="rank plans through the maze's walls last (rows named `<mode>+walls`)"
+    )
     parser.add_argument("--label", default="", help="suffix of the row names (e.g. a planner variant)")
     parser.add_argument("--replan-every", type=int, help="replan mode: steps between plans (default: the run's stride)")
     parser.add_argument("--plan-kwargs", default="{}", help="JSON keyword arguments of pipe.plan")
@@ -93,12 +112,24 @@ def main() -> None:
         name = (f"{mode}-inverse" if actions == "inverse" else mode) + ("+walls" if args.walls else "") + args.label
         for task in args.tasks:
             plots = Path(args.plots) / f"{name}_{task}" if args.plots else None
-            res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, mode=mode,
-                           replan_every=args.replan_every, task=task, plan_kwargs=plan_kwargs, plots_dir=plots,
-                           actions=actions, walls=args.walls)
+            res = evaluate(
+                pipe=pipe,
+                episodes=args.episodes,
+                seed=args.seed,
+                num_envs=args.num_envs,
+                mode=mode,
+                replan_every=args.replan_every,
+                task=task,
+                plan_kwargs=plan_kwargs,
+                plots_dir=plots,
+                actions=actions,
+                walls=args.walls,
+            )
             save(out_path, dataset_id, f"diffplan/{name}/{task}", row(res) | {"run": str(args.run)})
-            print(f"diffplan {name:<14} {task:<6} success {100 * res.success_rate:5.1f} %  "
-                  f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}  {res.seconds_per_plan:.3f} s/plan")
+            print(
+                f"diffplan {name:<14} {task:<6} success {100 * res.success_rate:5.1f} %  "
+                f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}  {res.seconds_per_plan:.3f} s/plan"
+            )
             if plots is not None:  # keep the pictures of the first few episodes only
                 for extra in sorted(plots.glob("episode_*.png"))[4:]:
                     extra.unlink()
@@ -106,10 +137,29 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             npz, policy_file = Path(tmp) / "data.npz", Path(tmp) / "iql.pt"
             export_goal_npz(dataset_id, npz)
-            subprocess.run([args.bench_python, str(ROOT / "benchmarks" / "d3rlpy_baselines.py"), "--data", str(npz),
-                            "--env-id", pipe.info.env_id, "--algo", "iql", "--steps", str(args.iql_steps),
-                            "--episodes", "0", "--seed", str(args.seed), "--out", str(Path(tmp) / "iql.json"),
-                            "--save-policy", str(policy_file)], check=True)
+            subprocess.run(
+                [
+                    args.bench_python,
+                    str(ROOT / "benchmarks" / "d3rlpy_baselines.py"),
+                    "--data",
+                    str(npz),
+                    "--env-id",
+                    pipe.info.env_id,
+                    "--algo",
+                    "iql",
+                    "--steps",
+                    str(args.iql_steps),
+                    "--episodes",
+                    "0",
+                    "--seed",
+                    str(args.seed),
+                    "--out",
+                    str(Path(tmp) / "iql.json"),
+                    "--save-policy",
+                    str(policy_file),
+                ],
+                check=True,
+            )
             net = torch.jit.load(str(policy_file))
 
             def iql(states: np.ndarray, goals: np.ndarray | None) -> np.ndarray:
@@ -118,12 +168,24 @@ def main() -> None:
                     return net(torch.as_tensor(x)).numpy()
 
             for task in args.tasks:
-                res = evaluate(policy=iql, env_id=pipe.info.env_id, episodes=args.episodes, seed=args.seed,
-                               num_envs=args.num_envs, task=task)
-                save(out_path, dataset_id, f"iql/policy/{task}",
-                     row(res) | {"train_steps": args.iql_steps, "config": "d3rlpy defaults"})
-                print(f"iql      policy {task:<6} success {100 * res.success_rate:5.1f} %  "
-                      f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}")
+                res = evaluate(
+                    policy=iql,
+                    env_id=pipe.info.env_id,
+                    episodes=args.episodes,
+                    seed=args.seed,
+                    num_envs=args.num_envs,
+                    task=task,
+                )
+                save(
+                    out_path,
+                    dataset_id,
+                    f"iql/policy/{task}",
+                    row(res) | {"train_steps": args.iql_steps, "config": "d3rlpy defaults"},
+                )
+                print(
+                    f"iql      policy {task:<6} success {100 * res.success_rate:5.1f} %  "
+                    f"score {res.normalized_score:6.1f} ± {res.stderr:.1f}"
+                )
     print(f"wrote {out_path}")
 
 

@@ -42,13 +42,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "ddpm-20 (identical settings)": dict(batch_size=64, n_guide_steps=2, sampler="ddpm", num_inference_steps=20),
     "ddim-5": dict(batch_size=64, n_guide_steps=2, sampler="ddim", num_inference_steps=5),
     "dpmsolver++-5": dict(batch_size=64, n_guide_steps=2, sampler="dpmsolver++", num_inference_steps=5),
-    "ddpm-20, warm start 2": dict(batch_size=64, n_guide_steps=2, sampler="ddpm", num_inference_steps=20,
-                                  warm_start_steps=2),
-    "ddim-5, warm start 1, 1 guide": dict(batch_size=64, n_guide_steps=1, sampler="ddim", num_inference_steps=5,
-                                          warm_start_steps=1),
+    "ddpm-20, warm start 2": dict(
+        batch_size=64, n_guide_steps=2, sampler="ddpm", num_inference_steps=20, warm_start_steps=2
+    ),
+    "ddim-5, warm start 1, 1 guide": dict(
+        batch_size=64, n_guide_steps=1, sampler="ddim", num_inference_steps=5, warm_start_steps=1
+    ),
     "ddim-4, 16 plans, 1 guide": dict(batch_size=16, n_guide_steps=1, sampler="ddim", num_inference_steps=4),
-    "ddim-5, 16 plans, warm start 2, 1 guide": dict(batch_size=16, n_guide_steps=1, sampler="ddim",
-                                                    num_inference_steps=5, warm_start_steps=2),
+    "ddim-5, 16 plans, warm start 2, 1 guide": dict(
+        batch_size=16, n_guide_steps=1, sampler="ddim", num_inference_steps=5, warm_start_steps=2
+    ),
 }
 FAST = "ddim-5, 16 plans, warm start 2, 1 guide"
 
@@ -155,16 +158,26 @@ def episode_speed(pipe: Any, config: dict[str, Any], decisions: int, n_envs: int
     for e in envs:
         e.close()
     per_call = float(np.median(times))
-    return {"seconds_per_call": per_call, "seconds_per_decision": per_call / n_envs,
-            "decisions_per_second": n_envs / per_call, "warm": planner.stats.warm, "cold": planner.stats.cold}
+    return {
+        "seconds_per_call": per_call,
+        "seconds_per_decision": per_call / n_envs,
+        "decisions_per_second": n_envs / per_call,
+        "warm": planner.stats.warm,
+        "cold": planner.stats.cold,
+    }
 
 
 def score(pipe: Any, config: dict[str, Any], episodes: int, num_envs: int) -> dict[str, float]:
     from diffplan.evaluation import evaluate
 
     res = evaluate(pipe=pipe, episodes=episodes, seed=0, num_envs=num_envs, plan_kwargs=config, progress=True)
-    return {"normalized_score": res.normalized_score, "stderr": res.stderr, "mean_return": res.mean_return,
-            "episodes": episodes, "eval_seconds_per_decision": res.seconds_per_decision}
+    return {
+        "normalized_score": res.normalized_score,
+        "stderr": res.stderr,
+        "mean_return": res.mean_return,
+        "episodes": episodes,
+        "eval_seconds_per_decision": res.seconds_per_decision,
+    }
 
 
 def train_speed(steps: int, device: str) -> dict:
@@ -182,8 +195,9 @@ def train_speed(steps: int, device: str) -> dict:
         for name in ("small", "paper"):
             out[name] = train_rate(dataset, preset_name=name, steps=steps, device=train_device)
         if device == "cpu":
-            out["small_before"] = train_rate(dataset, preset_name="small", steps=steps, device=train_device,
-                                             eager_host_path=True)
+            out["small_before"] = train_rate(
+                dataset, preset_name="small", steps=steps, device=train_device, eager_host_path=True
+            )
             out["small_speedup"] = out["small"]["steps_per_s"] / out["small_before"]["steps_per_s"]
     return out
 
@@ -198,8 +212,11 @@ def main() -> None:
     parser.add_argument("--run", help="trained run: time its nets and measure each configuration's score")
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time the fast setting with torch.compile")
-    parser.add_argument("--cuda-graphs", action="store_true",
-                        help="CUDA: also time identical settings and the fast setting with CUDA graphs")
+    parser.add_argument(
+        "--cuda-graphs",
+        action="store_true",
+        help="CUDA: also time identical settings and the fast setting with CUDA graphs",
+    )
     parser.add_argument("--envs", default="1,8,32", help="env counts planned in one call (fast setting)")
     parser.add_argument("--out", default=str(ROOT / "results" / "plan_speed.json"))
     args = parser.parse_args()
@@ -215,20 +232,25 @@ def main() -> None:
     if args.cuda_graphs:
         ours.use_cuda_graphs()
         for name in ("ddpm-20 (identical settings)", FAST):
-            rows[name + ", CUDA graphs"] = {"config": CONFIGS[name]} | episode_speed(ours, CONFIGS[name], args.decisions,
-                                                                                     1, args.device)
+            rows[name + ", CUDA graphs"] = {"config": CONFIGS[name]} | episode_speed(
+                ours, CONFIGS[name], args.decisions, 1, args.device
+            )
         batched_graphs = {k: episode_speed(ours, CONFIGS[FAST], args.decisions, k, args.device) for k in envs}
         capture = ours.graph_capture_seconds
         ours.use_cuda_graphs(False)
     if args.compile:
         ours.compile(mode="reduce-overhead" if args.device.startswith("cuda") else None)
-        rows[FAST + ", torch.compile"] = {"config": CONFIGS[FAST]} | episode_speed(ours, CONFIGS[FAST], args.decisions,
-                                                                                  1, args.device)
+        rows[FAST + ", torch.compile"] = {"config": CONFIGS[FAST]} | episode_speed(
+            ours, CONFIGS[FAST], args.decisions, 1, args.device
+        )
     if args.run:
-        for name, row in rows.items():
+        for row in rows.values():
             row.update(score(ours, row["config"], args.episodes, num_envs=min(args.episodes, 10)))
     result = {
-        "date": date.today().isoformat(), "machine": machine(), "device": args.device, "torch_threads": args.threads,
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "device": args.device,
+        "torch_threads": args.threads,
         "nets": args.run or "paper preset, random init",
         "diffusers_seconds_per_decision": t_diffusers,
         "ours_identical_seconds_per_decision": rows["ddpm-20 (identical settings)"]["seconds_per_decision"],
@@ -246,17 +268,24 @@ def main() -> None:
     print(f"{'diffusers ValueGuidedRLPipeline':<48}{t_diffusers:>13.4f}{1.0:>13.1f}x{'':>14}")
     for name, row in rows.items():
         sc = f"{row['normalized_score']:.1f} ± {row['stderr']:.1f}" if "normalized_score" in row else "-"
-        print(f"{name:<48}{row['seconds_per_decision']:>13.4f}{t_diffusers / row['seconds_per_decision']:>13.1f}x{sc:>14}")
+        print(
+            f"{name:<48}{row['seconds_per_decision']:>13.4f}{t_diffusers / row['seconds_per_decision']:>13.1f}x{sc:>14}"
+        )
     for label, table in (("", batched), (", CUDA graphs", result.get("batched_envs_cuda_graphs", {}))):
         if table:
             print(f"\nbatched envs ({FAST}{label}):")
         for k, row in table.items():
-            print(f"  K={k:<3} {row['decisions_per_second']:8.1f} decisions/s  ({row['seconds_per_call']:.4f} s per call, "
-                  f"{row['decisions_per_second'] / table[envs[0]]['decisions_per_second']:.1f}x K={envs[0]})")
+            print(
+                f"  K={k:<3} {row['decisions_per_second']:8.1f} decisions/s  "
+                f"({row['seconds_per_call']:.4f} s per call, "
+                f"{row['decisions_per_second'] / table[envs[0]]['decisions_per_second']:.1f}x K={envs[0]})"
+            )
     for name, row in result.get("train", {}).items():
         if isinstance(row, dict):
-            print(f"train {name:<12} {row['steps_per_s']:7.1f} steps/s, {row['samples_per_s']:8.0f} samples/s "
-                  f"(batch {row['batch_size']} x accumulation {row['gradient_accumulation_steps']})")
+            print(
+                f"train {name:<12} {row['steps_per_s']:7.1f} steps/s, {row['samples_per_s']:8.0f} samples/s "
+                f"(batch {row['batch_size']} x accumulation {row['gradient_accumulation_steps']})"
+            )
     if "small_speedup" in result.get("train", {}):
         print(f"train small: device-resident hot path {result['train']['small_speedup']:.2f}x the path before it")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

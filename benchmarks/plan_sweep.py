@@ -41,15 +41,19 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "dpmsolver++-5": {"sampler": "dpmsolver++"},
     }.items():
         out[name] = dict(fast) | change
-    out[DDPM] = {"batch_size": 64, "n_guide_steps": 2, "sampler": "ddpm", "num_inference_steps": 20,
-                 "warm_start_steps": 0}
+    out[DDPM] = {
+        "batch_size": 64,
+        "n_guide_steps": 2,
+        "sampler": "ddpm",
+        "num_inference_steps": 20,
+        "warm_start_steps": 0,
+    }
     return out
 
 
 def main() -> None:
-    import torch
-
     import numpy as np
+    import torch
 
     from diffplan.envs.specs import ReferenceScores
     from diffplan.evaluation import evaluate
@@ -75,20 +79,34 @@ def main() -> None:
         if args.rows and row not in args.rows:
             continue
         episodes = args.ddpm_episodes if row == DDPM else args.episodes
-        res = evaluate(pipe=pipe, episodes=episodes, seed=args.seed, num_envs=episodes, max_episode_steps=1000,
-                       plan_kwargs=config)
-        table["rows"][row] = {"config": config, "mean": res.normalized_score, "stderr": res.stderr,
-                              "n": episodes, "seconds_per_decision": res.seconds_per_decision,
-                              "returns": res.returns}
+        res = evaluate(
+            pipe=pipe, episodes=episodes, seed=args.seed, num_envs=episodes, max_episode_steps=1000, plan_kwargs=config
+        )
+        table["rows"][row] = {
+            "config": config,
+            "mean": res.normalized_score,
+            "stderr": res.stderr,
+            "n": episodes,
+            "seconds_per_decision": res.seconds_per_decision,
+            "returns": res.returns,
+        }
         # the fast configuration on exactly the DDPM row's seeds, for a paired comparison
         if row == "fast_config":
             refs = ReferenceScores(**res.reference)
             table["rows"][row]["mean_first_ddpm_seeds"] = float(
-                np.mean([refs.normalize(r) for r in res.returns[: args.ddpm_episodes]]))
-        print(f"{row:<40} {res.normalized_score:6.1f} ± {res.stderr:4.1f}  (n={episodes})  "
-              f"{res.seconds_per_decision * 1e3:7.1f} ms/decision")
-        table |= {"run": str(args.run), "seed": args.seed, "threads": args.threads, "date": date.today().isoformat(),
-                  "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}"}
+                np.mean([refs.normalize(r) for r in res.returns[: args.ddpm_episodes]])
+            )
+        print(
+            f"{row:<40} {res.normalized_score:6.1f} ± {res.stderr:4.1f}  (n={episodes})  "
+            f"{res.seconds_per_decision * 1e3:7.1f} ms/decision"
+        )
+        table |= {
+            "run": str(args.run),
+            "seed": args.seed,
+            "threads": args.threads,
+            "date": date.today().isoformat(),
+            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        }
         atomic_write_json(out_path, table)  # after every row: an interrupted sweep keeps what it measured
     print(f"wrote {out_path}")
 

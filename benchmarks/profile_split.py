@@ -20,32 +20,19 @@ library's `profile`, which cProfile and so torch._dynamo import, and break every
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# this file's name shadows the standard library's `profile` (which cProfile, and so torch._dynamo,
-# imports): take its folder off the import path before anything else is imported
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
 import argparse
 import json
-import importlib.util
 import os
 import tempfile
 import time
 from collections import defaultdict
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-_spec = importlib.util.spec_from_file_location("plan_speed", _HERE / "plan_speed.py")
-plan_speed = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(plan_speed)  # type: ignore[union-attr]
-CONFIGS, FAST, ROOT, build_pipes, machine = (plan_speed.CONFIGS, plan_speed.FAST, plan_speed.ROOT,
-                                             plan_speed.build_pipes, plan_speed.machine)
+from plan_speed import CONFIGS, FAST, ROOT, build_pipes, machine
 
 
 def _sync(device: torch.device) -> None:
@@ -87,8 +74,7 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
         planner.act(obs, generator=g)
         times.append(time.perf_counter() - t0)
     clock = _Clock(device)
-    originals = {"unet": pipe.unet.forward, "value_function": pipe.value_function.forward,
-                 "grad": torch.autograd.grad}
+    originals = {"unet": pipe.unet.forward, "value_function": pipe.value_function.forward, "grad": torch.autograd.grad}
     pipe.unet.forward = clock.wrap("networks", originals["unet"])
     pipe.value_function.forward = clock.wrap("networks", originals["value_function"])
     torch.autograd.grad = clock.wrap("networks", originals["grad"])
@@ -104,14 +90,27 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
         torch.autograd.grad = originals["grad"]
     total = float(np.median(times)) * 1e3
     networks = clock.seconds["networks"] / decisions * 1e3
-    return {"n_envs": n_envs, "ms_per_call": total, "decisions_per_s": n_envs / total * 1e3,
-            "instrumented_ms_per_call": instrumented, "ms_in_networks": networks,
-            "ms_outside": instrumented - networks}
+    return {
+        "n_envs": n_envs,
+        "ms_per_call": total,
+        "decisions_per_s": n_envs / total * 1e3,
+        "instrumented_ms_per_call": instrumented,
+        "ms_in_networks": networks,
+        "ms_outside": instrumented - networks,
+    }
 
 
-def training_split(dataset: str, *, preset_name: str, steps: int, device: str | None, batch_size: int | None = None,
-                   eager_host_path: bool = False, compile: bool = False,
-                   mixed_precision: str = "no") -> dict[str, Any]:
+def training_split(
+    dataset: str,
+    *,
+    preset_name: str,
+    steps: int,
+    device: str | None,
+    batch_size: int | None = None,
+    eager_host_path: bool = False,
+    compile: bool = False,
+    mixed_precision: str = "no",
+) -> dict[str, Any]:
     """Per-step ms of data, forward, backward, optimizer, EMA and the rest, over ``steps`` steps
     of the denoiser phase (after 5 warm-up steps)."""
     from diffusers.training_utils import EMAModel
@@ -119,13 +118,21 @@ def training_split(dataset: str, *, preset_name: str, steps: int, device: str | 
     from diffplan.presets import get_preset
     from diffplan.training.trainer import Trainer
 
-    overrides: dict[str, Any] = {"denoiser_steps": steps + 5, "value_steps": 0, "checkpoint_every": 10 ** 9}
+    overrides: dict[str, Any] = {"denoiser_steps": steps + 5, "value_steps": 0, "checkpoint_every": 10**9}
     if batch_size:
         overrides["batch_size"] = batch_size
     preset = get_preset(preset_name, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(dataset=dataset, out=Path(tmp) / "run", preset=preset, device=device, progress=False,
-                     compile=compile, mixed_precision=mixed_precision, _eager_host_path=eager_host_path)
+        tr = Trainer(
+            dataset=dataset,
+            out=Path(tmp) / "run",
+            preset=preset,
+            device=device,
+            progress=False,
+            compile=compile,
+            mixed_precision=mixed_precision,
+            _eager_host_path=eager_host_path,
+        )
         dev = tr.accelerator.device
         clock = _Clock(dev)
         starts: list[float] = []
@@ -156,30 +163,59 @@ def training_split(dataset: str, *, preset_name: str, steps: int, device: str | 
     step_ms = float(intervals.mean()) * 1e3
     parts = {k: v / len(intervals) * 1e3 for k, v in parts.items()}
     core = parts.get("forward", 0) + parts.get("backward", 0) + parts.get("optimizer", 0)
-    return {"preset": preset_name, "batch_size": preset.train.batch_size,
-            "gradient_accumulation_steps": preset.train.gradient_accumulation_steps,
-            "ms_per_step": step_ms, "parts_ms": parts, "outside_fraction": max(0.0, 1 - core / step_ms),
-            "eager_host_path": eager_host_path, "compile": compile, "mixed_precision": mixed_precision}
+    return {
+        "preset": preset_name,
+        "batch_size": preset.train.batch_size,
+        "gradient_accumulation_steps": preset.train.gradient_accumulation_steps,
+        "ms_per_step": step_ms,
+        "parts_ms": parts,
+        "outside_fraction": max(0.0, 1 - core / step_ms),
+        "eager_host_path": eager_host_path,
+        "compile": compile,
+        "mixed_precision": mixed_precision,
+    }
 
 
-def train_rate(dataset: str, *, preset_name: str, steps: int, device: str | None, batch_size: int | None = None,
-               warmup: int = 10, eager_host_path: bool = False, compile: bool = False,
-               mixed_precision: str = "no", cuda_graphs: bool = False) -> dict[str, Any]:
+def train_rate(
+    dataset: str,
+    *,
+    preset_name: str,
+    steps: int,
+    device: str | None,
+    batch_size: int | None = None,
+    warmup: int = 10,
+    eager_host_path: bool = False,
+    compile: bool = False,
+    mixed_precision: str = "no",
+    cuda_graphs: bool = False,
+) -> dict[str, Any]:
     """Optimizer steps per second of the denoiser phase, untimed regions left alone, after ``warmup``
     steps (compilation included there) and with the device synchronised at the end."""
     from diffplan.presets import get_preset
     from diffplan.training.trainer import Trainer
 
-    overrides: dict[str, Any] = {"denoiser_steps": steps + warmup, "value_steps": 0, "checkpoint_every": 10 ** 9,
-                                 "log_every": 100}
+    overrides: dict[str, Any] = {
+        "denoiser_steps": steps + warmup,
+        "value_steps": 0,
+        "checkpoint_every": 10**9,
+        "log_every": 100,
+    }
     if batch_size:
         overrides["batch_size"] = batch_size
     preset = get_preset(preset_name, **overrides)
     marks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(dataset=dataset, out=Path(tmp) / "run", preset=preset, device=device, progress=False,
-                     compile=compile, mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
-                     _eager_host_path=eager_host_path)
+        tr = Trainer(
+            dataset=dataset,
+            out=Path(tmp) / "run",
+            preset=preset,
+            device=device,
+            progress=False,
+            compile=compile,
+            mixed_precision=mixed_precision,
+            cuda_graphs=cuda_graphs,
+            _eager_host_path=eager_host_path,
+        )
         dev = tr.accelerator.device
         batch_fn, loss_fn = tr.phase_functions("unet")
 
@@ -199,10 +235,20 @@ def train_rate(dataset: str, *, preset_name: str, steps: int, device: str | None
             save_phase()
     rate = steps / (marks["end"] - marks["start"])
     b, acc = preset.train.batch_size, preset.train.gradient_accumulation_steps
-    return {"preset": preset_name, "batch_size": b, "gradient_accumulation_steps": acc, "steps_per_s": rate,
-            "samples_per_s": rate * b * acc, "steps_measured": steps, "warmup_steps": warmup,
-            "warmup_seconds": marks["compile_s"], "eager_host_path": eager_host_path, "compile": compile,
-            "mixed_precision": mixed_precision, "cuda_graphs": cuda_graphs}
+    return {
+        "preset": preset_name,
+        "batch_size": b,
+        "gradient_accumulation_steps": acc,
+        "steps_per_s": rate,
+        "samples_per_s": rate * b * acc,
+        "steps_measured": steps,
+        "warmup_steps": warmup,
+        "warmup_seconds": marks["compile_s"],
+        "eager_host_path": eager_host_path,
+        "compile": compile,
+        "mixed_precision": mixed_precision,
+        "cuda_graphs": cuda_graphs,
+    }
 
 
 def _patch_save(marks: dict[str, float], dev: torch.device) -> Any:
@@ -230,8 +276,9 @@ def random_hopper_dataset(root: Path, steps: int = 3000) -> str:
     from diffplan.collect.collect import collect
 
     os.environ["MINARI_DATASETS_PATH"] = str(root)
-    collect(env_id="Hopper-v5", behavior="random", steps=steps, seed=0, dataset_id="bench/hopper-random-v0",
-            progress=False)
+    collect(
+        env_id="Hopper-v5", behavior="random", steps=steps, seed=0, dataset_id="bench/hopper-random-v0", progress=False
+    )
     return "bench/hopper-random-v0"
 
 
@@ -250,23 +297,35 @@ def main() -> None:
     train_device = "cpu" if device.type == "cpu" else None
     with tempfile.TemporaryDirectory() as tmp:
         dataset = random_hopper_dataset(Path(tmp))
-        trains = [training_split(dataset, preset_name=name, steps=args.train_steps, device=train_device)
-                  for name in ("small", "paper")]
+        trains = [
+            training_split(dataset, preset_name=name, steps=args.train_steps, device=train_device)
+            for name in ("small", "paper")
+        ]
     print(f"\nplanning ({FAST}) on {args.device}:")
     for row in plans:
-        print(f"  {row['n_envs']:>3} envs: {row['ms_per_call']:8.2f} ms per call, {row['ms_in_networks']:8.2f} in the "
-              f"networks, {row['ms_outside']:6.2f} outside")
+        print(
+            f"  {row['n_envs']:>3} envs: {row['ms_per_call']:8.2f} ms per call, {row['ms_in_networks']:8.2f} in the "
+            f"networks, {row['ms_outside']:6.2f} outside"
+        )
     print("training step (denoiser):")
     for row in trains:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in row["parts_ms"].items())
-        print(f"  {row['preset']:<6} batch {row['batch_size']} x {row['gradient_accumulation_steps']}: "
-              f"{row['ms_per_step']:.2f} ms ({parts}); outside forward+backward+optimizer "
-              f"{100 * row['outside_fraction']:.1f} %")
+        print(
+            f"  {row['preset']:<6} batch {row['batch_size']} x {row['gradient_accumulation_steps']}: "
+            f"{row['ms_per_step']:.2f} ms ({parts}); outside forward+backward+optimizer "
+            f"{100 * row['outside_fraction']:.1f} %"
+        )
     out = Path(args.out or ROOT / "results" / f"profile_{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"date": date.today().isoformat(), "machine": machine(), "device": args.device,
-              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "torch_threads": args.threads, "planning": plans, "training": trains}
+    record = {
+        "date": date.today().isoformat(),
+        "machine": machine(),
+        "device": args.device,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "torch_threads": args.threads,
+        "planning": plans,
+        "training": trains,
+    }
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
 

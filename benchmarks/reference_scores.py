@@ -40,6 +40,7 @@ def main() -> None:
     package_file = ROOT / "src" / "diffplan" / "envs" / "reference_scores.json"
     table = json.loads(package_file.read_text()) if package_file.exists() else {}
     for env_id in args.envs:
+
         def random_policy(env):
             env.action_space.seed(args.seed)
             return lambda obs: env.action_space.sample()
@@ -52,19 +53,29 @@ def main() -> None:
             except FileNotFoundError:
                 print(f"{env_id}: no shipped expert policy, skipped")
                 continue
-            expert_policy, expert_name = (lambda env, p=path: load_sac_actor(path=p, env=env)), f"SAC expert ({path.name})"
+            expert_policy, expert_name = (
+                (lambda env, p=path: load_sac_actor(path=p, env=env)),
+                f"SAC expert ({path.name})",
+            )
         started = time.perf_counter()
         rand = evaluate_policy_returns(policy=random_policy, env_id=env_id, episodes=args.episodes, seed=args.seed)
         expert = evaluate_policy_returns(policy=expert_policy, env_id=env_id, episodes=args.episodes, seed=args.seed)
         table[env_id] = {
-            "random": float(np.mean(rand)), "random_stderr": float(np.std(rand, ddof=1) / np.sqrt(len(rand))),
-            "expert": float(np.mean(expert)), "expert_stderr": float(np.std(expert, ddof=1) / np.sqrt(len(expert))),
-            "episodes": args.episodes, "seed": args.seed, "expert_policy": expert_name,
-            "date": date.today().isoformat(), "seconds": time.perf_counter() - started,
+            "random": float(np.mean(rand)),
+            "random_stderr": float(np.std(rand, ddof=1) / np.sqrt(len(rand))),
+            "expert": float(np.mean(expert)),
+            "expert_stderr": float(np.std(expert, ddof=1) / np.sqrt(len(expert))),
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "expert_policy": expert_name,
+            "date": date.today().isoformat(),
+            "seconds": time.perf_counter() - started,
         }
         row = table[env_id]
-        print(f"{env_id:<22} random {row['random']:9.2f} ± {row['random_stderr']:.2f}   "
-              f"expert {row['expert']:9.2f} ± {row['expert_stderr']:.2f}   ({row['seconds']:.0f} s)")
+        print(
+            f"{env_id:<22} random {row['random']:9.2f} ± {row['random_stderr']:.2f}   "
+            f"expert {row['expert']:9.2f} ± {row['expert_stderr']:.2f}   ({row['seconds']:.0f} s)"
+        )
     for path in (package_file, ROOT / "results" / "reference_scores.json"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(table, indent=2) + "\n")

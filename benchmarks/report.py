@@ -1,6 +1,6 @@
 """Markdown tables of the measured scores (results/*.json), for RESULTS.md and the README.
 
-    python benchmarks/report.py
+python benchmarks/report.py
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ def _cell(r: dict | None, bold: bool = False) -> str:
 
 
 def locomotion() -> str:
-    lines = ["| dataset | behaviour (dataset) | BC | IQL | diffplan | diffplan s / decision |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| dataset | behaviour (dataset) | BC | IQL | diffplan | diffplan s / decision |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for family in ("hopper", "walker2d"):
         path = ROOT / "results" / f"scores_{family}.json"
         if not path.exists():
@@ -45,18 +47,24 @@ def maze() -> str:
     path = ROOT / "results" / "scores_maze.json"
     if not path.exists():
         return ""
-    lines = ["| maze | method / execution | single: success | single: score | multi: success | multi: score "
-             "| s / plan |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| maze | method / execution | single: success | single: score | multi: success | multi: score | s / plan |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     table = json.loads(path.read_text())
     order = {m: i for i, m in enumerate(MAZES)}
     for dataset in sorted(table, key=lambda d: next((order[m] for m in MAZES if f"_{m}/" in d), len(MAZES))):
-        variants = sorted({tuple(k.split("/")[:2]) for k in table[dataset]},
-                          key=lambda v: (EXECUTIONS.index(v[1]) if v[1] in EXECUTIONS else len(EXECUTIONS), v))
+        variants = sorted(
+            {tuple(k.split("/")[:2]) for k in table[dataset]},
+            key=lambda v: (EXECUTIONS.index(v[1]) if v[1] in EXECUTIONS else len(EXECUTIONS), v),
+        )
         for method, execution in variants:
             cells, speeds = [], []
             for task in ("single", "multi"):
                 r = table[dataset].get(f"{method}/{execution}/{task}")
-                cells += [f"{100 * r['success_rate']:.0f} %", f"{r['mean']:.1f} ± {r['stderr']:.1f}"] if r else ["—", "—"]
+                cells += (
+                    [f"{100 * r['success_rate']:.0f} %", f"{r['mean']:.1f} ± {r['stderr']:.1f}"] if r else ["—", "—"]
+                )
                 if r and method != "iql":
                     speeds.append(r["seconds_per_plan"])
             speed = f"{np.mean(speeds):.2f}" if speeds else "—"
@@ -69,10 +77,14 @@ def sweep(name: str = "hopper-medium") -> str:
     if not path.exists():
         return ""
     data = json.loads(path.read_text())
-    lines = ["| setting (changed from fast_config) | normalized score | episodes | ms / decision |",
-             "| --- | ---: | ---: | ---: |"]
+    lines = [
+        "| setting (changed from fast_config) | normalized score | episodes | ms / decision |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for row, r in data["rows"].items():
-        lines.append(f"| {row} | {r['mean']:.1f} ± {r['stderr']:.1f} | {r['n']} | {1e3 * r['seconds_per_decision']:.1f} |")
+        lines.append(
+            f"| {row} | {r['mean']:.1f} ± {r['stderr']:.1f} | {r['n']} | {1e3 * r['seconds_per_decision']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -32,16 +32,23 @@ def export_npz(dataset_id: str, path: Path) -> None:
 
     eps = load_minari(dataset_id).episodes
     last = [np.arange(len(e)) == len(e) - 1 for e in eps]
-    np.savez(path, observations=np.concatenate([e.observations for e in eps]),
-             actions=np.concatenate([e.actions for e in eps]), rewards=np.concatenate([e.rewards for e in eps]),
-             terminals=np.concatenate([m & e.terminated for m, e in zip(last, eps)]),
-             timeouts=np.concatenate([m & (not e.terminated) for m, e in zip(last, eps)]))
+    np.savez(
+        path,
+        observations=np.concatenate([e.observations for e in eps]),
+        actions=np.concatenate([e.actions for e in eps]),
+        rewards=np.concatenate([e.rewards for e in eps]),
+        terminals=np.concatenate([m & e.terminated for m, e in zip(last, eps)]),
+        timeouts=np.concatenate([m & (not e.terminated) for m, e in zip(last, eps)]),
+    )
 
 
 def summary(normalized: list[float]) -> dict:
     x = np.asarray(normalized, dtype=float)
-    return {"mean": float(x.mean()), "stderr": float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0,
-            "n": int(len(x))}
+    return {
+        "mean": float(x.mean()),
+        "stderr": float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0,
+        "n": int(len(x)),
+    }
 
 
 def main() -> None:
@@ -81,18 +88,47 @@ def main() -> None:
                 print(f"{algo}: {args.bench_python} missing (make bench-venv), skipped")
                 continue
             out = Path(tmp) / f"{algo}.json"
-            subprocess.run([args.bench_python, str(ROOT / "benchmarks" / "d3rlpy_baselines.py"), "--data", str(npz),
-                            "--env-id", eps.env_id, "--algo", algo, "--steps", str(getattr(args, f"{algo}_steps")),
-                            "--episodes", str(args.episodes), "--seed", str(args.seed), "--out", str(out)], check=True)
+            subprocess.run(
+                [
+                    args.bench_python,
+                    str(ROOT / "benchmarks" / "d3rlpy_baselines.py"),
+                    "--data",
+                    str(npz),
+                    "--env-id",
+                    eps.env_id,
+                    "--algo",
+                    algo,
+                    "--steps",
+                    str(getattr(args, f"{algo}_steps")),
+                    "--episodes",
+                    str(args.episodes),
+                    "--seed",
+                    str(args.seed),
+                    "--out",
+                    str(out),
+                ],
+                check=True,
+            )
             res = json.loads(out.read_text())
             row[algo] = summary([refs.normalize(r) for r in res["returns"]]) | {
-                "seconds_per_decision": res["seconds_per_decision"], "train_steps": res["steps"]}
+                "seconds_per_decision": res["seconds_per_decision"],
+                "train_steps": res["steps"],
+            }
     if args.run:
         pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
-        res = evaluate(pipe=pipe, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs,
-                       max_episode_steps=1000, plan_kwargs=json.loads(args.plan_kwargs))
+        res = evaluate(
+            pipe=pipe,
+            episodes=args.episodes,
+            seed=args.seed,
+            num_envs=args.num_envs,
+            max_episode_steps=1000,
+            plan_kwargs=json.loads(args.plan_kwargs),
+        )
         row[args.method] = summary([refs.normalize(r) for r in res.returns]) | {
-            "seconds_per_decision": res.seconds_per_decision, "run": str(args.run), "planner": res.planner}
+            "seconds_per_decision": res.seconds_per_decision,
+            "run": str(args.run),
+            "planner": res.planner,
+        }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     table = json.loads(out_path.read_text()) if out_path.exists() else {}  # re-read: other runs may have written
     row = table[args.dataset] = table.get(args.dataset, {}) | row

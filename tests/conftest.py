@@ -50,8 +50,13 @@ def tiny_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> P
     from diffplan.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(dataset=hopper_dataset, out=out, preset=get_preset("tiny", denoiser_steps=300, value_steps=300),
-          device="cpu", progress=False)
+    train(
+        dataset=hopper_dataset,
+        out=out,
+        preset=get_preset("tiny", denoiser_steps=300, value_steps=300),
+        device="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -64,8 +69,14 @@ def maze_run(minari_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from diffplan.presets import get_preset
     from diffplan.training import train
 
-    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=900, seed=0,
-            dataset_id="test/umaze-tiny-v0", progress=False)
+    collect(
+        env_id="PointMaze_UMaze-v3",
+        behavior="waypoint",
+        steps=900,
+        seed=0,
+        dataset_id="test/umaze-tiny-v0",
+        progress=False,
+    )
     out = tmp_path_factory.mktemp("maze") / "run"
     preset = replace(get_preset("tiny", denoiser_steps=40, value_steps=20, inverse_steps=300), normalizer="limits")
     train(dataset="test/umaze-tiny-v0", out=out, preset=preset, device="cpu", progress=False)

@@ -9,58 +9,151 @@ from diffplan.cli import main
 
 
 def test_collect_and_datasets(minari_root: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["collect", "Hopper-v5", "--behavior", "random", "--steps", "120", "--seed", "1",
-                 "--dataset-id", "cli/hopper-tiny-v0"]) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "Hopper-v5",
+                "--behavior",
+                "random",
+                "--steps",
+                "120",
+                "--seed",
+                "1",
+                "--dataset-id",
+                "cli/hopper-tiny-v0",
+            ]
+        )
+        == 0
+    )
     assert "wrote cli/hopper-tiny-v0" in capsys.readouterr().out
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
     assert "cli/hopper-tiny-v0" in out and "Hopper-v5" in out and "120" in out
     # the same id again is refused, and the data is left as it was
-    assert main(["collect", "Hopper-v5", "--behavior", "random", "--steps", "50",
-                 "--dataset-id", "cli/hopper-tiny-v0"]) == 2
+    assert (
+        main(["collect", "Hopper-v5", "--behavior", "random", "--steps", "50", "--dataset-id", "cli/hopper-tiny-v0"])
+        == 2
+    )
     assert "already exists" in capsys.readouterr().err
     assert main(["datasets"]) == 0 and "120" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["collect", "Nope-v0", "--behavior", "random", "--steps", "5", "--dataset-id", "cli/x-v0"], "unknown environment id"),
-    (["collect", "Hopper-v5", "--behavior", "sac", "--steps", "5", "--dataset-id", "cli/y-v0"], "needs --policy"),
-    (["train", "nope/none-v0", "--out", "unused", "--preset", "tiny"], "no local Minari dataset"),
-    (["train", "test/hopper-random-v0", "--out", "unused", "--preset", "huge"], "unknown preset 'huge'"),
-    (["evaluate", "no-such-run"], "no shipped run named 'no-such-run'"),
-])
-def test_bad_input_exits_2_with_a_message(argv: list, message: str, hopper_dataset: str,
-                                          capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["collect", "Nope-v0", "--behavior", "random", "--steps", "5", "--dataset-id", "cli/x-v0"],
+            "unknown environment id",
+        ),
+        (["collect", "Hopper-v5", "--behavior", "sac", "--steps", "5", "--dataset-id", "cli/y-v0"], "needs --policy"),
+        (["train", "nope/none-v0", "--out", "unused", "--preset", "tiny"], "no local Minari dataset"),
+        (["train", "test/hopper-random-v0", "--out", "unused", "--preset", "huge"], "unknown preset 'huge'"),
+        (["evaluate", "no-such-run"], "no shipped run named 'no-such-run'"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(
+    argv: list, message: str, hopper_dataset: str, capsys: pytest.CaptureFixture
+) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
 
 
 def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
-    assert main(["train", hopper_dataset, "--out", str(run), "--preset", "tiny", "--denoiser-steps", "10",
-                 "--value-steps", "10", "--device", "cpu", "--mixed-precision", "no"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                hopper_dataset,
+                "--out",
+                str(run),
+                "--preset",
+                "tiny",
+                "--denoiser-steps",
+                "10",
+                "--value-steps",
+                "10",
+                "--device",
+                "cpu",
+                "--mixed-precision",
+                "no",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "unet: 10 steps" in out and f"run folder: {run}" in out
     out_json = tmp_path / "eval.json"
-    assert main(["evaluate", str(run), "--episodes", "2", "--seed", "3", "--num-envs", "2", "--max-episode-steps", "5",
-                 "--batch-size", "2", "--sampler", "ddim", "--steps", "3", "--warm-start-steps", "2",
-                 "--cuda-graphs", "--json", str(out_json)]) == 0  # --cuda-graphs: a no-op on the CPU
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--episodes",
+                "2",
+                "--seed",
+                "3",
+                "--num-envs",
+                "2",
+                "--max-episode-steps",
+                "5",
+                "--batch-size",
+                "2",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "3",
+                "--warm-start-steps",
+                "2",
+                "--cuda-graphs",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )  # --cuda-graphs: a no-op on the CPU
     assert "normalized score" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert data["episodes"] == 2 and data["planner"] == {"batch_size": 2, "sampler": "ddim", "num_inference_steps": 3,
-                                                         "warm_start_steps": 2, "mode": "replan", "replan_every": 1,
-                                                         "actions": "plan"}
+    assert data["episodes"] == 2 and data["planner"] == {
+        "batch_size": 2,
+        "sampler": "ddim",
+        "num_inference_steps": 3,
+        "warm_start_steps": 2,
+        "mode": "replan",
+        "replan_every": 1,
+        "actions": "plan",
+    }
     assert main(["runs"]) == 0
     assert capsys.readouterr().out.strip()
 
 
-def test_demo(minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo(
+    minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", os.environ["MINARI_DATASETS_PATH"])  # restored afterwards
     out_json = tmp_path / "demo.json"
-    assert main(["demo", "--from-scratch", "--workdir", str(tmp_path / "demo"), "--json", str(out_json),
-                 "--collect-steps", "300", "--train-steps", "10", "--max-episode-steps", "5"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--from-scratch",
+                "--workdir",
+                str(tmp_path / "demo"),
+                "--json",
+                str(out_json),
+                "--collect-steps",
+                "300",
+                "--train-steps",
+                "10",
+                "--max-episode-steps",
+                "5",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "[1/3]" in out and "[3/3]" in out and "run folder:" in out
     assert json.loads(out_json.read_text())["episodes"] == 1
@@ -70,8 +163,7 @@ def test_demo(minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture, 
 def test_demo_shipped_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("imageio")
     out_json = tmp_path / "demo.json"
-    assert main(["demo", "--workdir", str(tmp_path / "demo"), "--json", str(out_json),
-                 "--max-episode-steps", "4"]) == 0
+    assert main(["demo", "--workdir", str(tmp_path / "demo"), "--json", str(out_json), "--max-episode-steps", "4"]) == 0
     out = capsys.readouterr().out
     data = json.loads(out_json.read_text())
     assert data["env_id"] == "Hopper-v5" and data["episodes"] == 1 and data["lengths"] == [4]
@@ -89,7 +181,11 @@ def test_version(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0
-    assert capsys.readouterr().out.strip() == f"diffplan {metadata.version('diffplan')}" == f"diffplan {diffplan.__version__}"
+    assert (
+        capsys.readouterr().out.strip()
+        == f"diffplan {metadata.version('diffplan')}"
+        == f"diffplan {diffplan.__version__}"
+    )
 
 
 # ---- goal-conditioned planning in PointMaze (fixture maze_run: tests/conftest.py)
@@ -99,26 +195,84 @@ def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, caps
     from diffplan.cli import main
 
     out_json = tmp_path / "e.json"
-    assert main(["evaluate", str(maze_run), "--mode", "track", "--episodes", "2", "--max-episode-steps", "5",
-                 "--batch-size", "2", "--plots", str(tmp_path / "pics"), "--task", "single",
-                 "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(maze_run),
+                "--mode",
+                "track",
+                "--episodes",
+                "2",
+                "--max-episode-steps",
+                "5",
+                "--batch-size",
+                "2",
+                "--plots",
+                str(tmp_path / "pics"),
+                "--task",
+                "single",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     assert "success rate" in capsys.readouterr().out
     assert (tmp_path / "pics" / "episode_000.png").is_file()
     import json
 
     assert json.loads(out_json.read_text())["planner"]["task"] == "single"
-    assert main(["evaluate", str(maze_run), "--mode", "replan", "--actions", "inverse", "--walls", "--episodes", "1",
-                 "--max-episode-steps", "4", "--batch-size", "2", "--goal-arrivals", "3", "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(maze_run),
+                "--mode",
+                "replan",
+                "--actions",
+                "inverse",
+                "--walls",
+                "--episodes",
+                "1",
+                "--max-episode-steps",
+                "4",
+                "--batch-size",
+                "2",
+                "--goal-arrivals",
+                "3",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     planner = json.loads(out_json.read_text())["planner"]
     assert planner["actions"] == "inverse" and planner["walls"] is True and planner["goal_arrivals"] == 3
 
 
-def test_render_cli_draws_a_maze_episode_and_its_denoising(maze_run: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_render_cli_draws_a_maze_episode_and_its_denoising(
+    maze_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from diffplan.cli import main
 
-    assert main(["render", str(maze_run), "--out", str(tmp_path / "r"), "--max-episode-steps", "6",
-                 "--batch-size", "3", "--task", "single"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(maze_run),
+                "--out",
+                str(tmp_path / "r"),
+                "--max-episode-steps",
+                "6",
+                "--batch-size",
+                "3",
+                "--task",
+                "single",
+            ]
+        )
+        == 0
+    )
     assert "maze picture" in capsys.readouterr().out
     for name in ("episode_000.png", "denoising.png"):
         assert (tmp_path / "r" / name).stat().st_size > 5_000

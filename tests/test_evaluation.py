@@ -14,11 +14,21 @@ def pipe(tiny_run: Path) -> ValueGuidedRLPipeline:
 
 
 def test_batched_evaluation_fields(pipe: ValueGuidedRLPipeline) -> None:
-    res = evaluate(pipe=pipe, episodes=3, seed=4, num_envs=2, max_episode_steps=15, progress=False,
-                   plan_kwargs={"batch_size": 4})
+    res = evaluate(
+        pipe=pipe, episodes=3, seed=4, num_envs=2, max_episode_steps=15, progress=False, plan_kwargs={"batch_size": 4}
+    )
     d = res.to_dict()
-    for key in ("env_id", "episodes", "seed", "returns", "mean_return", "normalized_score", "stderr",
-                "success_rate", "seconds_per_decision"):
+    for key in (
+        "env_id",
+        "episodes",
+        "seed",
+        "returns",
+        "mean_return",
+        "normalized_score",
+        "stderr",
+        "success_rate",
+        "seconds_per_decision",
+    ):
         assert key in d
     assert d["env_id"] == "Hopper-v5" and d["episodes"] == 3 and len(d["returns"]) == 3
     assert all(1 <= n <= 15 for n in d["lengths"])
@@ -48,8 +58,9 @@ def test_baseline_policy_on_the_same_protocol(pipe: ValueGuidedRLPipeline) -> No
         seen.append(states.copy())
         return np.zeros((len(states), 3))
 
-    res = evaluate(policy=policy, env_id="Hopper-v5", episodes=2, seed=3, num_envs=2, max_episode_steps=5,
-                   progress=False)
+    res = evaluate(
+        policy=policy, env_id="Hopper-v5", episodes=2, seed=3, num_envs=2, max_episode_steps=5, progress=False
+    )
     assert res.lengths == [5, 5] and len(seen) == 5 and res.normalized_score is not None
     # the same seeds give the same first observations as a planner's evaluation would meet
     import gymnasium as gym
@@ -67,18 +78,35 @@ def test_baseline_policy_on_the_same_protocol(pipe: ValueGuidedRLPipeline) -> No
 
 def test_walls_in_evaluation(maze_run: Path, tiny_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
-    res = evaluate(pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=4, progress=False, mode="track",
-                   walls=True, plan_kwargs={"batch_size": 3})
+    res = evaluate(
+        pipe=pipe,
+        episodes=2,
+        seed=0,
+        num_envs=2,
+        max_episode_steps=4,
+        progress=False,
+        mode="track",
+        walls=True,
+        plan_kwargs={"batch_size": 3},
+    )
     assert res.planner["walls"] is True and res.lengths == [4, 4]
     with pytest.raises(ValueError, match="walls=True ranks plans by a PointMaze map; got env 'Hopper-v5'"):
-        evaluate(pipe=ValueGuidedRLPipeline.from_pretrained(tiny_run), episodes=1, seed=0, walls=True,
-                 progress=False)
+        evaluate(pipe=ValueGuidedRLPipeline.from_pretrained(tiny_run), episodes=1, seed=0, walls=True, progress=False)
 
 
 def test_replan_with_the_inverse_dynamics(maze_run: Path, tmp_path: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
-    res = evaluate(pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=6, progress=False, mode="replan",
-                   actions="inverse", plan_kwargs={"batch_size": 2, "goal_arrivals": 2})
+    res = evaluate(
+        pipe=pipe,
+        episodes=2,
+        seed=0,
+        num_envs=2,
+        max_episode_steps=6,
+        progress=False,
+        mode="replan",
+        actions="inverse",
+        plan_kwargs={"batch_size": 2, "goal_arrivals": 2},
+    )
     assert res.planner["actions"] == "inverse" and res.lengths == [6, 6]
     with pytest.raises(ValueError, match="actions='inverse' needs mode='replan'"):
         evaluate(pipe=pipe, episodes=1, seed=0, mode="track", actions="inverse", progress=False)
@@ -97,8 +125,9 @@ def test_replan_with_the_inverse_dynamics(maze_run: Path, tmp_path: Path) -> Non
 
 def test_goal_env_evaluation_reports_success(maze_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
-    res = evaluate(pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=8, progress=False,
-                   plan_kwargs={"batch_size": 2})
+    res = evaluate(
+        pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=8, progress=False, plan_kwargs={"batch_size": 2}
+    )
     assert res.success_rate is not None and 0.0 <= res.success_rate <= 1.0
     assert res.lengths == [8, 8] and res.normalized_score is not None
 
@@ -106,8 +135,18 @@ def test_goal_env_evaluation_reports_success(maze_run: Path) -> None:
 @pytest.mark.parametrize("mode,every", [("track", 1), ("replan", 3)])
 def test_track_and_sparse_replan_modes_with_pictures(maze_run: Path, tmp_path: Path, mode: str, every: int) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
-    res = evaluate(pipe=pipe, episodes=2, seed=1, num_envs=2, max_episode_steps=9, progress=False, mode=mode,
-                   replan_every=every, plots_dir=tmp_path, plan_kwargs={"batch_size": 3})
+    res = evaluate(
+        pipe=pipe,
+        episodes=2,
+        seed=1,
+        num_envs=2,
+        max_episode_steps=9,
+        progress=False,
+        mode=mode,
+        replan_every=every,
+        plots_dir=tmp_path,
+        plan_kwargs={"batch_size": 3},
+    )
     plans_per_episode = 1 if mode == "track" else 3
     assert res.seconds_per_plan == pytest.approx(res.seconds_per_decision * 9 / plans_per_episode, rel=1e-6)
     pictures = sorted(tmp_path.glob("episode_*.png"))
@@ -139,7 +178,8 @@ def test_single_task_uses_the_fixed_goal(maze_run: Path) -> None:
 def test_replan_every_defaults_to_the_runs_stride(maze_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
     pipe.info = replace(pipe.info, stride=3)
-    res = evaluate(pipe=pipe, episodes=1, seed=0, max_episode_steps=9, progress=False, mode="replan",
-                   plan_kwargs={"batch_size": 2})
+    res = evaluate(
+        pipe=pipe, episodes=1, seed=0, max_episode_steps=9, progress=False, mode="replan", plan_kwargs={"batch_size": 2}
+    )
     assert res.planner["replan_every"] == 3
     assert res.seconds_per_plan == pytest.approx(res.seconds_per_decision * 9 / 3, rel=1e-6)

@@ -59,8 +59,10 @@ def test_preset_json_round_trip() -> None:
     assert Preset.from_dict(p.to_dict()) == p
 
 
-@pytest.mark.parametrize("name,horizon,steps", [("maze-umaze", 128, 64), ("maze-medium", 256, 256),
-                                                ("maze-large", 384, 256), ("maze-umaze-small", 48, 32)])
+@pytest.mark.parametrize(
+    "name,horizon,steps",
+    [("maze-umaze", 128, 64), ("maze-medium", 256, 256), ("maze-large", 384, 256), ("maze-umaze-small", 48, 32)],
+)
 def test_maze_presets_are_the_paper_sizes(name: str, horizon: int, steps: int) -> None:
     preset = get_preset(name)
     assert preset.train.horizon == horizon and preset.diffusion.num_train_timesteps == steps

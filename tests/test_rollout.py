@@ -42,8 +42,16 @@ class _Count(Observer):
 
 def test_episodes_over_fewer_envs_are_the_episodes_played_alone() -> None:
     count = _Count()
-    res = rollout(env_id="Hopper-v5", policy=CallablePolicy(_scripted, 2), episodes=5, seed=7, num_envs=2,
-                  env_kwargs={"max_episode_steps": 25}, observers=[count], progress=False)
+    res = rollout(
+        env_id="Hopper-v5",
+        policy=CallablePolicy(_scripted, 2),
+        episodes=5,
+        seed=7,
+        num_envs=2,
+        env_kwargs={"max_episode_steps": 25},
+        observers=[count],
+        progress=False,
+    )
     for k in range(5):  # episode k is reset with seed 7 + k, whichever env plays it
         ret, length = _alone(7 + k, 25)
         assert res.lengths[k] == length and np.isclose(res.returns[k], ret), k
@@ -63,9 +71,22 @@ def test_goal_envs_report_success() -> None:
     def waypoints(state: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
         return np.stack([controller({"observation": s, "desired_goal": g}) for s, g in zip(state, goal)])
 
-    res = rollout(env_id="PointMaze_UMaze-v3", policy=CallablePolicy(waypoints, 2), episodes=2, seed=0, num_envs=2,
-                  env_kwargs={"max_episode_steps": 300}, progress=False)
+    res = rollout(
+        env_id="PointMaze_UMaze-v3",
+        policy=CallablePolicy(waypoints, 2),
+        episodes=2,
+        seed=0,
+        num_envs=2,
+        env_kwargs={"max_episode_steps": 300},
+        progress=False,
+    )
     assert res.success is not None and res.success.all() and (res.returns > 0).all()
-    idle = rollout(env_id="PointMaze_UMaze-v3", policy=CallablePolicy(lambda s, g: np.zeros((len(s), 2)), 1),
-                   episodes=1, seed=0, env_kwargs={"max_episode_steps": 5}, progress=False)
+    idle = rollout(
+        env_id="PointMaze_UMaze-v3",
+        policy=CallablePolicy(lambda s, g: np.zeros((len(s), 2)), 1),
+        episodes=1,
+        seed=0,
+        env_kwargs={"max_episode_steps": 5},
+        progress=False,
+    )
     assert idle.success is not None and not idle.success.any() and idle.lengths.tolist() == [5]

@@ -17,14 +17,16 @@ def dataset_rows() -> list[dict[str, object]]:
         eps = load_minari(dataset_id)
         returns = eps.returns()
         refs = reference_scores(eps.env_id, ref_min=eps.ref_min_score, ref_max=eps.ref_max_score)
-        rows.append({
-            "id": dataset_id,
-            "env": eps.env_id or "?",
-            "episodes": len(eps.episodes),
-            "steps": eps.num_steps,
-            "mean_return": float(np.mean(returns)),
-            "normalized_score": refs.normalize(float(np.mean(returns))) if refs else None,
-        })
+        rows.append(
+            {
+                "id": dataset_id,
+                "env": eps.env_id or "?",
+                "episodes": len(eps.episodes),
+                "steps": eps.num_steps,
+                "mean_return": float(np.mean(returns)),
+                "normalized_score": refs.normalize(float(np.mean(returns))) if refs else None,
+            }
+        )
     return rows
 
 
@@ -35,8 +37,14 @@ def dataset_table() -> str:
         return "no local Minari datasets (MINARI_DATASETS_PATH or ~/.minari/datasets)"
     header = ("id", "env", "episodes", "steps", "mean return", "normalized")
     cells = [header] + [
-        (r["id"], r["env"], str(r["episodes"]), str(r["steps"]), f"{r['mean_return']:.1f}",
-         "n/a" if r["normalized_score"] is None else f"{r['normalized_score']:.1f}")
+        (
+            r["id"],
+            r["env"],
+            str(r["episodes"]),
+            str(r["steps"]),
+            f"{r['mean_return']:.1f}",
+            "n/a" if r["normalized_score"] is None else f"{r['normalized_score']:.1f}",
+        )
         for r in rows
     ]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(header))]

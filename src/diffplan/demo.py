@@ -19,8 +19,9 @@ SCRATCH_ENV_ID = "Hopper-v5"
 SCRATCH_DATASET_ID = "diffplan-demo/hopper-random-v0"
 
 
-def run_demo(*, workdir: Path, run: str = DEFAULT_RUN, seed: int = 0,
-             max_episode_steps: int | None = None) -> EvalResult:
+def run_demo(
+    *, workdir: Path, run: str = DEFAULT_RUN, seed: int = 0, max_episode_steps: int | None = None
+) -> EvalResult:
     """One rendered episode with a trained run.
 
     Args:
@@ -40,16 +41,25 @@ def run_demo(*, workdir: Path, run: str = DEFAULT_RUN, seed: int = 0,
     run_dir = resolve_run(run)
     pipe = ValueGuidedRLPipeline.from_pretrained(run_dir)
     env_id = pipe.info.env_id if pipe.info else None
+    if env_id is None:
+        raise ValueError(f"run {run} records no env id")
     print(f"run {run} ({run_dir}): {env_id}, trained on {pipe.info.dataset_id if pipe.info else '?'}")
     print(f"planning one episode (seed {seed}) and recording it ...")
     res = render_episode(pipe=pipe, out_dir=workdir, seed=seed, max_episode_steps=max_episode_steps)
     print(f"video: {res.video.resolve()}\nplot:  {res.plot.resolve()}")
-    return summarize(pipe=pipe, env_id=env_id, seed=seed, result=res.rollout, num_envs=1,
-                     planner={"run": str(run), "mode": "replan", "replan_every": res.replan_every, "actions": "plan"})
+    return summarize(
+        pipe=pipe,
+        env_id=env_id,
+        seed=seed,
+        result=res.rollout,
+        num_envs=1,
+        planner={"run": str(run), "mode": "replan", "replan_every": res.replan_every, "actions": "plan"},
+    )
 
 
-def run_demo_from_scratch(*, workdir: Path, seed: int = 0, collect_steps: int = 5_000, train_steps: int = 1_500,
-                          max_episode_steps: int = 200) -> EvalResult:
+def run_demo_from_scratch(
+    *, workdir: Path, seed: int = 0, collect_steps: int = 5_000, train_steps: int = 1_500, max_episode_steps: int = 200
+) -> EvalResult:
     """Collect, train and evaluate at tiny scale; prints each stage and where its output went.
 
     Args:
@@ -74,13 +84,11 @@ def run_demo_from_scratch(*, workdir: Path, seed: int = 0, collect_steps: int = 
     if dataset_exists(SCRATCH_DATASET_ID):
         print("      already collected, reusing it")
     else:
-        collect(env_id=SCRATCH_ENV_ID, behavior="random", steps=collect_steps, seed=seed,
-                dataset_id=SCRATCH_DATASET_ID)
+        collect(env_id=SCRATCH_ENV_ID, behavior="random", steps=collect_steps, seed=seed, dataset_id=SCRATCH_DATASET_ID)
     run_dir = workdir / "run"
     print(f"[2/3] training the tiny preset for {train_steps} steps per network into {run_dir}")
     preset = get_preset("tiny", denoiser_steps=train_steps, value_steps=train_steps, seed=seed)
-    train(dataset=SCRATCH_DATASET_ID, out=run_dir, preset=preset, device="cpu",
-          resume=(run_dir / "training").exists())
+    train(dataset=SCRATCH_DATASET_ID, out=run_dir, preset=preset, device="cpu", resume=(run_dir / "training").exists())
     print(f"[3/3] evaluating one episode (at most {max_episode_steps} steps)")
     pipe = ValueGuidedRLPipeline.from_pretrained(run_dir)
     result = evaluate(pipe=pipe, episodes=1, seed=seed, max_episode_steps=max_episode_steps)

@@ -67,8 +67,9 @@ class _EpisodePictures(Observer):
         self.first: dict[int, tuple[Any, np.ndarray | None]] = {}
         self.visited: dict[int, list[np.ndarray]] = {}
 
-    def acted(self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None,
-              policy: Policy) -> None:
+    def acted(
+        self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None, policy: Policy
+    ) -> None:
         self.first.setdefault(episode, (policy.plans[env_index], goal))  # type: ignore[attr-defined]
         self.visited.setdefault(episode, []).append(np.asarray(state, dtype=np.float64))
 
@@ -82,21 +83,40 @@ class _EpisodePictures(Observer):
         out = self.plots_dir / f"episode_{episode:03d}.png"
         if is_maze(self.env_id):
             env = make_env(self.env_id)
-            plot_maze(env=env, plans=plan["observations"], executed=np.stack(visited), goal=goal, path=out,
-                      title=f"{self.env_id} episode {episode} ({self.mode})")
+            plot_maze(
+                env=env,
+                plans=plan["observations"],
+                executed=np.stack(visited),
+                goal=goal,
+                path=out,
+                title=f"{self.env_id} episode {episode} ({self.mode})",
+            )
             env.close()
         else:
-            plot_plan_vs_executed(planned=plan["observations"][0], executed=np.stack(visited), path=out,
-                                  title=f"{self.env_id} episode {episode}")
+            plot_plan_vs_executed(
+                planned=plan["observations"][0],
+                executed=np.stack(visited),
+                path=out,
+                title=f"{self.env_id} episode {episode}",
+            )
 
 
 def _stderr(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else 0.0
 
 
-def planner_policy(pipe: ValueGuidedRLPipeline, *, n_envs: int, seed: int, env_id: str, mode: str = "replan",
-                   replan_every: int | None = None, actions: str = "plan", walls: bool = False,
-                   plan_kwargs: dict[str, Any] | None = None) -> PlannerPolicy:
+def planner_policy(
+    pipe: ValueGuidedRLPipeline,
+    *,
+    n_envs: int,
+    seed: int,
+    env_id: str,
+    mode: str = "replan",
+    replan_every: int | None = None,
+    actions: str = "plan",
+    walls: bool = False,
+    plan_kwargs: dict[str, Any] | None = None,
+) -> PlannerPolicy:
     """The run's planner executed in ``mode``, its noise seeded by ``seed`` on the pipeline's device
     (``walls``: PointMaze map cost; see :class:`~diffplan.planning.execution.PlannerPolicy`)."""
     from diffplan.envs.maze import WallCost
@@ -109,8 +129,16 @@ def planner_policy(pipe: ValueGuidedRLPipeline, *, n_envs: int, seed: int, env_i
         wall_cost = WallCost(map_env)
         map_env.close()
     generator = torch.Generator(device=pipe.device).manual_seed(seed)
-    return PlannerPolicy(pipe, n_envs=n_envs, mode=mode, replan_every=replan_every, actions=actions,
-                         wall_cost=wall_cost, generator=generator, plan_kwargs=plan_kwargs)
+    return PlannerPolicy(
+        pipe,
+        n_envs=n_envs,
+        mode=mode,
+        replan_every=replan_every,
+        actions=actions,
+        wall_cost=wall_cost,
+        generator=generator,
+        plan_kwargs=plan_kwargs,
+    )
 
 
 def evaluate(
@@ -177,24 +205,58 @@ def evaluate(
     num_envs = min(num_envs, episodes)
     if pipe is not None:
         check_dims(env_id, obs_dim=pipe.obs_dim, act_dim=pipe.act_dim, what="this checkpoint (the run's planner)")
-        actor: Policy = planner_policy(pipe, n_envs=num_envs, seed=seed, env_id=env_id, mode=mode,
-                                       replan_every=replan_every, actions=actions, walls=walls, plan_kwargs=plan_kwargs)
-        planner = {"mode": mode, "replan_every": actor.replan_every} | ({"actions": actions} if mode == "replan" else {})
+        executed = planner_policy(
+            pipe,
+            n_envs=num_envs,
+            seed=seed,
+            env_id=env_id,
+            mode=mode,
+            replan_every=replan_every,
+            actions=actions,
+            walls=walls,
+            plan_kwargs=plan_kwargs,
+        )
+        actor: Policy = executed
+        planner = {"mode": mode, "replan_every": executed.replan_every} | (
+            {"actions": actions} if mode == "replan" else {}
+        )
     else:
         actor, planner = CallablePolicy(policy, num_envs), {"mode": "replan", "replan_every": 1}  # type: ignore[arg-type]
     observers = [_EpisodePictures(env_id, plots_dir, mode)] if plots_dir is not None else []
-    result = rollout(env_id=env_id, policy=actor, episodes=episodes, seed=seed, num_envs=num_envs,
-                     env_kwargs={} if max_episode_steps is None else {"max_episode_steps": max_episode_steps},
-                     reset_options={"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None,
-                     observers=observers, progress=progress)
+    result = rollout(
+        env_id=env_id,
+        policy=actor,
+        episodes=episodes,
+        seed=seed,
+        num_envs=num_envs,
+        env_kwargs={} if max_episode_steps is None else {"max_episode_steps": max_episode_steps},
+        reset_options={"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None,
+        observers=observers,
+        progress=progress,
+    )
     goal_env = result.success is not None
-    return summarize(pipe=pipe, env_id=env_id, seed=seed, result=result, num_envs=num_envs,
-                     planner=dict(plan_kwargs or {}) | planner | ({"walls": True} if walls else {})
-                     | ({"task": task} if goal_env else {}))
+    return summarize(
+        pipe=pipe,
+        env_id=env_id,
+        seed=seed,
+        result=result,
+        num_envs=num_envs,
+        planner=dict(plan_kwargs or {})
+        | planner
+        | ({"walls": True} if walls else {})
+        | ({"task": task} if goal_env else {}),
+    )
 
 
-def summarize(*, pipe: ValueGuidedRLPipeline | None, env_id: str, seed: int, result: RolloutResult, num_envs: int,
-              planner: dict[str, Any]) -> EvalResult:
+def summarize(
+    *,
+    pipe: ValueGuidedRLPipeline | None,
+    env_id: str,
+    seed: int,
+    result: RolloutResult,
+    num_envs: int,
+    planner: dict[str, Any],
+) -> EvalResult:
     """Scores of finished episodes, normalized with the run's (or the env's) reference returns.
 
     Args:
@@ -208,8 +270,9 @@ def summarize(*, pipe: ValueGuidedRLPipeline | None, env_id: str, seed: int, res
     returns, success = np.asarray(result.returns, dtype=np.float64), result.success
     seconds, decisions, plans = result.seconds_acting, result.decisions, result.plans
     info = pipe.info if pipe is not None else None
-    refs = reference_scores(env_id, ref_min=info.ref_min_score if info else None,
-                            ref_max=info.ref_max_score if info else None)
+    refs = reference_scores(
+        env_id, ref_min=info.ref_min_score if info else None, ref_max=info.ref_max_score if info else None
+    )
     norm = np.array([refs.normalize(r) for r in returns]) if refs else None
     return EvalResult(
         env_id=env_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import ConfigMixin, ModelMixin, UNet1DModel
+from diffusers import ConfigMixin, DDPMScheduler, ModelMixin, UNet1DModel
 from diffusers.configuration_utils import register_to_config
 
 from diffplan.config import UNetConfig
@@ -55,8 +55,10 @@ def check_horizon(*, config: UNetConfig, horizon: int, value_network: bool = Fal
     n = len(config.block_out_channels)
     if value_network:
         if not 1 <= horizon <= 2 ** (n + 2):
-            raise ValueError(f"horizon {horizon} does not fit a {n}-block value network: expected at most "
-                             f"{2 ** (n + 2)} (use more blocks, or no value network)")
+            raise ValueError(
+                f"horizon {horizon} does not fit a {n}-block value network: expected at most "
+                f"{2 ** (n + 2)} (use more blocks, or no value network)"
+            )
     elif horizon < 1 or horizon % 2 ** (n - 1):
         raise ValueError(f"horizon {horizon} does not fit a {n}-block denoiser: expected a multiple of {2 ** (n - 1)}")
 
@@ -75,7 +77,9 @@ def build_denoiser(*, config: UNetConfig, transition_dim: int) -> UNet1DModel:
 def build_value_function(*, config: UNetConfig, transition_dim: int) -> UNet1DModel:
     """Value network: ``[B, act_dim + obs_dim, H] -> [B, 1]``."""
     if config.block_out_channels[-1] % 32:
-        raise ValueError(f"the value network's last block needs a multiple of 32 channels, got {config.block_out_channels}")
+        raise ValueError(
+            f"the value network's last block needs a multiple of 32 channels, got {config.block_out_channels}"
+        )
     return UNet1DModel(
         **_common(config, transition_dim),
         up_block_types=(),
@@ -85,10 +89,8 @@ def build_value_function(*, config: UNetConfig, transition_dim: int) -> UNet1DMo
     )
 
 
-def build_scheduler(*, num_train_timesteps: int, beta_schedule: str, prediction_type: str) -> Any:
+def build_scheduler(*, num_train_timesteps: int, beta_schedule: str, prediction_type: str) -> DDPMScheduler:
     """The DDPM scheduler of a run (no clipping: trajectories are Gaussian-normalized)."""
-    from diffusers import DDPMScheduler
-
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule=beta_schedule,
@@ -118,9 +120,11 @@ class InverseDynamics(ModelMixin, ConfigMixin):
     def __init__(self, obs_dim: int, act_dim: int, max_lookahead: int = 1, hidden: int = 256, layers: int = 2) -> None:
         super().__init__()
         if min(obs_dim, act_dim, max_lookahead, hidden, layers) < 1:
-            raise ValueError("InverseDynamics sizes must all be >= 1, got "
-                             f"obs_dim={obs_dim} act_dim={act_dim} max_lookahead={max_lookahead} hidden={hidden} "
-                             f"layers={layers}")
+            raise ValueError(
+                "InverseDynamics sizes must all be >= 1, got "
+                f"obs_dim={obs_dim} act_dim={act_dim} max_lookahead={max_lookahead} hidden={hidden} "
+                f"layers={layers}"
+            )
         sizes = [2 * obs_dim + 1] + [hidden] * layers
         blocks: list[torch.nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):

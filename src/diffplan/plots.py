@@ -7,15 +7,19 @@ Only matplotlib drawing lives here (no episodes are run): :mod:`diffplan.evaluat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diffplan.io import atomic_path
 
+if TYPE_CHECKING:
+    from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
-def plot_plan_vs_executed(*, planned: np.ndarray, executed: np.ndarray, path: str | Path, title: str = "",
-                          dims: int = 6) -> Path:
+
+def plot_plan_vs_executed(
+    *, planned: np.ndarray, executed: np.ndarray, path: str | Path, title: str = "", dims: int = 6
+) -> Path:
     """Plot the first ``dims`` state dimensions of a plan against the executed trajectory.
 
     Args:
@@ -83,8 +87,15 @@ def _maze_limits(ax: Any, env: Any) -> None:
     ax.set_aspect("equal")
 
 
-def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None, goal: np.ndarray | None,
-              path: str | Path, title: str = "") -> Path:
+def plot_maze(
+    *,
+    env: Any,
+    plans: np.ndarray | None,
+    executed: np.ndarray | None,
+    goal: np.ndarray | None,
+    path: str | Path,
+    title: str = "",
+) -> Path:
     """Maze walls with sampled plans, the chosen plan and the executed path.
 
     Args:
@@ -122,8 +133,17 @@ def plot_maze(*, env: Any, plans: np.ndarray | None, executed: np.ndarray | None
     return save_figure(fig, path, dpi=100)
 
 
-def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.ndarray | None = None,
-                   env: Any = None, panels: int = 5, seed: int = 0, plan_kwargs: dict[str, Any] | None = None) -> Path:
+def plot_denoising(
+    *,
+    pipe: ValueGuidedRLPipeline,
+    obs: np.ndarray,
+    path: str | Path,
+    goal: np.ndarray | None = None,
+    env: Any = None,
+    panels: int = 5,
+    seed: int = 0,
+    plan_kwargs: dict[str, Any] | None = None,
+) -> Path:
     """A strip of one plan at several denoising steps, from noise to the final plan.
 
     Mazes (``env`` given): the plan's positions over the walls. Other envs: the first state
@@ -150,7 +170,7 @@ def plot_denoising(*, pipe: Any, obs: np.ndarray, path: str | Path, goal: np.nda
 
     snapshots: list[tuple[int, np.ndarray]] = []
 
-    def keep(pipe: Any, i: int, t: int, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def keep(pipe: ValueGuidedRLPipeline, i: int, t: int, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         plan = pipe.normalizer.unnormalize(tensors["x"][0].detach().double().cpu().numpy())
         snapshots.append((t, plan[:, pipe.act_dim :]))
         return tensors

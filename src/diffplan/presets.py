@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from diffplan.config import DiffusionConfig, PlanConfig, Preset, TrainConfig, UNetConfig
 
 
-def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], train_steps: int,
-          stride: int = 1) -> Preset:
+def _maze(
+    name: str, *, horizon: int, steps: int, channels: tuple[int, ...], train_steps: int, stride: int = 1
+) -> Preset:
     """Maze2D-style preset: limits normalizer, no value network (goals by inpainting), an inverse
     dynamics model for ``replan`` with ``actions="inverse"``, 8 goal arrival steps."""
     return Preset(
@@ -16,11 +18,20 @@ def _maze(name: str, *, horizon: int, steps: int, channels: tuple[int, ...], tra
         unet=UNetConfig(block_out_channels=channels),
         value_net=UNetConfig(block_out_channels=channels),
         diffusion=DiffusionConfig(num_train_timesteps=steps, action_weight=1.0),
-        train=TrainConfig(horizon=horizon, stride=stride, batch_size=32, denoiser_steps=train_steps, value_steps=0,
-                          inverse_steps=4_000, gradient_accumulation_steps=1, ema_start=1_000),
+        train=TrainConfig(
+            horizon=horizon,
+            stride=stride,
+            batch_size=32,
+            denoiser_steps=train_steps,
+            value_steps=0,
+            inverse_steps=4_000,
+            gradient_accumulation_steps=1,
+            ema_start=1_000,
+        ),
         plan=PlanConfig(batch_size=32, planning_horizon=horizon, n_guide_steps=0, goal_arrivals=8),
         normalizer="limits",
     )
+
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -69,16 +80,19 @@ PRESETS: dict[str, Preset] = {
     "maze-large": _maze("maze-large", horizon=384, steps=256, channels=(32, 128, 256), train_steps=2_000_000),
     # Train on CPU cores: a smaller net, 32 diffusion steps, and a stride (one planned step per 4 or 8
     # environment steps) so that 48-64 planned steps span the paper's 128-384 environment steps.
-    "maze-umaze-small": _maze("maze-umaze-small", horizon=48, stride=4, steps=32, channels=(32, 64, 128),
-                              train_steps=10_000),
-    "maze-medium-small": _maze("maze-medium-small", horizon=48, stride=8, steps=32, channels=(32, 64, 128),
-                               train_steps=10_000),
-    "maze-large-small": _maze("maze-large-small", horizon=64, stride=8, steps=32, channels=(32, 64, 128),
-                              train_steps=10_000),
+    "maze-umaze-small": _maze(
+        "maze-umaze-small", horizon=48, stride=4, steps=32, channels=(32, 64, 128), train_steps=10_000
+    ),
+    "maze-medium-small": _maze(
+        "maze-medium-small", horizon=48, stride=8, steps=32, channels=(32, 64, 128), train_steps=10_000
+    ),
+    "maze-large-small": _maze(
+        "maze-large-small", horizon=64, stride=8, steps=32, channels=(32, 64, 128), train_steps=10_000
+    ),
 }
 
 
-def get_preset(name: str, **train_overrides: int | float) -> Preset:
+def get_preset(name: str, **train_overrides: Any) -> Preset:
     """Look up a preset by name, optionally overriding ``TrainConfig`` fields.
 
     Args:

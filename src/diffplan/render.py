@@ -58,15 +58,16 @@ class _Recorder(Observer):
     """Frames of env 0, its states at each decision and its first plan."""
 
     def __init__(self) -> None:
-        self.frames: list[np.ndarray] = []
+        self.frames: list[Any] = []
         self.states: list[np.ndarray] = []
         self.first_plan: np.ndarray | None = None
 
     def started(self, envs: Any) -> None:
         self.frames.append(envs.render()[0])
 
-    def acted(self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None,
-              policy: Policy) -> None:
+    def acted(
+        self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None, policy: Policy
+    ) -> None:
         self.states.append(np.asarray(state, dtype=np.float64))
         if self.first_plan is None:  # the plan the first decision was taken from, not a second sample
             self.first_plan = policy.plans[env_index]["observations"][0]  # type: ignore[attr-defined]
@@ -75,9 +76,18 @@ class _Recorder(Observer):
         self.frames.append(envs.render()[0])
 
 
-def render_episode(*, pipe: ValueGuidedRLPipeline, out_dir: str | Path, seed: int = 0, env_id: str | None = None,
-                   max_episode_steps: int | None = None, plan_kwargs: dict[str, Any] | None = None,
-                   width: int = 320, height: int = 240, fps: int = 30) -> RenderResult:
+def render_episode(
+    *,
+    pipe: ValueGuidedRLPipeline,
+    out_dir: str | Path,
+    seed: int = 0,
+    env_id: str | None = None,
+    max_episode_steps: int | None = None,
+    plan_kwargs: dict[str, Any] | None = None,
+    width: int = 320,
+    height: int = 240,
+    fps: int = 30,
+) -> RenderResult:
     """One episode with the planner executed as :func:`diffplan.evaluation.evaluate` executes it,
     recording frames, the states at each decision and the first plan.
 
@@ -113,19 +123,33 @@ def render_episode(*, pipe: ValueGuidedRLPipeline, out_dir: str | Path, seed: in
         kwargs["max_episode_steps"] = max_episode_steps
     policy = planner_policy(pipe, n_envs=1, seed=seed, env_id=env_id, plan_kwargs=plan_kwargs)
     recorder = _Recorder()
-    result = rollout(env_id=env_id, policy=policy, episodes=1, seed=seed, env_kwargs=kwargs, observers=[recorder],
-                     progress=False)
+    result = rollout(
+        env_id=env_id, policy=policy, episodes=1, seed=seed, env_kwargs=kwargs, observers=[recorder], progress=False
+    )
     video = _writer_path(out / "episode")
     with atomic_path(video) as tmp:
         if video.suffix == ".mp4":
             imageio.mimsave(tmp, recorder.frames, fps=fps)
         else:
             imageio.mimsave(tmp, recorder.frames, duration=1 / fps)
-    plot = plot_plan_vs_executed(planned=recorder.first_plan, executed=np.stack(recorder.states),
-                                 path=out / "plan_vs_executed.png", title=f"{env_id}: first plan vs executed")
-    return RenderResult(video=video, plot=plot, frames=len(recorder.frames), episode_return=float(result.returns[0]),
-                        steps=int(result.lengths[0]), seconds_acting=result.seconds_acting, rollout=result,
-                        replan_every=policy.replan_every)
+    if recorder.first_plan is None:
+        raise ValueError("the episode ended before its first plan was made")
+    plot = plot_plan_vs_executed(
+        planned=recorder.first_plan,
+        executed=np.stack(recorder.states),
+        path=out / "plan_vs_executed.png",
+        title=f"{env_id}: first plan vs executed",
+    )
+    return RenderResult(
+        video=video,
+        plot=plot,
+        frames=len(recorder.frames),
+        episode_return=float(result.returns[0]),
+        steps=int(result.lengths[0]),
+        seconds_acting=result.seconds_acting,
+        rollout=result,
+        replan_every=policy.replan_every,
+    )
 
 
 @dataclass(frozen=True)
@@ -145,10 +169,19 @@ class MazeRenderResult:
     episode_return: float
 
 
-def render_maze(*, pipe: ValueGuidedRLPipeline, out_dir: str | Path, seed: int = 0, env_id: str | None = None, mode: str = "track",
-                task: str = "multi", max_episode_steps: int | None = None,
-                plan_kwargs: dict[str, Any] | None = None, actions: str = "plan",
-                walls: bool = False) -> MazeRenderResult:
+def render_maze(
+    *,
+    pipe: ValueGuidedRLPipeline,
+    out_dir: str | Path,
+    seed: int = 0,
+    env_id: str | None = None,
+    mode: str = "track",
+    task: str = "multi",
+    max_episode_steps: int | None = None,
+    plan_kwargs: dict[str, Any] | None = None,
+    actions: str = "plan",
+    walls: bool = False,
+) -> MazeRenderResult:
     """One PointMaze episode drawn over the maze, and a strip of one plan being denoised.
 
     The strip is a separate sample (batch 2, the same seed) from the episode's start towards its
@@ -174,17 +207,38 @@ def render_maze(*, pipe: ValueGuidedRLPipeline, out_dir: str | Path, seed: int =
     from diffplan.envs.specs import make_env
 
     env_id = env_id or (pipe.info.env_id if pipe.info else None)
-    if not is_maze(env_id):
+    if env_id is None or not is_maze(env_id):
         raise ValueError(f"render_maze needs a PointMaze run, got env {env_id!r}")
     out = Path(out_dir)
-    res = evaluate(pipe=pipe, episodes=1, seed=seed, env_id=env_id, mode=mode, task=task, plots_dir=out,
-                   max_episode_steps=max_episode_steps, plan_kwargs=plan_kwargs, progress=False, actions=actions,
-                   walls=walls)
+    res = evaluate(
+        pipe=pipe,
+        episodes=1,
+        seed=seed,
+        env_id=env_id,
+        mode=mode,
+        task=task,
+        plots_dir=out,
+        max_episode_steps=max_episode_steps,
+        plan_kwargs=plan_kwargs,
+        progress=False,
+        actions=actions,
+        walls=walls,
+    )
     env = make_env(env_id)
-    options = {"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None
+    options: dict[str, Any] | None = None
+    if task == "single":
+        options = {"goal_cell": np.asarray(FIXED_GOAL_CELLS[env_id])}
     obs, _ = env.reset(seed=seed, options=options)  # the episode's start and goal
-    strip = plot_denoising(pipe=pipe, obs=obs["observation"], goal=obs["desired_goal"], env=env,
-                           path=out / "denoising.png", seed=seed, plan_kwargs=plan_kwargs)
+    strip = plot_denoising(
+        pipe=pipe,
+        obs=obs["observation"],
+        goal=obs["desired_goal"],
+        env=env,
+        path=out / "denoising.png",
+        seed=seed,
+        plan_kwargs=plan_kwargs,
+    )
     env.close()
-    return MazeRenderResult(picture=out / "episode_000.png", denoising=strip, success=bool(res.success_rate),
-                            episode_return=res.returns[0])
+    return MazeRenderResult(
+        picture=out / "episode_000.png", denoising=strip, success=bool(res.success_rate), episode_return=res.returns[0]
+    )

@@ -40,8 +40,9 @@ class Observer:
     def started(self, envs: Any) -> None:
         """After the first reset (``envs``: the Gymnasium vector env)."""
 
-    def acted(self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None,
-              policy: Policy) -> None:
+    def acted(
+        self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None, policy: Policy
+    ) -> None:
         """After the policy acted, for each active env, before the step."""
 
     def stepped(self, envs: Any) -> None:
@@ -79,9 +80,18 @@ def _merge(old: Any, new: Any, mask: np.ndarray) -> Any:
     return np.where(mask.reshape(-1, *([1] * (old.ndim - 1))), new, old)
 
 
-def rollout(*, env_id: str, policy: Policy, episodes: int, seed: int, num_envs: int = 1,
-            env_kwargs: dict[str, Any] | None = None, reset_options: dict[str, Any] | None = None,
-            observers: Sequence[Observer] = (), progress: bool = True) -> RolloutResult:
+def rollout(
+    *,
+    env_id: str,
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    num_envs: int = 1,
+    env_kwargs: dict[str, Any] | None = None,
+    reset_options: dict[str, Any] | None = None,
+    observers: Sequence[Observer] = (),
+    progress: bool = True,
+) -> RolloutResult:
     """Run ``episodes`` episodes of ``env_id`` with ``policy`` (see the module docstring).
 
     Args:
@@ -102,12 +112,16 @@ def rollout(*, env_id: str, policy: Policy, episodes: int, seed: int, num_envs: 
     from tqdm.auto import tqdm
 
     num_envs = min(num_envs, episodes)
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id, **(env_kwargs or {})) for _ in range(num_envs)],
-                                    autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_id, **(env_kwargs or {})) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )
     options = dict(reset_options or {})
     obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)], options=options or None)
     goal_env = isinstance(obs, dict)
     space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"expected a Box action space, got {space}")
     for o in observers:
         o.started(envs)
     returns, lengths = np.zeros(episodes), np.zeros(episodes, dtype=int)
@@ -124,8 +138,13 @@ def rollout(*, env_id: str, policy: Policy, episodes: int, seed: int, num_envs: 
         decisions += int(active.sum())
         for i in np.flatnonzero(active):
             for o in observers:
-                o.acted(env_index=int(i), episode=int(slot_episode[i]), state=state[i],
-                        goal=None if goal is None else goal[i], policy=policy)
+                o.acted(
+                    env_index=int(i),
+                    episode=int(slot_episode[i]),
+                    state=state[i],
+                    goal=None if goal is None else goal[i],
+                    policy=policy,
+                )
         obs, rewards, terminated, truncated, infos = envs.step(actions)
         for o in observers:
             o.stepped(envs)
@@ -155,5 +174,11 @@ def rollout(*, env_id: str, policy: Policy, episodes: int, seed: int, num_envs: 
             obs = _merge(obs, new_obs, done)
     bar.close()
     envs.close()
-    return RolloutResult(returns=returns, lengths=lengths, success=success if goal_env else None,
-                         seconds_acting=acting, decisions=decisions, plans=policy.plans_made)
+    return RolloutResult(
+        returns=returns,
+        lengths=lengths,
+        success=success if goal_env else None,
+        seconds_acting=acting,
+        decisions=decisions,
+        plans=policy.plans_made,
+    )

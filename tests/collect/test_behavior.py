@@ -37,8 +37,9 @@ def test_snapshots_are_saved_evaluated_and_resumable(sac_run: Path) -> None:
         train_sac(config=BehaviorTrainConfig(env_id="Hopper-v5", total_steps=300, seed=5), out_dir=sac_run)
 
 
-def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_root: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ship_and_collect_with_a_policy(
+    sac_run: Path, tmp_path: Path, minari_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
     entry = ship_policies(run_dir=sac_run, dest=tmp_path / "policies", episodes=2)
@@ -47,8 +48,15 @@ def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_ro
     assert registry["Hopper-v5"]["medium"]["file"] == "Hopper-v5/medium.safetensors"
     monkeypatch.setattr("diffplan.collect.policies.policies_dir", lambda: tmp_path / "policies")
     assert resolve_policy(env_id="Hopper-v5", policy="expert").name == "expert.safetensors"
-    res = collect(env_id="Hopper-v5", behavior="sac", policy="medium", steps=120, seed=0,
-                  dataset_id="test/hopper-sac-v0", progress=False)
+    res = collect(
+        env_id="Hopper-v5",
+        behavior="sac",
+        policy="medium",
+        steps=120,
+        seed=0,
+        dataset_id="test/hopper-sac-v0",
+        progress=False,
+    )
     assert res.steps == 120
     # the same seed gives a byte-identical dataset with a policy too
     import hashlib
@@ -57,15 +65,29 @@ def test_ship_and_collect_with_a_policy(sac_run: Path, tmp_path: Path, minari_ro
     digests = []
     for root in ("a", "b"):
         monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / root))
-        collect(env_id="Hopper-v5", behavior="sac", policy="expert", steps=150, seed=3, dataset_id="det/sac-v0",
-                progress=False)
+        collect(
+            env_id="Hopper-v5",
+            behavior="sac",
+            policy="expert",
+            steps=150,
+            seed=3,
+            dataset_id="det/sac-v0",
+            progress=False,
+        )
         data = tmp_path / root / "det" / "sac-v0" / "data"
         digests.append({f: hashlib.sha256((data / f).read_bytes()).hexdigest() for f in sorted(os.listdir(data))})
     assert digests[0] == digests[1]
     # a policy trained for Hopper refuses to drive Walker2d
     with pytest.raises(ValueError, match="was trained for Hopper-v5, not Walker2d-v5"):
-        collect(env_id="Walker2d-v5", behavior="sac", policy=str(tmp_path / "policies" / "Hopper-v5" / "medium.safetensors"),
-                steps=10, seed=0, dataset_id="test/walker-sac-v0", progress=False)
+        collect(
+            env_id="Walker2d-v5",
+            behavior="sac",
+            policy=str(tmp_path / "policies" / "Hopper-v5" / "medium.safetensors"),
+            steps=10,
+            seed=0,
+            dataset_id="test/walker-sac-v0",
+            progress=False,
+        )
 
 
 def test_export_replay_up_to_a_step(sac_run: Path, minari_root: Path) -> None:

@@ -29,8 +29,14 @@ def test_waypoint_collection_is_a_goal_reaching_maze_dataset(minari_root: Path) 
 
     from diffplan.data.episodes import load_episodes
 
-    res = collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=600, seed=0,
-                  dataset_id="test/umaze-waypoint-v0", progress=False)
+    res = collect(
+        env_id="PointMaze_UMaze-v3",
+        behavior="waypoint",
+        steps=600,
+        seed=0,
+        dataset_id="test/umaze-waypoint-v0",
+        progress=False,
+    )
     assert res.steps == 600 and res.episodes == 2
     eps = load_episodes("test/umaze-waypoint-v0")
     assert (eps.obs_dim, eps.act_dim) == (4, 2)
@@ -66,14 +72,21 @@ def test_shortest_path_and_bad_cells() -> None:
         shortest_path(free, (0, 0), (1, 0))
 
 
-@pytest.mark.parametrize("kwargs,error,match", [
-    (dict(env_id="Nope-v1", behavior="random"), ValueError, "unknown environment id 'Nope-v1'"),
-    (dict(env_id="Hopper-v5", behavior="expert"), ValueError, "unknown behavior 'expert'"),
-    (dict(env_id="Hopper-v5", behavior="waypoint"), ValueError, "does not apply to Hopper-v5"),
-    (dict(env_id="Hopper-v5", behavior="sac"), ValueError, "needs --policy"),
-    (dict(env_id="Hopper-v5", behavior="sac", policy="superhuman"), FileNotFoundError, "no shipped 'superhuman' policy"),
-    (dict(env_id="Hopper-v5", behavior="random", dataset_id="bad id"), ValueError, "Malformed dataset ID"),
-])
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(env_id="Nope-v1", behavior="random"), ValueError, "unknown environment id 'Nope-v1'"),
+        (dict(env_id="Hopper-v5", behavior="expert"), ValueError, "unknown behavior 'expert'"),
+        (dict(env_id="Hopper-v5", behavior="waypoint"), ValueError, "does not apply to Hopper-v5"),
+        (dict(env_id="Hopper-v5", behavior="sac"), ValueError, "needs --policy"),
+        (
+            dict(env_id="Hopper-v5", behavior="sac", policy="superhuman"),
+            FileNotFoundError,
+            "no shipped 'superhuman' policy",
+        ),
+        (dict(env_id="Hopper-v5", behavior="random", dataset_id="bad id"), ValueError, "Malformed dataset ID"),
+    ],
+)
 def test_bad_collect_input(minari_root: Path, kwargs: dict, error: type, match: str) -> None:
     args = dict(steps=10, seed=0, dataset_id="test/never-written-v0", progress=False) | kwargs
     with pytest.raises(error, match=match):

@@ -8,8 +8,12 @@ from diffplan.data.windows import WindowDataset, discounted_returns
 
 def _episode(n: int, terminated: bool, offset: float = 0.0) -> Episode:
     t = np.arange(n, dtype=np.float64)
-    return Episode(observations=np.stack([t + offset, -t], 1), actions=(t + offset)[:, None] * 0.1,
-                   rewards=np.ones(n) + offset, terminated=terminated)
+    return Episode(
+        observations=np.stack([t + offset, -t], 1),
+        actions=(t + offset)[:, None] * 0.1,
+        rewards=np.ones(n) + offset,
+        terminated=terminated,
+    )
 
 
 def test_discounted_returns_by_hand() -> None:
@@ -44,7 +48,9 @@ def test_windows_every_start_with_end_padding() -> None:
 
 def test_horizon_longer_than_every_episode() -> None:
     eps = EpisodeSet(episodes=[_episode(5, True), _episode(7, True)], dataset_id="short-ds")
-    with pytest.raises(ValueError, match=r"horizon 8 \(stride 1: 8 steps\) is longer than every episode of short-ds \(longest 7"):
+    with pytest.raises(
+        ValueError, match=r"horizon 8 \(stride 1: 8 steps\) is longer than every episode of short-ds \(longest 7"
+    ):
         WindowDataset(episodes=eps, horizon=8)
     with pytest.raises(ValueError, match=r"horizon 3 \(stride 4: 9 steps\)"):
         WindowDataset(episodes=eps, horizon=3, stride=4)

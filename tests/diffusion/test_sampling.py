@@ -39,16 +39,25 @@ def test_posterior_variance_matches_ddpm_scheduler() -> None:
 @pytest.mark.parametrize("scheduler_cls", [DDPMScheduler, DDIMScheduler])
 def test_constraints_are_exact_after_sampling(scheduler_cls: type) -> None:
     unet, vf = _nets()
-    sched = scheduler_cls(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
-                          clip_sample=False)
+    sched = scheduler_cls(
+        num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample", clip_sample=False
+    )
     sched.set_timesteps(20 if scheduler_cls is DDPMScheduler else 5)
     start = torch.randn(4, 3)
     goal = torch.randn(4, 2)
-    cons = [Constraint(index=0, start=2, values=start), Constraint(index=-1, start=2, values=goal),
-            Constraint(index=3, start=0, values=torch.zeros(4, 1))]
-    x = guided_sample(unet=unet, scheduler=sched, x=torch.randn(4, 8, 5), constraints=cons,
-                      guidance=Guidance(value_function=vf, scale=1.0, t_stopgrad=0),
-                      generator=torch.Generator().manual_seed(0))
+    cons = [
+        Constraint(index=0, start=2, values=start),
+        Constraint(index=-1, start=2, values=goal),
+        Constraint(index=3, start=0, values=torch.zeros(4, 1)),
+    ]
+    x = guided_sample(
+        unet=unet,
+        scheduler=sched,
+        x=torch.randn(4, 8, 5),
+        constraints=cons,
+        guidance=Guidance(value_function=vf, scale=1.0, t_stopgrad=0),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert torch.equal(x[:, 0, 2:], start)
     assert torch.equal(x[:, -1, 2:4], goal)
     assert torch.equal(x[:, 3, 0], torch.zeros(4))
@@ -79,25 +88,30 @@ def test_callback_sees_every_step() -> None:
     sched = build_scheduler(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample")
     sched.set_timesteps(20)
     seen: list[int] = []
-    guided_sample(unet=unet, scheduler=sched, x=torch.randn(2, 8, 5), constraints=[],
-                  callback=lambda i, t, x: seen.append(t))
+    guided_sample(
+        unet=unet, scheduler=sched, x=torch.randn(2, 8, 5), constraints=[], callback=lambda i, t, x: seen.append(t)
+    )
     assert seen == list(range(19, -1, -1))
 
 
 @pytest.mark.parametrize("prediction_type", ["sample", "epsilon"])
-@pytest.mark.parametrize("scheduler_cls,steps", [(DDPMScheduler, 20), (DDPMScheduler, 5), (DDIMScheduler, 5),
-                                                 (DDIMScheduler, 20)])
+@pytest.mark.parametrize(
+    "scheduler_cls,steps", [(DDPMScheduler, 20), (DDPMScheduler, 5), (DDIMScheduler, 5), (DDIMScheduler, 20)]
+)
 def test_affine_schedule_is_the_schedulers_step(scheduler_cls: type, steps: int, prediction_type: str) -> None:
     """The precomputed step equals diffusers' scheduler.step on the same inputs and the same noise."""
     from diffplan.diffusion.sampling import denoising_schedule, draw_step_noise
 
-    sched = scheduler_cls(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
-                          clip_sample=False)
+    sched = scheduler_cls(
+        num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type, clip_sample=False
+    )
     sched.set_timesteps(steps)
     schedule = denoising_schedule(sched)
     assert schedule.affine and schedule.timesteps == tuple(int(t) for t in sched.timesteps)
     shape = (3, 8, 5)
-    noise = draw_step_noise(schedule, shape=shape, generator=torch.Generator().manual_seed(4), device=torch.device("cpu"))
+    noise = draw_step_noise(
+        schedule, shape=shape, generator=torch.Generator().manual_seed(4), device=torch.device("cpu")
+    )
     assert noise.shape[0] == sum(s > 0 for s in schedule.noise_std)
     g = torch.Generator().manual_seed(4)
     rng = torch.Generator().manual_seed(9)
@@ -123,6 +137,7 @@ def test_non_affine_schedulers_step_through_diffusers() -> None:
     dpm.set_timesteps(5)
     assert not denoising_schedule(clipped).affine and not denoising_schedule(dpm).affine
     unet, _ = _nets()
-    x = guided_sample(unet=unet, scheduler=dpm, x=torch.randn(2, 8, 5), constraints=[],
-                      generator=torch.Generator().manual_seed(0))
+    x = guided_sample(
+        unet=unet, scheduler=dpm, x=torch.randn(2, 8, 5), constraints=[], generator=torch.Generator().manual_seed(0)
+    )
     assert torch.isfinite(x).all()

@@ -23,11 +23,17 @@ def _state(n: int) -> np.ndarray:
 
 
 def test_replan_holds_each_planned_action_for_the_stride(pipe: ValueGuidedRLPipeline) -> None:
-    strided = ValueGuidedRLPipeline(value_function=pipe.value_function, unet=pipe.unet, scheduler=pipe.scheduler,
-                                    normalizer=pipe.normalizer, plan_config=pipe.plan_config,
-                                    info=replace(pipe.info, stride=2))
-    policy = PlannerPolicy(strided, n_envs=2, generator=torch.Generator().manual_seed(0),
-                           plan_kwargs={"batch_size": 3}, replan_every=4)
+    strided = ValueGuidedRLPipeline(
+        value_function=pipe.value_function,
+        unet=pipe.unet,
+        scheduler=pipe.scheduler,
+        normalizer=pipe.normalizer,
+        plan_config=pipe.plan_config,
+        info=replace(pipe.info, stride=2),
+    )
+    policy = PlannerPolicy(
+        strided, n_envs=2, generator=torch.Generator().manual_seed(0), plan_kwargs={"batch_size": 3}, replan_every=4
+    )
     active = np.ones(2, dtype=bool)
     actions = [policy.act(_state(2), None, active) for _ in range(4)]
     assert policy.plans_made == 2  # one plan per env in 4 steps
@@ -43,8 +49,9 @@ def test_replan_holds_each_planned_action_for_the_stride(pipe: ValueGuidedRLPipe
 
 def test_track_plans_once_per_episode(maze_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
-    policy = PlannerPolicy(pipe, n_envs=1, mode="track", generator=torch.Generator().manual_seed(0),
-                           plan_kwargs={"batch_size": 2})
+    policy = PlannerPolicy(
+        pipe, n_envs=1, mode="track", generator=torch.Generator().manual_seed(0), plan_kwargs={"batch_size": 2}
+    )
     state, goal, active = np.array([[-1.0, -1.0, 0.0, 0.0]]), np.array([[1.0, 1.0]]), np.ones(1, dtype=bool)
     for _ in range(5):
         a = policy.act(state, goal, active)

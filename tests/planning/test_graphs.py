@@ -28,8 +28,9 @@ def _obs(n: int, shift: float = 0.0) -> np.ndarray:
     return base + 0.01 * np.random.default_rng(int(abs(shift) * 100)).normal(size=(n, 11))
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(sampler="ddim", num_inference_steps=4),
-                                    dict(goal_arrivals=3), dict(n_guide_steps=0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(sampler="ddim", num_inference_steps=4), dict(goal_arrivals=3), dict(n_guide_steps=0)]
+)
 def test_replayed_calls_equal_eager_calls(pipes: tuple, kwargs: dict) -> None:
     eager, graphed = pipes
     goal = None
@@ -37,8 +38,9 @@ def test_replayed_calls_equal_eager_calls(pipes: tuple, kwargs: dict) -> None:
         goal = np.array([1.0, 0.1])
     for call, shift in enumerate((0.0, 0.3, -0.2)):  # new inputs each call: nothing stale in the buffers
         a = eager.plan(_obs(2, shift), goal=goal, batch_size=4, generator=torch.Generator().manual_seed(call), **kwargs)
-        b = graphed.plan(_obs(2, shift), goal=goal, batch_size=4, generator=torch.Generator().manual_seed(call),
-                         **kwargs)
+        b = graphed.plan(
+            _obs(2, shift), goal=goal, batch_size=4, generator=torch.Generator().manual_seed(call), **kwargs
+        )
         np.testing.assert_array_equal(a.observations, b.observations)
         np.testing.assert_array_equal(a.actions, b.actions)
         np.testing.assert_array_equal(a.values, b.values)
@@ -51,9 +53,12 @@ def test_warm_starts_replay_their_own_graph(pipes: tuple) -> None:
     for pipe in pipes:
         pipe.plan(_obs(3), batch_size=2, generator=torch.Generator().manual_seed(0))
     init = cold.normalized[:, 0]
-    a = eager.plan(_obs(3, 0.1), batch_size=2, init=init, warm_start_steps=3, generator=torch.Generator().manual_seed(1))
-    b = graphed.plan(_obs(3, 0.1), batch_size=2, init=init, warm_start_steps=3,
-                     generator=torch.Generator().manual_seed(1))
+    a = eager.plan(
+        _obs(3, 0.1), batch_size=2, init=init, warm_start_steps=3, generator=torch.Generator().manual_seed(1)
+    )
+    b = graphed.plan(
+        _obs(3, 0.1), batch_size=2, init=init, warm_start_steps=3, generator=torch.Generator().manual_seed(1)
+    )
     np.testing.assert_array_equal(a.actions, b.actions)
     assert len(graphed._graphs) == 2  # cold and warm calls differ in shape and schedule
 

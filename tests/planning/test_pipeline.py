@@ -104,9 +104,11 @@ def test_to_device_keeps_working(pipe: ValueGuidedRLPipeline) -> None:
 def test_missing_and_corrupt_run_files(tiny_run: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no run folder at .* and no shipped run named"):
         ValueGuidedRLPipeline.from_pretrained(tmp_path / "nothing")
-    for rel, match in [("unet/diffusion_pytorch_model.safetensors", "lacks unet/diffusion_pytorch_model"),
-                       ("value_function/config.json", "lacks value_function/config.json"),
-                       ("diffplan.json", "lacks diffplan.json")]:
+    for rel, match in [
+        ("unet/diffusion_pytorch_model.safetensors", "lacks unet/diffusion_pytorch_model"),
+        ("value_function/config.json", "lacks value_function/config.json"),
+        ("diffplan.json", "lacks diffplan.json"),
+    ]:
         broken = tmp_path / rel.replace("/", "_")
         shutil.copytree(tiny_run, broken)
         (broken / rel).unlink()
@@ -134,11 +136,14 @@ def test_d4rl_style_env_gives_per_dimension_normalizer(pipe: ValueGuidedRLPipeli
     class FakeD4RL:
         def get_dataset(self) -> dict:
             rng = np.random.default_rng(0)
-            return {"observations": rng.normal(0, np.arange(1, 12), size=(500, 11)),
-                    "actions": rng.normal(size=(500, 3))}
+            return {
+                "observations": rng.normal(0, np.arange(1, 12), size=(500, 11)),
+                "actions": rng.normal(size=(500, 3)),
+            }
 
-    p = ValueGuidedRLPipeline(value_function=pipe.value_function, unet=pipe.unet, scheduler=pipe.scheduler,
-                              env=FakeD4RL())
+    p = ValueGuidedRLPipeline(
+        value_function=pipe.value_function, unet=pipe.unet, scheduler=pipe.scheduler, env=FakeD4RL()
+    )
     scale = p.normalizer.observations.scale
     assert scale[-1] / scale[0] > 5  # per dimension, not one scalar
 
@@ -162,8 +167,17 @@ def test_call_is_stateless_with_tensor_keywords(pipe: ValueGuidedRLPipeline) -> 
 
     fixed = Constraint(index=2, start=0, values=torch.full((4, 3), 0.5))
     goal = torch.tensor([1.2, 0.1], dtype=torch.float64)
-    actions = [pipe(_obs(), batch_size=4, constraints=[fixed], goal=goal, warm_start_steps=2,
-                    generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    actions = [
+        pipe(
+            _obs(),
+            batch_size=4,
+            constraints=[fixed],
+            goal=goal,
+            warm_start_steps=2,
+            generator=torch.Generator().manual_seed(1),
+        )
+        for _ in range(2)
+    ]
     np.testing.assert_array_equal(actions[0], actions[1])
     plan = pipe.plan(_obs(), batch_size=4, constraints=[fixed], generator=torch.Generator().manual_seed(1))
     assert torch.equal(plan.normalized[:, 2, :3], torch.full((4, 3), 0.5))
@@ -180,7 +194,9 @@ def test_callback_on_step_end_sees_and_may_replace_the_plans(pipe: ValueGuidedRL
             x[..., :3] = 0.0
         return {"x": x}
 
-    plan = pipe.plan(_obs(), batch_size=3, sampler="ddim", num_inference_steps=4, callback_on_step_end=zero_actions_at_the_end)
+    plan = pipe.plan(
+        _obs(), batch_size=3, sampler="ddim", num_inference_steps=4, callback_on_step_end=zero_actions_at_the_end
+    )
     assert [i for i, _ in steps] == [0, 1, 2, 3] and steps[-1][1] == 0
     assert torch.equal(plan.normalized[..., :3], torch.zeros_like(plan.normalized[..., :3]))
     np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(), (3, 11)))  # start still inpainted
@@ -194,8 +210,14 @@ def test_callback_on_step_end_sees_and_may_replace_the_plans(pipe: ValueGuidedRL
 def test_goal_arrivals_hold_the_goal_exactly_from_each_plans_arrival(maze_run: Path) -> None:
     run = ValueGuidedRLPipeline.from_pretrained(maze_run)
     # without a value network (as the maze presets), plans are ranked by consistency and arrival
-    pipe = ValueGuidedRLPipeline(value_function=None, unet=run.unet, scheduler=run.scheduler,
-                                 normalizer=run.normalizer, plan_config=run.plan_config, info=run.info)
+    pipe = ValueGuidedRLPipeline(
+        value_function=None,
+        unet=run.unet,
+        scheduler=run.scheduler,
+        normalizer=run.normalizer,
+        plan_config=run.plan_config,
+        info=run.info,
+    )
     start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([1.0, 1.0])
     plan = pipe.plan(start, goal=goal, batch_size=6, goal_arrivals=3, generator=torch.Generator().manual_seed(0))
     at_goal = (plan.observations[:, :, :2] == goal).all(axis=-1)  # [batch, H]
@@ -243,20 +265,34 @@ def test_limits_normalizer_and_goal_inpainting(maze_run: Path) -> None:
 def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     """Maze presets train no value network: plans come from inpainting alone."""
     preset = get_preset("maze-umaze-small", denoiser_steps=5, horizon=16, inverse_steps=0)
-    preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
-                     diffusion=replace(preset.diffusion, num_train_timesteps=8))
-    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=300, seed=2, dataset_id="test/umaze-vf-v0",
-            progress=False)
+    preset = replace(
+        preset,
+        unet=replace(preset.unet, block_out_channels=(16, 32)),
+        diffusion=replace(preset.diffusion, num_train_timesteps=8),
+    )
+    collect(
+        env_id="PointMaze_UMaze-v3",
+        behavior="waypoint",
+        steps=300,
+        seed=2,
+        dataset_id="test/umaze-vf-v0",
+        progress=False,
+    )
     train(dataset="test/umaze-vf-v0", out=tmp_path / "run", preset=preset, device="cpu", progress=False)
     assert not (tmp_path / "run" / "value_function").exists()
     pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
     assert pipe.value_function is None
-    plan = pipe.plan(np.zeros(4), goal=np.array([1.0, 0.5]), batch_size=5, goal_arrivals=1,
-                     generator=torch.Generator().manual_seed(0))
+    plan = pipe.plan(
+        np.zeros(4),
+        goal=np.array([1.0, 0.5]),
+        batch_size=5,
+        goal_arrivals=1,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert plan.observations.shape == (5, 16, 4)
     np.testing.assert_array_equal(plan.observations[:, -1, :2], np.broadcast_to([1.0, 0.5], (5, 2)))
     # ranked by dynamic consistency: minus the largest jump between consecutive (normalized) states
-    states = plan.normalized[..., pipe.act_dim:]
+    states = plan.normalized[..., pipe.act_dim :]
     jumps = (states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).numpy()
     np.testing.assert_allclose(plan.values, -jumps, rtol=1e-5)
     assert np.all(np.diff(plan.values) <= 0)

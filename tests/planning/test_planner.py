@@ -38,8 +38,13 @@ def test_warm_start_runs_only_the_last_k_steps(pipe: ValueGuidedRLPipeline) -> N
         cold = pipe.plan(_obs(2), batch_size=3, generator=torch.Generator().manual_seed(0))
         assert counter.n == 20
         counter.n = 0
-        warm = pipe.plan(_obs(2), batch_size=3, init=cold.normalized[:, 0], warm_start_steps=3,
-                         generator=torch.Generator().manual_seed(1))
+        warm = pipe.plan(
+            _obs(2),
+            batch_size=3,
+            init=cold.normalized[:, 0],
+            warm_start_steps=3,
+            generator=torch.Generator().manual_seed(1),
+        )
         assert counter.n == 3
     finally:
         counter.handle.remove()
@@ -77,8 +82,13 @@ def test_a_state_jump_forces_a_cold_start(pipe: ValueGuidedRLPipeline) -> None:
 
 
 def test_dpm_solver_sampler(pipe: ValueGuidedRLPipeline) -> None:
-    plan = pipe.plan(_obs(1)[0], sampler="dpmsolver++", num_inference_steps=5, batch_size=4,
-                     generator=torch.Generator().manual_seed(0))
+    plan = pipe.plan(
+        _obs(1)[0],
+        sampler="dpmsolver++",
+        num_inference_steps=5,
+        batch_size=4,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert np.isfinite(plan.actions).all()
     np.testing.assert_array_equal(plan.observations[:, 0], np.broadcast_to(_obs(1)[0], (4, 11)))
 
@@ -125,12 +135,29 @@ def test_tiny_model_reaches_a_nearby_goal_more_often_than_random_actions(minari_
     """Closed loop with the planner's own actions (replanning every 4 steps), start and goal one cell apart."""
     from diffplan.planning.planner import Planner
 
-    collect(env_id="PointMaze_UMaze-v3", behavior="waypoint", steps=4_000, seed=3, dataset_id="test/umaze-near-v0",
-            progress=False)
-    preset = get_preset("maze-umaze-small", denoiser_steps=400, horizon=8, stride=4, batch_size=32,
-                        learning_rate=1e-3, ema_start=50, inverse_steps=0)
-    preset = replace(preset, unet=replace(preset.unet, block_out_channels=(16, 32)),
-                     diffusion=replace(preset.diffusion, num_train_timesteps=10))
+    collect(
+        env_id="PointMaze_UMaze-v3",
+        behavior="waypoint",
+        steps=4_000,
+        seed=3,
+        dataset_id="test/umaze-near-v0",
+        progress=False,
+    )
+    preset = get_preset(
+        "maze-umaze-small",
+        denoiser_steps=400,
+        horizon=8,
+        stride=4,
+        batch_size=32,
+        learning_rate=1e-3,
+        ema_start=50,
+        inverse_steps=0,
+    )
+    preset = replace(
+        preset,
+        unet=replace(preset.unet, block_out_channels=(16, 32)),
+        diffusion=replace(preset.diffusion, num_train_timesteps=10),
+    )
     torch.manual_seed(0)
     train(dataset="test/umaze-near-v0", out=tmp_path / "run", preset=preset, device="cpu", progress=False)
     pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")

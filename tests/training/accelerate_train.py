@@ -18,8 +18,9 @@ def main() -> None:
     dataset, out, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     torch.set_num_threads(1)
     preset = get_preset("tiny", denoiser_steps=steps, value_steps=steps, checkpoint_every=10, log_every=5)
-    trainer = Trainer(dataset=dataset, out=out, preset=preset, device="cpu", progress=False,
-                      resume="--resume" in sys.argv)
+    trainer = Trainer(
+        dataset=dataset, out=out, preset=preset, device="cpu", progress=False, resume="--resume" in sys.argv
+    )
     seen: list[float] = []
     phase_functions = trainer.phase_functions
 

@@ -19,9 +19,26 @@ def _launch(dataset: str, out: Path, steps: int, *extra: str) -> None:
     accelerate = Path(sys.executable).with_name("accelerate")
     # `--cpu` alone starts one process (several need MPI); `--multi_gpu` starts them with torchrun,
     # and with no GPU visible the trainer's Accelerator(cpu=True) joins them over gloo
-    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
-           str(SCRIPT), dataset, str(out), str(steps), *extra]
+    cmd = [
+        str(accelerate),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29517",
+        str(SCRIPT),
+        dataset,
+        str(out),
+        str(steps),
+        *extra,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

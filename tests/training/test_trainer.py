@@ -14,8 +14,15 @@ from diffplan.training.trainer import Trainer
 def test_training_loss_falls_and_writes_the_run_folder(tiny_run: Path) -> None:
     import json
 
-    for name in ("model_index.json", "diffplan.json", "unet/config.json", "value_function/config.json",
-                 "scheduler/scheduler_config.json", "training/losses.png", "training/unet/state.json"):
+    for name in (
+        "model_index.json",
+        "diffplan.json",
+        "unet/config.json",
+        "value_function/config.json",
+        "scheduler/scheduler_config.json",
+        "training/losses.png",
+        "training/unet/state.json",
+    ):
         assert (tiny_run / name).is_file(), name
     assert list((tiny_run / "logs").rglob("events.out.tfevents.*"))  # TensorBoard scalars
     for phase in ("unet", "value_function"):
@@ -36,8 +43,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(hopper_dataset: s
     train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=part, device="cpu", progress=False)
     # planning defaults do not touch training: a resume may change them (here the plan count)
     replanned = replace(full, plan=replace(full.plan, batch_size=full.plan.batch_size + 1))
-    train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=replanned, device="cpu", progress=False,
-          resume=True)
+    train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=replanned, device="cpu", progress=False, resume=True)
     for sub in ("unet", "value_function"):
         a = load_file(str(tmp_path / "straight" / sub / "diffusion_pytorch_model.safetensors"))
         b = load_file(str(tmp_path / "resumed" / sub / "diffusion_pytorch_model.safetensors"))
@@ -49,8 +55,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(hopper_dataset: s
         assert all((raw_a[k] == raw_b[k]).all() for k in raw_a)
 
 
-def test_resume_adds_an_inverse_dynamics_phase_to_a_finished_run(tiny_run: Path, hopper_dataset: str,
-                                                                 tmp_path: Path) -> None:
+def test_resume_adds_an_inverse_dynamics_phase_to_a_finished_run(
+    tiny_run: Path, hopper_dataset: str, tmp_path: Path
+) -> None:
     import shutil
 
     from diffplan.planning import ValueGuidedRLPipeline
@@ -58,9 +65,14 @@ def test_resume_adds_an_inverse_dynamics_phase_to_a_finished_run(tiny_run: Path,
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     before = (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
-    res = train(dataset=hopper_dataset, out=run, preset=get_preset("tiny", denoiser_steps=300, value_steps=300,
-                                                                  inverse_steps=20),
-                device="cpu", progress=False, resume=True)
+    res = train(
+        dataset=hopper_dataset,
+        out=run,
+        preset=get_preset("tiny", denoiser_steps=300, value_steps=300, inverse_steps=20),
+        device="cpu",
+        progress=False,
+        resume=True,
+    )
     assert res.steps == {"unet": 300, "value_function": 300, "inverse_dynamics": 20}
     assert (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == before
     pipe = ValueGuidedRLPipeline.from_pretrained(run)
@@ -105,8 +117,14 @@ def test_each_trainer_gets_its_own_accelerate_settings(hopper_dataset: str, tmp_
     """accelerate keeps one process-wide state: a later trainer's precision and compilation still apply."""
     first = Trainer(dataset=hopper_dataset, out=tmp_path / "a", preset=get_preset("tiny"), device="cpu")
     assert first.accelerator.mixed_precision == "no"
-    second = Trainer(dataset=hopper_dataset, out=tmp_path / "b", preset=get_preset("tiny"), device="cpu",
-                     mixed_precision="bf16", compile=True)
+    second = Trainer(
+        dataset=hopper_dataset,
+        out=tmp_path / "b",
+        preset=get_preset("tiny"),
+        device="cpu",
+        mixed_precision="bf16",
+        compile=True,
+    )
     assert second.accelerator.mixed_precision == "bf16"
     assert second.accelerator.state.dynamo_plugin.backend.value.lower() == "inductor"
     third = Trainer(dataset=hopper_dataset, out=tmp_path / "c", preset=get_preset("tiny"), device="cpu")
@@ -131,8 +149,9 @@ def test_captured_step_plumbing_matches_the_eager_step(hopper_dataset: str, tmp_
 
     model, opt, ema = fresh()
     before = [p.detach().clone() for p in model.parameters()]
-    step = CapturedStep(model=model, optimizer=opt, ema=ema, batch_fn=batch_fn, loss_fn=loss_fn, accumulation=2,
-                        step=0, capture=False)
+    step = CapturedStep(
+        model=model, optimizer=opt, ema=ema, batch_fn=batch_fn, loss_fn=loss_fn, accumulation=2, step=0, capture=False
+    )
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the warm-up left no trace
     assert all(float(v.abs().sum()) == 0 for s in opt.state.values() for v in s.values())
     ref, ref_opt, ref_ema = fresh()
@@ -155,8 +174,13 @@ def test_captured_step_plumbing_matches_the_eager_step(hopper_dataset: str, tmp_
     with pytest.raises(ValueError, match="cuda_graphs needs one process on a CUDA device; this run has 1 on cpu"):
         Trainer(dataset=hopper_dataset, out=tmp_path / "cpu", preset=get_preset("tiny"), device="cpu", cuda_graphs=True)
     with pytest.raises(ValueError, match="use it without mixed_precision"):
-        Trainer(dataset=hopper_dataset, out=tmp_path / "bf", preset=get_preset("tiny"), cuda_graphs=True,
-                mixed_precision="bf16")
+        Trainer(
+            dataset=hopper_dataset,
+            out=tmp_path / "bf",
+            preset=get_preset("tiny"),
+            cuda_graphs=True,
+            mixed_precision="bf16",
+        )
     assert not (tmp_path / "cpu").exists() and not (tmp_path / "bf").exists()
 
 
@@ -172,6 +196,12 @@ def test_a_run_recorded_before_the_preset_rename_resumes(tiny_run: Path, hopper_
     record["preset"]["value"] = record["preset"].pop("value_net")
     record["preset"]["values"] = record["preset"].pop("value_targets")
     progress.write_text(json.dumps(record))
-    res = train(dataset=hopper_dataset, out=run, preset=get_preset("tiny", denoiser_steps=300, value_steps=300),
-                device="cpu", progress=False, resume=True)
+    res = train(
+        dataset=hopper_dataset,
+        out=run,
+        preset=get_preset("tiny", denoiser_steps=300, value_steps=300),
+        device="cpu",
+        progress=False,
+        resume=True,
+    )
     assert res.steps == {"unet": 300, "value_function": 300}

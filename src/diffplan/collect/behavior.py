@@ -43,9 +43,7 @@ class BehaviorTrainConfig:
     learning_starts: int = 100
 
 
-def evaluate_policy_returns(
-    *, policy: Any, env_id: str, episodes: int, seed: int
-) -> list[float]:
+def evaluate_policy_returns(*, policy: Any, env_id: str, episodes: int, seed: int) -> list[float]:
     """Undiscounted returns of ``episodes`` episodes of a policy.
 
     Args:
@@ -100,9 +98,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
         stored = {"learning_starts": 100} | {k: v for k, v in index["config"].items() if k != "total_steps"}
         wanted = {k: v for k, v in asdict(config).items() if k != "total_steps"}
         if stored != wanted:
-            raise ValueError(
-                f"{out} holds a run with config {stored}, not {wanted}; use another --out folder"
-            )
+            raise ValueError(f"{out} holds a run with config {stored}, not {wanted}; use another --out folder")
         index["config"] = asdict(config)
     state_model = out / "state" / "sac.zip"
     state_buffer = out / "state" / "replay.pkl"
@@ -111,17 +107,13 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
         model = sb3.SAC.load(state_model, env=env)
         model.load_replay_buffer(state_buffer)
     else:
-        model = sb3.SAC(
-            "MlpPolicy", env, seed=config.seed, learning_starts=config.learning_starts, verbose=0
-        )
+        model = sb3.SAC("MlpPolicy", env, seed=config.seed, learning_starts=config.learning_starts, verbose=0)
     done_steps = int(model.num_timesteps)
 
     class _Snapshot(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.bar = tqdm(
-                total=config.total_steps, initial=done_steps, desc=f"SAC {config.env_id}", unit="step"
-            )
+            self.bar = tqdm(total=config.total_steps, initial=done_steps, desc=f"SAC {config.env_id}", unit="step")
 
         def _on_step(self) -> bool:
             self.bar.update(1)
@@ -131,10 +123,10 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
             return True
 
         def _snapshot(self, step: int) -> None:
-            actor = self.model.policy.actor
+            actor = model.policy.actor  # the SAC being trained (self.model is the same object)
 
             def act(obs: np.ndarray) -> np.ndarray:
-                return self.model.predict(obs, deterministic=True)[0]
+                return model.predict(obs, deterministic=True)[0]
 
             returns = evaluate_policy_returns(
                 policy=lambda env: act, env_id=config.env_id, episodes=config.eval_episodes, seed=10_000 + step
@@ -153,9 +145,9 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
                 }
             ]
             with atomic_path(state_model) as tmp:
-                self.model.save(tmp)
+                model.save(tmp)
             with atomic_path(state_buffer) as tmp:
-                self.model.save_replay_buffer(tmp)
+                model.save_replay_buffer(tmp)
             atomic_write_json(index_path, index)
             self.bar.set_postfix(step=step, ret=f"{np.mean(returns):.0f}")
 
@@ -166,8 +158,9 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
     return index_path
 
 
-def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3,
-                     expert_window: float = 0.25) -> dict[str, Any]:
+def select_snapshots(
+    *, index_path: str | Path, medium_fraction: float = 1 / 3, expert_window: float = 0.25
+) -> dict[str, Any]:
     """Pick the "medium" and "expert" snapshots of a behaviour run.
 
     Expert is the best-evaluated snapshot of the last ``expert_window`` of training (SAC's
@@ -194,8 +187,14 @@ def select_snapshots(*, index_path: str | Path, medium_fraction: float = 1 / 3,
     return {"medium": medium, "expert": expert}
 
 
-def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episodes: int = 20, seed: int = 0,
-                  medium_fraction: float = 1 / 3) -> dict[str, Any]:
+def ship_policies(
+    *,
+    run_dir: str | Path,
+    dest: str | Path | None = None,
+    episodes: int = 20,
+    seed: int = 0,
+    medium_fraction: float = 1 / 3,
+) -> dict[str, Any]:
     """Pick medium and expert snapshots of a behaviour run, re-evaluate them, and store them.
 
     Writes ``DEST/<env_id>/{medium,expert}.safetensors`` (with ``env_id`` in the file metadata)
@@ -223,13 +222,21 @@ def ship_policies(*, run_dir: str | Path, dest: str | Path | None = None, episod
     for name, snap in chosen.items():
         target = dest / env_id / f"{name}.safetensors"
         with atomic_path(target) as tmp:
-            save_file(load_file(str(run_dir / snap["file"])), str(tmp),
-                      metadata={"env_id": env_id, "step": str(snap["step"])})
-        returns = evaluate_policy_returns(policy=lambda env, p=target: load_sac_actor(path=p, env=env),
-                                          env_id=env_id, episodes=episodes, seed=seed)
-        entry[name] = {"file": f"{env_id}/{name}.safetensors", "train_step": snap["step"],
-                       "mean_return": float(np.mean(returns)), "std_return": float(np.std(returns)),
-                       "episodes": episodes, "seed": seed, "deterministic": False}
+            save_file(
+                load_file(str(run_dir / snap["file"])), str(tmp), metadata={"env_id": env_id, "step": str(snap["step"])}
+            )
+        returns = evaluate_policy_returns(
+            policy=lambda env, p=target: load_sac_actor(path=p, env=env), env_id=env_id, episodes=episodes, seed=seed
+        )
+        entry[name] = {
+            "file": f"{env_id}/{name}.safetensors",
+            "train_step": snap["step"],
+            "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)),
+            "episodes": episodes,
+            "seed": seed,
+            "deterministic": False,
+        }
     registry_path = dest / "policies.json"
     registry = read_json(registry_path) if registry_path.exists() else {}
     registry[env_id] = entry
@@ -280,23 +287,38 @@ def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | Non
     ends = np.flatnonzero(dones)
     if ends.size == 0 or ends[-1] != until_step - 1:
         ends = np.append(ends, until_step - 1)
-    episodes, start = [], 0
+    episodes: list[Any] = []
+    start = 0
     for end in ends:
         sl = slice(start, end + 1)
         terminated = bool(dones[end] and not timeouts[end])
         n = end + 1 - start
-        episodes.append(EpisodeBuffer(
-            id=len(episodes), observations=np.concatenate([obs[sl], nxt[end:end + 1]]), actions=acts[sl],
-            rewards=rews[sl].tolist(), terminations=[False] * (n - 1) + [terminated],
-            truncations=[False] * (n - 1) + [not terminated], infos={}))
+        episodes.append(
+            EpisodeBuffer(
+                id=len(episodes),
+                observations=np.concatenate([obs[sl], nxt[end : end + 1]]),
+                actions=acts[sl],
+                rewards=rews[sl].tolist(),
+                terminations=[False] * (n - 1) + [terminated],
+                truncations=[False] * (n - 1) + [not terminated],
+                infos={},
+            )
+        )
         start = end + 1
     refs = reference_scores(env_id)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         minari.create_dataset_from_buffers(
-            dataset_id=dataset_id, buffer=episodes, env=env_id, eval_env=env_id,
-            algorithm_name="diffplan-sac-replay", author="diffplan", author_email="diffplan@users.noreply.local",
+            dataset_id=dataset_id,
+            buffer=episodes,
+            env=env_id,
+            eval_env=env_id,
+            algorithm_name="diffplan-sac-replay",
+            author="diffplan",
+            author_email="diffplan@users.noreply.local",
             code_permalink="https://pypi.org/project/diffplan/",
             description=f"SAC replay buffer of {env_id} up to step {until_step} (D4RL medium-replay recipe)",
-            ref_min_score=refs.random if refs else None, ref_max_score=refs.expert if refs else None)
+            ref_min_score=refs.random if refs else None,
+            ref_max_score=refs.expert if refs else None,
+        )
     return until_step

@@ -45,8 +45,16 @@ def dataset_exists(dataset_id: str) -> bool:
     return dataset_id in minari.list_local_datasets()
 
 
-def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: str, policy: str | None = None,
-            progress: bool = True) -> CollectResult:
+def collect(
+    *,
+    env_id: str,
+    behavior: str,
+    steps: int,
+    seed: int,
+    dataset_id: str,
+    policy: str | None = None,
+    progress: bool = True,
+) -> CollectResult:
     """Run ``behavior`` for ``steps`` environment steps and store a Minari dataset.
 
     Args:
@@ -81,10 +89,12 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
         raise ValueError(f"dataset {dataset_id!r} already exists; choose a new --dataset-id (nothing was overwritten)")
     maze = is_maze(env_id)
     if (behavior == "waypoint") != maze and behavior != "random":
-        raise ValueError(f"behavior {behavior!r} does not apply to {env_id}: use 'waypoint' for PointMaze envs, "
-                         "'sac' for locomotion")
+        raise ValueError(
+            f"behavior {behavior!r} does not apply to {env_id}: use 'waypoint' for PointMaze envs, 'sac' for locomotion"
+        )
     env = make_env(env_id, continuing_task=True, reset_target=True) if maze else make_env(env_id)
     torch.manual_seed(seed)
+    act: Callable[[Any], np.ndarray]
     if behavior == "random":
         act = _random_policy(env, seed)
     elif behavior == "waypoint":
@@ -97,7 +107,8 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
 
         act = load_sac_actor(path=resolve_policy(env_id=env_id, policy=policy), env=env)
     started = time.perf_counter()
-    buffers, done_steps = [], 0
+    buffers: list[Any] = []
+    done_steps = 0
     bar = tqdm(total=steps, desc=f"collect {env_id} ({behavior})", unit="step", disable=not progress)
     while done_steps < steps:
         obs, _ = env.reset(seed=seed if not buffers else None)
@@ -115,9 +126,18 @@ def collect(*, env_id: str, behavior: str, steps: int, seed: int, dataset_id: st
             truncs.append(bool(truncated and not terminated))
             finished = terminated or truncated
             bar.update(1)
-        buffers.append(EpisodeBuffer(id=len(buffers), seed=seed if len(buffers) == 0 else None,
-                                     observations=_stack(observations), actions=np.stack(actions),
-                                     rewards=rewards, terminations=terms, truncations=truncs, infos={}))
+        buffers.append(
+            EpisodeBuffer(
+                id=len(buffers),
+                seed=seed if len(buffers) == 0 else None,
+                observations=_stack(observations),
+                actions=np.stack(actions),
+                rewards=rewards,
+                terminations=terms,
+                truncations=truncs,
+                infos={},
+            )
+        )
         bar.set_postfix(episodes=len(buffers))
     bar.close()
     refs = reference_scores(env_id)

@@ -45,7 +45,7 @@ def resolve_policy(*, env_id: str, policy: str) -> Path:
     known = read_json(registry_path) if registry_path.exists() else {}
     raise FileNotFoundError(
         f"no policy file at {path} and no shipped {policy!r} policy for {env_id}; shipped: "
-        f"{ {k: sorted(v) for k, v in known.items()} or 'none'}"
+        f"{ {k: sorted(v) for k, v in known.items()} or 'none' }"
     )
 
 

@@ -167,7 +167,8 @@ def load_hdf5(path: str | Path, *, env_id: str | None = None) -> EpisodeSet:
     ends = np.flatnonzero(arrays["terminals"].astype(bool) | arrays["timeouts"].astype(bool))
     if ends.size == 0 or ends[-1] != n - 1:
         ends = np.append(ends, n - 1)  # an unfinished last episode is kept as a time-out
-    episodes, start = [], 0
+    episodes: list[Episode] = []
+    start = 0
     for end in ends:
         sl = slice(start, end + 1)
         ep = Episode(

@@ -113,8 +113,9 @@ class TrajectoryNormalizer:
         )
 
     @classmethod
-    def scalar(cls, *, obs_mean: float, obs_std: float, act_mean: float, act_std: float,
-               obs_dim: int, act_dim: int) -> TrajectoryNormalizer:
+    def scalar(
+        cls, *, obs_mean: float, obs_std: float, act_mean: float, act_std: float, obs_dim: int, act_dim: int
+    ) -> TrajectoryNormalizer:
         """One mean and std for all dimensions, as diffusers' pipeline normalizes."""
         return cls(
             observations=DimNormalizer("scalar", np.full(obs_dim, obs_mean), np.full(obs_dim, obs_std)),

@@ -15,8 +15,9 @@ from diffplan.data.episodes import EpisodeSet
 from diffplan.data.normalization import TrajectoryNormalizer
 
 
-def discounted_returns(rewards: np.ndarray, *, discount: float, terminated: bool,
-                       termination_penalty: float) -> np.ndarray:
+def discounted_returns(
+    rewards: np.ndarray, *, discount: float, terminated: bool, termination_penalty: float
+) -> np.ndarray:
     """Discounted return-to-go of every step of one episode.
 
     Args:
@@ -55,9 +56,17 @@ class WindowDataset:
         ValueError: every episode is shorter than the horizon.
     """
 
-    def __init__(self, *, episodes: EpisodeSet, horizon: int, stride: int = 1, normalizer: TrajectoryNormalizer | None = None,
-                 discount: float = 0.997, termination_penalty: float = -100.0,
-                 normalizer_kind: str = "gaussian") -> None:
+    def __init__(
+        self,
+        *,
+        episodes: EpisodeSet,
+        horizon: int,
+        stride: int = 1,
+        normalizer: TrajectoryNormalizer | None = None,
+        discount: float = 0.997,
+        termination_penalty: float = -100.0,
+        normalizer_kind: str = "gaussian",
+    ) -> None:
         lengths = np.array([len(e) for e in episodes.episodes])
         if stride < 1:
             raise ValueError(f"expected stride >= 1, got {stride}")
@@ -71,7 +80,8 @@ class WindowDataset:
         if short:
             warnings.warn(
                 f"{short} of {len(lengths)} episodes are shorter than the horizon {horizon} "
-                f"({span} steps); they are padded by repeating their last step", stacklevel=2,
+                f"({span} steps); they are padded by repeating their last step",
+                stacklevel=2,
             )
         obs = np.concatenate([e.observations for e in episodes.episodes])
         act = np.concatenate([e.actions for e in episodes.episodes])
@@ -90,8 +100,11 @@ class WindowDataset:
             padded = np.concatenate([traj, np.repeat(traj[-1:], span - 1, axis=0)])
             rows.append(padded)
             starts.append(offset + np.arange(len(ep)))
-            values.append(discounted_returns(ep.rewards, discount=discount, terminated=ep.terminated,
-                                             termination_penalty=termination_penalty))
+            values.append(
+                discounted_returns(
+                    ep.rewards, discount=discount, terminated=ep.terminated, termination_penalty=termination_penalty
+                )
+            )
             offset += len(padded)
         flat = self.normalizer.normalize(np.concatenate(rows))
         self.data = torch.as_tensor(flat, dtype=torch.float32)

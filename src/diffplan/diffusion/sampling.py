@@ -29,7 +29,6 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet1DModel
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.diffusion.guidance import posterior_variances, value_and_grad
 
-
 StepCallback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
 """``callback(i, t, x)`` after denoising step ``i`` (diffusion step ``t``) with the plans
 ``x: [B, H, D]``; a returned tensor replaces ``x`` (the constraints are imposed on it again)."""
@@ -83,8 +82,9 @@ class DenoisingSchedule:
 
     def suffix(self, k: int) -> DenoisingSchedule:
         """The last ``k`` steps (a warm start from noise level ``timesteps[-k]``)."""
-        return DenoisingSchedule(*(tuple(getattr(self, f)[-k:]) if getattr(self, f) else ()
-                                   for f in self.__dataclass_fields__))
+        return DenoisingSchedule(
+            *(tuple(getattr(self, f)[-k:]) if getattr(self, f) else () for f in self.__dataclass_fields__)
+        )
 
 
 def denoising_schedule(scheduler: object, timesteps: Sequence[int] | None = None) -> DenoisingSchedule:
@@ -105,8 +105,11 @@ def denoising_schedule(scheduler: object, timesteps: Sequence[int] | None = None
     cfg = scheduler.config  # type: ignore[attr-defined]
     signal = tuple(math.sqrt(float(a[t])) for t in steps)
     noise_level = tuple(math.sqrt(1.0 - float(a[t])) for t in steps)
-    plain = (not cfg.get("clip_sample", False) and not cfg.get("thresholding", False)
-             and cfg.get("prediction_type") in ("sample", "epsilon"))
+    plain = (
+        not cfg.get("clip_sample", False)
+        and not cfg.get("thresholding", False)
+        and cfg.get("prediction_type") in ("sample", "epsilon")
+    )
     ddpm = type(scheduler) is DDPMScheduler and cfg.get("variance_type") == "fixed_small"
     ddim = type(scheduler) is DDIMScheduler
     ddim = ddim and scheduler.num_inference_steps is not None  # type: ignore[attr-defined]
@@ -144,12 +147,19 @@ def denoising_schedule(scheduler: object, timesteps: Sequence[int] | None = None
             model_coef.append(c0 * p)
             sample_coef.append(c0 * q + c1)
             noise_std.append(math.sqrt(max((1 - a_prev) / (1 - a_t) * beta, 1e-20)) if t > 0 else 0.0)
-    return DenoisingSchedule(steps, variances, tuple(model_coef), tuple(sample_coef), tuple(noise_std),
-                             signal, noise_level)
+    return DenoisingSchedule(
+        steps, variances, tuple(model_coef), tuple(sample_coef), tuple(noise_std), signal, noise_level
+    )
 
 
-def draw_step_noise(schedule: DenoisingSchedule, *, shape: Sequence[int], generator: torch.Generator | None,
-                    device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def draw_step_noise(
+    schedule: DenoisingSchedule,
+    *,
+    shape: Sequence[int],
+    generator: torch.Generator | None,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """The noise ``z`` of every step of an affine schedule that adds noise, drawn before the loop.
 
     Drawn one step at a time on the generator's device, in the order ``scheduler.step`` draws it
@@ -159,8 +169,11 @@ def draw_step_noise(schedule: DenoisingSchedule, *, shape: Sequence[int], genera
         ``[n, *shape]`` with ``n`` the number of steps whose ``noise_std > 0`` (possibly 0).
     """
     source = generator.device if generator is not None else device
-    draws = [torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype)
-             for std in schedule.noise_std if std > 0]
+    draws = [
+        torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype)
+        for std in schedule.noise_std
+        if std > 0
+    ]
     if not draws:
         return torch.empty((0, *shape), device=device, dtype=dtype)
     return torch.stack(draws).to(device)
@@ -205,8 +218,9 @@ def run_schedule(
     return x
 
 
-def _after_step(x: torch.Tensor, i: int, t: int, callback: StepCallback | None,
-                constraints: Sequence[Constraint]) -> torch.Tensor:
+def _after_step(
+    x: torch.Tensor, i: int, t: int, callback: StepCallback | None, constraints: Sequence[Constraint]
+) -> torch.Tensor:
     """Run the step callback; a tensor it returns replaces ``x`` (with the constraints re-imposed)."""
     if callback is None:
         return x
@@ -214,8 +228,14 @@ def _after_step(x: torch.Tensor, i: int, t: int, callback: StepCallback | None,
     return x if replaced is None else apply_constraints(replaced, constraints)
 
 
-def _guide(x: torch.Tensor, t_batch: torch.Tensor, t: int, variance: float, guidance: Guidance | None,
-           constraints: Sequence[Constraint]) -> torch.Tensor:
+def _guide(
+    x: torch.Tensor,
+    t_batch: torch.Tensor,
+    t: int,
+    variance: float,
+    guidance: Guidance | None,
+    constraints: Sequence[Constraint],
+) -> torch.Tensor:
     """``n_guide_steps`` value-gradient steps at diffusion step ``t`` (none below ``t_stopgrad``)."""
     if guidance is None or guidance.n_guide_steps <= 0 or t < guidance.t_stopgrad:
         return x
@@ -259,8 +279,15 @@ def guided_sample(
     schedule = schedule or denoising_schedule(scheduler, timesteps)
     if schedule.affine:
         noise = draw_step_noise(schedule, shape=x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return run_schedule(unet=unet, schedule=schedule, x=x, noise=noise, constraints=constraints,
-                            guidance=guidance, callback=callback)
+        return run_schedule(
+            unet=unet,
+            schedule=schedule,
+            x=x,
+            noise=noise,
+            constraints=constraints,
+            guidance=guidance,
+            callback=callback,
+        )
     x = apply_constraints(x.clone(), constraints)
     batch = x.shape[0]
     for i, t in enumerate(schedule.timesteps):

@@ -92,8 +92,16 @@ class WaypointController:
 GOAL_RADIUS = 0.45
 
 
-def track_action(*, plan: np.ndarray, t: int, state: np.ndarray, stride: int = 1, goal: np.ndarray | None = None,
-                 p_gain: float = 5.0, d_gain: float = 1.0) -> np.ndarray:
+def track_action(
+    *,
+    plan: np.ndarray,
+    t: int,
+    state: np.ndarray,
+    stride: int = 1,
+    goal: np.ndarray | None = None,
+    p_gain: float = 5.0,
+    d_gain: float = 1.0,
+) -> np.ndarray:
     """PD action that follows planned waypoints (Diffuser's Maze2D ``track`` execution).
 
     The target at environment step ``t + 1`` is the plan interpolated linearly between its
@@ -136,8 +144,12 @@ def wall_cells(env: Any) -> list[np.ndarray]:
     """Centres ``[2]`` of the wall cells of a PointMaze env, in world coordinates."""
     maze = env.unwrapped.maze
     free = maze_grid(env)
-    return [np.asarray(maze.cell_rowcol_to_xy(np.array([r, c])), dtype=np.float64)
-            for r in range(free.shape[0]) for c in range(free.shape[1]) if not free[r, c]]
+    return [
+        np.asarray(maze.cell_rowcol_to_xy(np.array([r, c])), dtype=np.float64)
+        for r in range(free.shape[0])
+        for c in range(free.shape[1])
+        if not free[r, c]
+    ]
 
 
 class WallCost:

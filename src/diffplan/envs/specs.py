@@ -70,7 +70,10 @@ def env_dims(env: gym.Env) -> tuple[int, int]:
     space = env.observation_space
     if isinstance(space, gym.spaces.Dict):
         space = space["observation"]
-    return int(space.shape[0]), int(env.action_space.shape[0])
+    obs_shape, act_shape = space.shape, env.action_space.shape
+    if obs_shape is None or act_shape is None:
+        raise ValueError(f"expected Box observation and action spaces, got {space} and {env.action_space}")
+    return int(obs_shape[0]), int(act_shape[0])
 
 
 def check_dims(env_id: str, *, obs_dim: int, act_dim: int, what: str) -> None:
@@ -79,8 +82,9 @@ def check_dims(env_id: str, *, obs_dim: int, act_dim: int, what: str) -> None:
     dims = env_dims(env)
     env.close()
     if dims != (obs_dim, act_dim):
-        raise ValueError(f"{what} has obs_dim {obs_dim}, act_dim {act_dim} but {env_id} has obs_dim {dims[0]}, "
-                         f"act_dim {dims[1]}")
+        raise ValueError(
+            f"{what} has obs_dim {obs_dim}, act_dim {act_dim} but {env_id} has obs_dim {dims[0]}, act_dim {dims[1]}"
+        )
 
 
 def measured_references() -> dict[str, ReferenceScores]:
@@ -92,12 +96,15 @@ def measured_references() -> dict[str, ReferenceScores]:
     if not path.is_file():
         return {}
     table = json.loads(path.read_text())
-    return {k: ReferenceScores(v["random"], v["expert"], f"diffplan measured ({v['episodes']} episodes)")
-            for k, v in table.items()}
+    return {
+        k: ReferenceScores(v["random"], v["expert"], f"diffplan measured ({v['episodes']} episodes)")
+        for k, v in table.items()
+    }
 
 
-def reference_scores(env_id: str | None, *, ref_min: float | None = None,
-                     ref_max: float | None = None) -> ReferenceScores | None:
+def reference_scores(
+    env_id: str | None, *, ref_min: float | None = None, ref_max: float | None = None
+) -> ReferenceScores | None:
     """Reference scores: dataset metadata when given, else ours measured for the env, else D4RL's."""
     if ref_min is not None and ref_max is not None and ref_max != ref_min:
         return ReferenceScores(float(ref_min), float(ref_max), "dataset metadata")

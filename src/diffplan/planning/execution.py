@@ -49,16 +49,27 @@ class PlannerPolicy:
             inverse dynamics model or outside ``replan`` mode.
     """
 
-    def __init__(self, pipe: ValueGuidedRLPipeline, *, n_envs: int, mode: str = "replan",
-                 replan_every: int | None = None, actions: str = "plan", wall_cost: WallCost | None = None,
-                 generator: torch.Generator | None = None, plan_kwargs: dict | None = None) -> None:
+    def __init__(
+        self,
+        pipe: ValueGuidedRLPipeline,
+        *,
+        n_envs: int,
+        mode: str = "replan",
+        replan_every: int | None = None,
+        actions: str = "plan",
+        wall_cost: WallCost | None = None,
+        generator: torch.Generator | None = None,
+        plan_kwargs: dict | None = None,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected 'replan' or 'track'")
         if actions not in ACTIONS:
             raise ValueError(f"unknown actions {actions!r}; expected 'plan' or 'inverse'")
         if actions == "inverse" and (mode != "replan" or pipe.inverse_dynamics is None):
-            raise ValueError("actions='inverse' needs mode='replan' and a run with an inverse dynamics model "
-                             "(train one with `diffplan train ... --resume --inverse-steps N`)")
+            raise ValueError(
+                "actions='inverse' needs mode='replan' and a run with an inverse dynamics model "
+                "(train one with `diffplan train ... --resume --inverse-steps N`)"
+            )
         self.stride = pipe.info.stride if pipe.info else 1
         self.replan_every = self.stride if replan_every is None else replan_every
         if self.replan_every < 1:
@@ -87,8 +98,12 @@ class PlannerPolicy:
             self.plans_made += int(need.sum())
             actions = self.planner.act(state, goal=goal, active=need, generator=self.generator)
             for _ in range(WALL_RETRIES if self.wall_cost is not None and self.mode == "track" else 0):
-                again = need & np.array([p is not None and self.wall_cost(p["observations"][0]) > 0  # type: ignore[misc]
-                                         for p in self.planner.plans])
+                again = need & np.array(
+                    [
+                        p is not None and self.wall_cost(p["observations"][0]) > 0  # type: ignore[misc]
+                        for p in self.planner.plans
+                    ]
+                )
                 if not again.any():
                     break
                 self.plans_made += int(again.sum())
@@ -99,15 +114,23 @@ class PlannerPolicy:
             rows = np.flatnonzero(active)
             planned = np.stack([self.planner.plans[i]["observations"][0] for i in rows])  # type: ignore[index]
             nxt = np.minimum(self.since_plan[rows] // self.stride + 1, planned.shape[1] - 1)
-            actions[rows] = self.pipe.inverse_action(state=state[rows], target=planned[np.arange(len(rows)), nxt],
-                                                     lookahead=np.maximum(nxt * self.stride - self.since_plan[rows], 1))
+            actions[rows] = self.pipe.inverse_action(
+                state=state[rows],
+                target=planned[np.arange(len(rows)), nxt],
+                lookahead=np.maximum(nxt * self.stride - self.since_plan[rows], 1),
+            )
             follow[:] = False
         for i in np.flatnonzero(follow):
             best = self.planner.plans[i]
             assert best is not None
             if self.mode == "track":
-                actions[i] = track_action(plan=best["observations"][0], t=int(self.since_plan[i]), state=state[i],
-                                          stride=self.stride, goal=None if goal is None else goal[i])
+                actions[i] = track_action(
+                    plan=best["observations"][0],
+                    t=int(self.since_plan[i]),
+                    state=state[i],
+                    stride=self.stride,
+                    goal=None if goal is None else goal[i],
+                )
             else:  # each planned action is held for `stride` environment steps
                 k = min(int(self.since_plan[i]) // self.stride, best["actions"].shape[1] - 1)
                 actions[i] = best["actions"][0, k]

@@ -32,8 +32,14 @@ class GraphedCall:
         capture_seconds: wall time of the warm-up runs and the capture.
     """
 
-    def __init__(self, fn: Callable[[dict[str, torch.Tensor]], Outputs], example: dict[str, torch.Tensor], *,
-                 capture: bool = True, warmup: int = 2) -> None:
+    def __init__(
+        self,
+        fn: Callable[[dict[str, torch.Tensor]], Outputs],
+        example: dict[str, torch.Tensor],
+        *,
+        capture: bool = True,
+        warmup: int = 2,
+    ) -> None:
         started = time.perf_counter()
         self.fn = fn
         self.static = {k: v.detach().clone() for k, v in example.items()}
@@ -63,8 +69,9 @@ class GraphedCall:
             raise ValueError(f"expected inputs {sorted(self.static)}, got {sorted(inputs)}")
         for name, value in inputs.items():
             if value.shape != self.static[name].shape:
-                raise ValueError(f"input {name!r}: expected shape {tuple(self.static[name].shape)}, "
-                                 f"got {tuple(value.shape)}")
+                raise ValueError(
+                    f"input {name!r}: expected shape {tuple(self.static[name].shape)}, got {tuple(value.shape)}"
+                )
             self.static[name].copy_(value)
         if self.graph is None:
             return tuple(t.clone() for t in self.fn(self.static))

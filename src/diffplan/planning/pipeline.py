@@ -49,7 +49,9 @@ from diffplan.planning.runs import INVERSE_DYNAMICS, RunInfo, load_components, l
 # most this multiple of the smoothest plan's (plans that must arrive too early jump 3-5x more).
 CONSISTENT_SLACK = 1.5
 
-StepEndCallback = Callable[["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"]
+StepEndCallback = Callable[
+    ["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"
+]
 
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
 
@@ -100,8 +102,12 @@ class Samples:
     def plan(self) -> Plan:
         """The plans in original units as numpy arrays (copied from the device on first access)."""
         traj = self.trajectories.cpu().numpy()
-        plan = Plan(actions=traj[..., : self.act_dim], observations=traj[..., self.act_dim :],
-                    values=self.values.double().cpu().numpy(), normalized=self.normalized)
+        plan = Plan(
+            actions=traj[..., : self.act_dim],
+            observations=traj[..., self.act_dim :],
+            values=self.values.double().cpu().numpy(),
+            normalized=self.normalized,
+        )
         if self.single:
             plan = Plan(plan.actions[0], plan.observations[0], plan.values[0], plan.normalized[0])
         return plan
@@ -182,7 +188,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 f"denoiser takes {transition} channels, value function {value_function.config.in_channels}"
             )
         if inverse_dynamics is not None and (inverse_dynamics.config.obs_dim, inverse_dynamics.config.act_dim) != (
-                normalizer.obs_dim, normalizer.act_dim):
+            normalizer.obs_dim,
+            normalizer.act_dim,
+        ):
             raise ValueError(
                 f"the inverse dynamics has obs_dim {inverse_dynamics.config.obs_dim}, act_dim "
                 f"{inverse_dynamics.config.act_dim} but the normalizer {normalizer.obs_dim}, {normalizer.act_dim}"
@@ -279,8 +287,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             ValueError: the run has no inverse dynamics model.
         """
         if self.inverse_dynamics is None:
-            raise ValueError("this run has no inverse dynamics model (inverse_dynamics/); train one with "
-                             "`diffplan train ... --resume --inverse-steps N` or act with the planned actions")
+            raise ValueError(
+                "this run has no inverse dynamics model (inverse_dynamics/); train one with "
+                "`diffplan train ... --resume --inverse-steps N` or act with the planned actions"
+            )
         norm, device = self.normalizer.observations, self.device
         model = self.inverse_dynamics.to(device)
 
@@ -288,8 +298,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=device)
 
         with torch.no_grad():
-            out = model(tensor(norm.normalize(np.atleast_2d(state))), tensor(norm.normalize(np.atleast_2d(target))),
-                        tensor(np.atleast_1d(lookahead)))
+            out = model(
+                tensor(norm.normalize(np.atleast_2d(state))),
+                tensor(norm.normalize(np.atleast_2d(target))),
+                tensor(np.atleast_1d(lookahead)),
+            )
         return self.normalizer.actions.unnormalize(out.double().cpu().numpy())
 
     def compile(self, *, mode: str | None = None) -> ValueGuidedRLPipeline:
@@ -301,8 +314,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Returns:
             ``self``, for chaining.
         """
-        self._compiled = {name: torch.compile(getattr(self, name), mode=mode)
-                          for name in ("unet", "value_function") if getattr(self, name) is not None}
+        self._compiled = {
+            name: torch.compile(getattr(self, name), mode=mode)
+            for name in ("unet", "value_function")
+            if getattr(self, name) is not None
+        }
         return self
 
     # ------------------------------------------------------------------ planning
@@ -366,14 +382,18 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             def t(v: np.ndarray) -> torch.Tensor:
                 return torch.as_tensor(v, dtype=torch.float64, device=device)
 
-            self._norm_cache = {"obs_shift": t(o.shift), "obs_scale": t(o.scale),
-                                "traj_shift": t(np.concatenate([a.shift, o.shift])),
-                                "traj_scale": t(np.concatenate([a.scale, o.scale]))}
+            self._norm_cache = {
+                "obs_shift": t(o.shift),
+                "obs_scale": t(o.scale),
+                "traj_shift": t(np.concatenate([a.shift, o.shift])),
+                "traj_scale": t(np.concatenate([a.scale, o.scale])),
+            }
             self._norm_key = key
         return self._norm_cache
 
-    def _check_obs(self, obs: Any, name: str = "observation", *,
-                   partial: bool = False) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _check_obs(
+        self, obs: Any, name: str = "observation", *, partial: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Validate ``[dim]`` or ``[n, dim]`` input (``dim = obs_dim``, or ``<= obs_dim`` when ``partial``).
 
         Returns:
@@ -381,15 +401,15 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             pipeline's dtype), the input itself (``[n, dim]`` float64), both on the pipeline's
             device, and whether a single ``[dim]`` vector was given.
         """
-        arr = obs.detach().cpu().double().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs, dtype=np.float64)
+        arr = (
+            obs.detach().cpu().double().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs, dtype=np.float64)
+        )
         single = arr.ndim == 1
         width = arr.shape[-1] if arr.ndim in (1, 2) else -1
         ok = 1 <= width <= self.obs_dim if partial else width == self.obs_dim
         if arr.ndim not in (1, 2) or not ok:
             expected = f"at most {self.obs_dim}" if partial else f"{self.obs_dim}"
-            raise ValueError(
-                f"expected {name} of shape ({expected},) or (n_envs, {expected}), got {arr.shape}"
-            )
+            raise ValueError(f"expected {name} of shape ({expected},) or (n_envs, {expected}), got {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf: {arr}")
         device = self.device
@@ -398,7 +418,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         normed = (raw - stats["obs_shift"][:width]) / stats["obs_scale"][:width]
         return normed.to(self.dtype), raw, single
 
-    def _goal_mask(self, *, n_envs: int, batch_size: int, horizon: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _goal_mask(
+        self, *, n_envs: int, batch_size: int, horizon: int, count: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Arrival step ``[n_envs * batch]`` and held-goal mask ``[n_envs * batch, H]`` on the device (cached)."""
         key = (n_envs, batch_size, horizon, count, str(self.device))
         if key not in self._masks:
@@ -467,16 +489,30 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Returns:
             The plans, best first (see :class:`Plan`).
         """
-        samples = self._sample(obs, goal=goal, batch_size=batch_size, planning_horizon=planning_horizon,
-                               n_guide_steps=n_guide_steps, scale=scale, t_stopgrad=t_stopgrad,
-                               scale_grad_by_var=scale_grad_by_var, num_inference_steps=num_inference_steps,
-                               sampler=sampler, generator=generator, constraints=constraints, init=init,
-                               warm_start_steps=warm_start_steps, goal_arrivals=goal_arrivals, cost=cost,
-                               callback=self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs))
+        samples = self._sample(
+            obs,
+            goal=goal,
+            batch_size=batch_size,
+            planning_horizon=planning_horizon,
+            n_guide_steps=n_guide_steps,
+            scale=scale,
+            t_stopgrad=t_stopgrad,
+            scale_grad_by_var=scale_grad_by_var,
+            num_inference_steps=num_inference_steps,
+            sampler=sampler,
+            generator=generator,
+            constraints=constraints,
+            init=init,
+            warm_start_steps=warm_start_steps,
+            goal_arrivals=goal_arrivals,
+            cost=cost,
+            callback=self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs),
+        )
         return samples.plan
 
-    def _step_callback(self, callback_on_step_end: StepEndCallback | None,
-                       tensor_inputs: Sequence[str]) -> StepCallback | None:
+    def _step_callback(
+        self, callback_on_step_end: StepEndCallback | None, tensor_inputs: Sequence[str]
+    ) -> StepCallback | None:
         """diffusers' ``callback_on_step_end`` as the sampling loop's :data:`StepCallback`."""
         if callback_on_step_end is None:
             return None
@@ -490,14 +526,27 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         return step
 
-    def _sample(self, obs: Any, *, goal: Any = None, batch_size: int | None = None,
-                planning_horizon: int | None = None, n_guide_steps: int | None = None, scale: float | None = None,
-                t_stopgrad: int | None = None, scale_grad_by_var: bool | None = None,
-                num_inference_steps: int | None = None, sampler: str | None = None,
-                generator: torch.Generator | None = None, constraints: list[Constraint] | None = None,
-                init: torch.Tensor | None = None, warm_start_steps: int | None = None,
-                goal_arrivals: int | None = None, cost: Callable[[np.ndarray], np.ndarray] | None = None,
-                callback: StepCallback | None = None) -> Samples:
+    def _sample(
+        self,
+        obs: Any,
+        *,
+        goal: Any = None,
+        batch_size: int | None = None,
+        planning_horizon: int | None = None,
+        n_guide_steps: int | None = None,
+        scale: float | None = None,
+        t_stopgrad: int | None = None,
+        scale_grad_by_var: bool | None = None,
+        num_inference_steps: int | None = None,
+        sampler: str | None = None,
+        generator: torch.Generator | None = None,
+        constraints: list[Constraint] | None = None,
+        init: torch.Tensor | None = None,
+        warm_start_steps: int | None = None,
+        goal_arrivals: int | None = None,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+        callback: StepCallback | None = None,
+    ) -> Samples:
         """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`)."""
         cfg = self.plan_config
         batch_size = batch_size or cfg.batch_size
@@ -522,35 +571,50 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
         if init is not None:
             if init.shape != (n_envs, horizon, self.act_dim + self.obs_dim):
-                raise ValueError(f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
-                                 f"got {tuple(init.shape)}")
+                raise ValueError(
+                    f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
+                    f"got {tuple(init.shape)}"
+                )
             k = warm_start_steps or cfg.warm_start_steps or len(schedule.timesteps)
             if not 1 <= k <= len(schedule.timesteps):
                 raise ValueError(f"expected 1 <= warm_start_steps <= {len(schedule.timesteps)}, got {k}")
             schedule = schedule.suffix(k)
             inputs["init"] = init.to(self.device, self.dtype)
         spec = _CallSpec(
-            n_envs=n_envs, batch_size=batch_size, horizon=horizon, schedule=schedule,
+            n_envs=n_envs,
+            batch_size=batch_size,
+            horizon=horizon,
+            schedule=schedule,
             n_guide_steps=guide_steps,
             scale=float(cfg.scale if scale is None else scale),
             t_stopgrad=int(cfg.t_stopgrad if t_stopgrad is None else t_stopgrad),
             scale_grad_by_var=bool(cfg.scale_grad_by_var if scale_grad_by_var is None else scale_grad_by_var),
-            goal_dims=0 if goal_raw is None else goal_raw.shape[1], n_arrivals=n_arrivals,
+            goal_dims=0 if goal_raw is None else goal_raw.shape[1],
+            n_arrivals=n_arrivals,
         )
         inputs["x"] = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
         inputs["obs"], inputs["goal_raw"] = obs_raw, goal_raw if goal_raw is not None else obs_raw[:, :0]
         eager = cost is not None or callback is not None or constraints or not schedule.affine
         if not eager:
-            inputs["noise"] = draw_step_noise(schedule, shape=shape, generator=generator, device=self.device,
-                                              dtype=self.dtype)
+            inputs["noise"] = draw_step_noise(
+                schedule, shape=shape, generator=generator, device=self.device, dtype=self.dtype
+            )
         with cudnn_settings(deterministic=True):  # the same seed, the same plans on a GPU too
             if eager or self._graph_mode is None or (self._graph_mode == "cuda" and self.device.type != "cuda"):
-                x, traj, values = self._denoise_and_rank(spec, inputs, scheduler=scheduler, generator=generator,
-                                                         constraints=constraints, cost=cost, callback=callback)
+                x, traj, values = self._denoise_and_rank(
+                    spec,
+                    inputs,
+                    scheduler=scheduler,
+                    generator=generator,
+                    constraints=constraints,
+                    cost=cost,
+                    callback=callback,
+                )
             else:
                 if spec not in self._graphs:
-                    self._graphs[spec] = GraphedCall(lambda i: self._denoise_and_rank(spec, i), inputs,
-                                                     capture=self._graph_mode == "cuda")
+                    self._graphs[spec] = GraphedCall(
+                        lambda i: self._denoise_and_rank(spec, i), inputs, capture=self._graph_mode == "cuda"
+                    )
                 x, traj, values = self._graphs[spec](inputs)
         return Samples(normalized=x, trajectories=traj, values=values, act_dim=self.act_dim, single=single)
 
@@ -561,10 +625,17 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 check_horizon(config=_blocks(self.value_function), horizon=horizon, value_network=True)
             self._horizons_checked.add(horizon)
 
-    def _denoise_and_rank(self, spec: _CallSpec, inputs: dict[str, torch.Tensor], *, scheduler: Any = None,
-                          generator: torch.Generator | None = None, constraints: list[Constraint] | None = None,
-                          cost: Callable[[np.ndarray], np.ndarray] | None = None,
-                          callback: StepCallback | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _denoise_and_rank(
+        self,
+        spec: _CallSpec,
+        inputs: dict[str, torch.Tensor],
+        *,
+        scheduler: Any = None,
+        generator: torch.Generator | None = None,
+        constraints: list[Constraint] | None = None,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+        callback: StepCallback | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Denoise, score and sort: the part of a planning call that runs on the device.
 
         With ``cost``, ``callback`` and ``constraints`` unset and an affine schedule, it reads
@@ -574,7 +645,13 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             Sorted ``[n_envs, batch, H, D]`` normalized plans, the same in original units (float64,
             inpainted entries exact) and their ``[n_envs, batch]`` values, best first.
         """
-        n_envs, batch, horizon, act_dim, schedule = spec.n_envs, spec.batch_size, spec.horizon, self.act_dim, spec.schedule
+        n_envs, batch, horizon, act_dim, schedule = (
+            spec.n_envs,
+            spec.batch_size,
+            spec.horizon,
+            self.act_dim,
+            spec.schedule,
+        )
         cons = [start_state_constraint(inputs["start"], act_dim=act_dim)]
         arrival = held = None
         if spec.goal_dims:
@@ -585,18 +662,38 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         if "init" in inputs:  # the clean plans noised to the first step's level
             clean = inputs["init"].repeat_interleave(batch, 0)
             x = torch.add(clean * schedule.signal[0], x, alpha=schedule.noise_level[0])
-        unet = self._compiled.get("unet", self.unet)
-        value_function = self._compiled.get("value_function", self.value_function)
+        unet: torch.nn.Module = self._compiled.get("unet") or self.unet
+        value_function: torch.nn.Module | None = self._compiled.get("value_function", self.value_function)
         guidance = None
         if spec.n_guide_steps > 0:
-            guidance = Guidance(value_function=value_function, n_guide_steps=spec.n_guide_steps, scale=spec.scale,
-                                t_stopgrad=spec.t_stopgrad, scale_grad_by_var=spec.scale_grad_by_var)
+            guidance = Guidance(
+                value_function=value_function,
+                n_guide_steps=spec.n_guide_steps,
+                scale=spec.scale,
+                t_stopgrad=spec.t_stopgrad,
+                scale_grad_by_var=spec.scale_grad_by_var,
+            )
         if "noise" in inputs:
-            x = run_schedule(unet=unet, schedule=schedule, x=x, noise=inputs["noise"], constraints=cons,
-                             guidance=guidance, callback=callback)
+            x = run_schedule(
+                unet=unet,
+                schedule=schedule,
+                x=x,
+                noise=inputs["noise"],
+                constraints=cons,
+                guidance=guidance,
+                callback=callback,
+            )
         else:
-            x = guided_sample(unet=unet, scheduler=scheduler, x=x, constraints=cons, guidance=guidance,
-                              generator=generator, callback=callback, schedule=schedule)
+            x = guided_sample(
+                unet=unet,
+                scheduler=scheduler,
+                x=x,
+                constraints=cons,
+                guidance=guidance,
+                generator=generator,
+                callback=callback,
+                schedule=schedule,
+            )
         with torch.no_grad():
             if value_function is None:  # goals by inpainting: the most dynamically consistent plan first
                 states = x[..., act_dim:]
@@ -642,8 +739,18 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         ``warm_start_steps``) need memory between decisions, which lives in the explicit
         :class:`~diffplan.planning.planner.Planner`.
         """
-        kwargs.update({k: v for k, v in (("batch_size", batch_size), ("planning_horizon", planning_horizon),
-                                         ("n_guide_steps", n_guide_steps), ("scale", scale)) if v is not None})
+        kwargs.update(
+            {
+                k: v
+                for k, v in (
+                    ("batch_size", batch_size),
+                    ("planning_horizon", planning_horizon),
+                    ("n_guide_steps", n_guide_steps),
+                    ("scale", scale),
+                )
+                if v is not None
+            }
+        )
         return self.plan(obs, **kwargs).actions[..., 0, 0, :]
 
 

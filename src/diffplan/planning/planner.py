@@ -9,10 +9,13 @@ observed state jumped away from what the previous plan predicted, plans from scr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 
 @dataclass
@@ -41,7 +44,7 @@ class Planner:
     decision); :attr:`plans` copies the others when it is read.
     """
 
-    def __init__(self, pipe: Any, *, n_envs: int = 1, **plan_kwargs: Any) -> None:
+    def __init__(self, pipe: ValueGuidedRLPipeline, *, n_envs: int = 1, **plan_kwargs: Any) -> None:
         self.pipe = pipe
         self.n_envs = n_envs
         cfg = pipe.plan_config
@@ -65,8 +68,9 @@ class Planner:
                 continue
             samples, row = entry
             plan = samples.plan
-            out.append({"observations": plan.observations[row], "actions": plan.actions[row],
-                        "values": plan.values[row]})
+            out.append(
+                {"observations": plan.observations[row], "actions": plan.actions[row], "values": plan.values[row]}
+            )
         return out
 
     def reset(self, mask: np.ndarray | None = None) -> None:
@@ -82,8 +86,14 @@ class Planner:
         jump = np.abs(self._predicted - obs_norm).max(axis=1)
         return active & self._has_prev & (jump <= self.replan_threshold)
 
-    def act(self, obs: np.ndarray, *, goal: np.ndarray | None = None, active: np.ndarray | None = None,
-            generator: torch.Generator | None = None) -> np.ndarray:
+    def act(
+        self,
+        obs: np.ndarray,
+        *,
+        goal: np.ndarray | None = None,
+        active: np.ndarray | None = None,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
         """First actions of the best plans.
 
         Args:
@@ -108,8 +118,11 @@ class Planner:
             every = group.size == self.n_envs
             kwargs = dict(self.plan_kwargs)
             if is_warm:
+                assert self._prev is not None  # warm envs have a previous plan
                 prev = self._prev if every else self._prev[torch.as_tensor(group, device=self._prev.device)]
-                kwargs.update(init=torch.cat([prev[:, 1:], prev[:, -1:]], dim=1), warm_start_steps=self.warm_start_steps)
+                kwargs.update(
+                    init=torch.cat([prev[:, 1:], prev[:, -1:]], dim=1), warm_start_steps=self.warm_start_steps
+                )
             if goal is not None:
                 kwargs["goal"] = np.asarray(goal, dtype=np.float64).reshape(self.n_envs, -1)[group]
             samples = self.pipe._sample(obs[group], generator=generator, **kwargs)

@@ -131,7 +131,9 @@ def _load_model(path: Path, sub: str, cls: Any = None) -> Any:
     try:
         return cls.from_pretrained(folder)
     except Exception as err:  # diffusers/safetensors raise many types for corrupt files
-        raise ValueError(f"cannot load {folder}: the weights or config are corrupt ({type(err).__name__}: {err})") from err
+        raise ValueError(
+            f"cannot load {folder}: the weights or config are corrupt ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _load_scheduler(path: Path) -> Any:

@@ -55,8 +55,9 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_phase(*, folder: Path, model: torch.nn.Module, ema: Any, optimizer: torch.optim.Optimizer,
-               state: PhaseState) -> None:
+def save_phase(
+    *, folder: Path, model: torch.nn.Module, ema: Any, optimizer: torch.optim.Optimizer, state: PhaseState
+) -> None:
     """Write a phase checkpoint to ``folder`` atomically.
 
     Args:
@@ -74,8 +75,9 @@ def save_phase(*, folder: Path, model: torch.nn.Module, ema: Any, optimizer: tor
     save_file({f"{i}": _cpu(p) for i, p in enumerate(shadow)}, str(tmp / "ema.safetensors"))
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    atomic_write_json(tmp / "state.json", {"step": state.step, "losses": state.losses,
-                                           "optimizer": opt_meta, "ema": ema_state})
+    atomic_write_json(
+        tmp / "state.json", {"step": state.step, "losses": state.losses, "optimizer": opt_meta, "ema": ema_state}
+    )
     replace_dir(tmp, folder)
 
 

@@ -11,11 +11,11 @@ trainer's per-step seeded generator, and copied into the graph's input buffers, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
-Batch = Sequence[torch.Tensor]
+Batch = tuple[torch.Tensor, ...]
 
 
 class CapturedStep:
@@ -37,15 +37,26 @@ class CapturedStep:
     :meth:`__call__`.
     """
 
-    def __init__(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, ema: object,
-                 batch_fn: Callable[[int, int], Batch], loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor],
-                 accumulation: int, step: int, capture: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        ema: object,
+        batch_fn: Callable[[int, int], Batch],
+        loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor],
+        accumulation: int,
+        step: int,
+        capture: bool = True,
+    ) -> None:
         self.model, self.optimizer, self.ema = model, optimizer, ema
         self.batch_fn, self.accumulation = batch_fn, accumulation
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
         self.shadow = [s for s, p in zip(ema.shadow_params, model.parameters()) if p.requires_grad]  # type: ignore[attr-defined]
         device = self.params[0].device
-        self.inputs = [[t.detach().clone() for t in batch_fn(step, micro)] for micro in range(accumulation)]
+        self.inputs: list[Batch] = [
+            tuple(t.detach().clone() for t in batch_fn(step, micro)) for micro in range(accumulation)
+        ]
         self.ema_weight = torch.zeros((), device=device)  # 1 - decay of this step
 
         def run() -> torch.Tensor:
@@ -61,8 +72,11 @@ class CapturedStep:
             return total
 
         weights = [t.detach().clone() for t in self.params + self.shadow]
-        adam = {p: {k: v.clone() for k, v in optimizer.state[p].items() if isinstance(v, torch.Tensor)}
-                for p in self.params if optimizer.state.get(p)}
+        adam = {
+            p: {k: v.clone() for k, v in optimizer.state[p].items() if isinstance(v, torch.Tensor)}
+            for p in self.params
+            if optimizer.state.get(p)
+        }
         stream = torch.cuda.Stream(device) if capture else None
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(device))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -96,9 +97,21 @@ class Trainer:
             resumes are those of the eager loop.
     """
 
-    def __init__(self, *, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None,
-                 device: str | None = None, resume: bool = False, progress: bool = True, compile: bool = False,
-                 mixed_precision: str = "no", cuda_graphs: bool = False, _eager_host_path: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        dataset: str,
+        out: str | Path,
+        preset: Preset,
+        env_id: str | None = None,
+        device: str | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        compile: bool = False,
+        mixed_precision: str = "no",
+        cuda_graphs: bool = False,
+        _eager_host_path: bool = False,
+    ) -> None:
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"expected mixed_precision in {MIXED_PRECISION}, got {mixed_precision!r}")
         if cuda_graphs and mixed_precision != "no":
@@ -117,10 +130,14 @@ class Trainer:
         check_horizon(config=preset.unet, horizon=train.horizon)
         if train.value_steps > 0:
             check_horizon(config=preset.value_net, horizon=train.horizon, value_network=True)
-        self.data = WindowDataset(episodes=self.episodes, horizon=train.horizon, stride=train.stride,
-                                  discount=preset.value_targets.discount,
-                                  termination_penalty=preset.value_targets.termination_penalty,
-                                  normalizer_kind=preset.normalizer)
+        self.data = WindowDataset(
+            episodes=self.episodes,
+            horizon=train.horizon,
+            stride=train.stride,
+            discount=preset.value_targets.discount,
+            termination_penalty=preset.value_targets.termination_penalty,
+            normalizer_kind=preset.normalizer,
+        )
         progress_record = self._check_progress(dataset, resume)  # read-only: every process checks
         from accelerate import Accelerator
 
@@ -131,15 +148,24 @@ class Trainer:
 
             dynamo = TorchDynamoPlugin(backend="inductor")
         _fresh_accelerator_state()
-        self.accelerator = Accelerator(cpu=device == "cpu", gradient_accumulation_steps=train.gradient_accumulation_steps,
-                                       log_with=log_with, project_dir=str(self.out / "logs"),
-                                       mixed_precision=mixed_precision, dynamo_plugin=dynamo)
-        self.scheduler = build_scheduler(num_train_timesteps=preset.diffusion.num_train_timesteps,
-                                         beta_schedule=preset.diffusion.beta_schedule,
-                                         prediction_type=preset.diffusion.prediction_type)
+        self.accelerator = Accelerator(
+            cpu=device == "cpu",
+            gradient_accumulation_steps=train.gradient_accumulation_steps,
+            log_with=log_with,
+            project_dir=str(self.out / "logs"),
+            mixed_precision=mixed_precision,
+            dynamo_plugin=dynamo,
+        )
+        self.scheduler = build_scheduler(
+            num_train_timesteps=preset.diffusion.num_train_timesteps,
+            beta_schedule=preset.diffusion.beta_schedule,
+            prediction_type=preset.diffusion.prediction_type,
+        )
         if cuda_graphs and (self.accelerator.device.type != "cuda" or self.accelerator.num_processes > 1):
-            raise ValueError(f"cuda_graphs needs one process on a CUDA device; this run has "
-                             f"{self.accelerator.num_processes} on {self.accelerator.device}")
+            raise ValueError(
+                f"cuda_graphs needs one process on a CUDA device; this run has "
+                f"{self.accelerator.num_processes} on {self.accelerator.device}"
+            )
         # the first write, once every check has passed in every process
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
@@ -156,15 +182,21 @@ class Trainer:
     def _check_progress(self, dataset: str, resume: bool) -> dict:
         """Refuse to overwrite another run or to resume with other settings; returns the progress record."""
         path = self.out / PROGRESS
-        record = {"dataset": dataset, "env_id": self.env_id, "preset": self.preset.to_dict()}
+        record: dict[str, Any] = {"dataset": dataset, "env_id": self.env_id, "preset": self.preset.to_dict()}
         if path.exists():
             if not resume:
-                raise ValueError(f"{self.out} already holds a training run; pass --resume to continue it or "
-                                 "choose another --out (nothing was overwritten)")
+                raise ValueError(
+                    f"{self.out} already holds a training run; pass --resume to continue it or "
+                    "choose another --out (nothing was overwritten)"
+                )
             old = read_json(path)
-            if old["dataset"] != dataset or _without_step_counts(old["preset"]) != _without_step_counts(record["preset"]):
-                raise ValueError(f"{self.out} was trained on {old['dataset']} with preset {old['preset']['name']} "
-                                 "and other settings; resume with the same dataset and preset")
+            if old["dataset"] != dataset or _without_step_counts(old["preset"]) != _without_step_counts(
+                record["preset"]
+            ):
+                raise ValueError(
+                    f"{self.out} was trained on {old['dataset']} with preset {old['preset']['name']} "
+                    "and other settings; resume with the same dataset and preset"
+                )
         elif self.out.exists() and any(p.name != "logs" for p in self.out.iterdir()):
             raise ValueError(f"{self.out} exists and is not a diffplan run; choose an empty or new --out")
         return record
@@ -185,7 +217,7 @@ class Trainer:
             self._weights = self._loss_weights().to(self.accelerator.device)
         else:
             xt = self._signal[t][:, None, None] * x0 + self._level[t][:, None, None] * noise
-        cond = [Constraint(index=0, start=self.data.act_dim, values=x0[:, 0, self.data.act_dim:])]
+        cond = [Constraint(index=0, start=self.data.act_dim, values=x0[:, 0, self.data.act_dim :])]
         return apply_constraints(xt, cond), t, noise
 
     def _denoiser_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
@@ -218,12 +250,18 @@ class Trainer:
         state, target, lookahead, action = batch
         return ((model(state, target, lookahead).float() - action) ** 2).mean()
 
-    def phase_functions(self, phase: str) -> tuple[Callable[[int, int], tuple[torch.Tensor, ...]],
-                                                   Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], torch.Tensor]]:
+    def phase_functions(
+        self, phase: str
+    ) -> tuple[
+        Callable[[int, int], tuple[torch.Tensor, ...]],
+        Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], torch.Tensor],
+    ]:
         """``(batch(step, micro), loss(model, batch))`` of a phase; batches are moved to the training device."""
-        batch_fn, loss_fn = {"unet": (self._denoiser_batch, self._denoiser_loss),
-                             "value_function": (self._value_batch, self._value_loss),
-                             "inverse_dynamics": (self._inverse_batch, self._inverse_loss)}[phase]
+        batch_fn, loss_fn = {
+            "unet": (self._denoiser_batch, self._denoiser_loss),
+            "value_function": (self._value_batch, self._value_loss),
+            "inverse_dynamics": (self._inverse_batch, self._inverse_loss),
+        }[phase]
         dev = self.accelerator.device
         if self.data.device == dev:
             return batch_fn, loss_fn
@@ -243,14 +281,18 @@ class Trainer:
         if phase == "unet":
             return build_denoiser(config=self.preset.unet, transition_dim=self.data.transition_dim)
         if phase == "inverse_dynamics":
-            return InverseDynamics(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim,
-                                   max_lookahead=self.preset.train.stride)
+            return InverseDynamics(
+                obs_dim=self.data.obs_dim, act_dim=self.data.act_dim, max_lookahead=self.preset.train.stride
+            )
         return build_value_function(config=self.preset.value_net, transition_dim=self.data.transition_dim)
 
     def _total_steps(self, phase: str) -> int:
         train = self.preset.train
-        return {"unet": train.denoiser_steps, "value_function": train.value_steps,
-                "inverse_dynamics": train.inverse_steps}[phase]
+        return {
+            "unet": train.denoiser_steps,
+            "value_function": train.value_steps,
+            "inverse_dynamics": train.inverse_steps,
+        }[phase]
 
     @cudnn_settings(deterministic=True, benchmark=False)  # a resumed run picks the same algorithms
     def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
@@ -261,8 +303,9 @@ class Trainer:
         total = self._total_steps(phase)
         model = self._build(phase).to(self.accelerator.device)
         fast = not self._eager_host_path
-        optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate, fused=fast, foreach=False,
-                                     capturable=self.cuda_graphs)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=train.learning_rate, fused=fast, foreach=False, capturable=self.cuda_graphs
+        )
         ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start, foreach=fast)
         folder = self.out / "training" / phase
         state = PhaseState()
@@ -272,17 +315,28 @@ class Trainer:
         model, optimizer = self.accelerator.prepare(model, optimizer)
         batch_fn, loss_fn = self.phase_functions(phase)
         acc = self.accelerator
-        bar = tqdm(total=total, initial=state.step, desc=f"train {phase}", unit="step",
-                   disable=not (self.progress and acc.is_main_process))
+        bar = tqdm(
+            total=total,
+            initial=state.step,
+            desc=f"train {phase}",
+            unit="step",
+            disable=not (self.progress and acc.is_main_process),
+        )
         start_step, started = state.step, time.perf_counter()
         params = list(acc.unwrap_model(model).parameters())
         captured = None
         if self.cuda_graphs and state.step < total:
             for group in optimizer.optimizer.param_groups:
                 group["capturable"] = True  # also after a resume from an eager checkpoint
-            captured = CapturedStep(model=model, optimizer=optimizer.optimizer, ema=ema,
-                                    batch_fn=batch_fn, loss_fn=loss_fn, step=state.step,
-                                    accumulation=train.gradient_accumulation_steps)
+            captured = CapturedStep(
+                model=model,
+                optimizer=optimizer.optimizer,
+                ema=ema,
+                batch_fn=batch_fn,
+                loss_fn=loss_fn,
+                step=state.step,
+                accumulation=train.gradient_accumulation_steps,
+            )
         try:
             while state.step < total:
                 if captured is not None:
@@ -348,13 +402,20 @@ class Trainer:
             preset=self.preset.to_dict(),
             ref_min_score=refs.random if refs else None,
             ref_max_score=refs.expert if refs else None,
-            extra={"train_steps": {p: s.step for p, s in states.items()},
-                   "final_loss": {p: s.losses[-1][1] if s.losses else None for p, s in states.items()}},
+            extra={
+                "train_steps": {p: s.step for p, s in states.items()},
+                "final_loss": {p: s.losses[-1][1] if s.losses else None for p, s in states.items()},
+            },
         )
-        pipe = ValueGuidedRLPipeline(value_function=models["value_function"], unet=models["unet"],
-                                     scheduler=self.scheduler, normalizer=self.data.normalizer,
-                                     plan_config=self.preset.plan, info=info,
-                                     inverse_dynamics=models["inverse_dynamics"])
+        pipe = ValueGuidedRLPipeline(
+            value_function=models["value_function"],
+            unet=models["unet"],
+            scheduler=self.scheduler,
+            normalizer=self.data.normalizer,
+            plan_config=self.preset.plan,
+            info=info,
+            inverse_dynamics=cast("InverseDynamics | None", models["inverse_dynamics"]),
+        )
         pipe.save_pretrained(self.out)
         _plot_losses(self.out / "training" / "losses.png", states)
         return TrainResult(
@@ -413,11 +474,30 @@ def _plot_losses(path: Path, states: dict[str, PhaseState]) -> None:
         ax.set_xlabel("optimizer step")
     save_figure(fig, path)
 
-def train(*, dataset: str, out: str | Path, preset: Preset, env_id: str | None = None, device: str | None = None,
-          resume: bool = False, progress: bool = True, compile: bool = False, mixed_precision: str = "no",
-          cuda_graphs: bool = False) -> TrainResult:
-    """Train a run folder (see :class:`Trainer`)."""
-    return Trainer(dataset=dataset, out=out, preset=preset, env_id=env_id, device=device, resume=resume,
-                   progress=progress, compile=compile, mixed_precision=mixed_precision,
-                   cuda_graphs=cuda_graphs).train()
 
+def train(
+    *,
+    dataset: str,
+    out: str | Path,
+    preset: Preset,
+    env_id: str | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    compile: bool = False,
+    mixed_precision: str = "no",
+    cuda_graphs: bool = False,
+) -> TrainResult:
+    """Train a run folder (see :class:`Trainer`)."""
+    return Trainer(
+        dataset=dataset,
+        out=out,
+        preset=preset,
+        env_id=env_id,
+        device=device,
+        resume=resume,
+        progress=progress,
+        compile=compile,
+        mixed_precision=mixed_precision,
+        cuda_graphs=cuda_graphs,
+    ).train()
