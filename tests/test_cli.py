@@ -125,7 +125,9 @@ def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest
         "actions": "plan",
     }
     assert main(["runs"]) == 0
-    assert capsys.readouterr().out.strip()
+    from diffplan.planning.runs import list_runs
+
+    assert capsys.readouterr().out.split() == list_runs() and "hopper-medium" in list_runs()
 
 
 def test_demo(
@@ -276,3 +278,17 @@ def test_render_cli_draws_a_maze_episode_and_its_denoising(
     assert "maze picture" in capsys.readouterr().out
     for name in ("episode_000.png", "denoising.png"):
         assert (tmp_path / "r" / name).stat().st_size > 5_000
+
+
+def test_help_loads_no_heavy_library() -> None:
+    """`diffplan --help` must answer at once: the CLI module imports neither torch nor diffusers nor gymnasium."""
+    import subprocess
+    import sys
+
+    code = "import sys, diffplan.cli; print(sorted(m for m in ('torch', 'diffusers', 'gymnasium') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    parser_help = subprocess.run(
+        [sys.executable, "-m", "diffplan.cli", "evaluate", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--cuda-graphs" in parser_help and "--batch-size" in parser_help

@@ -18,18 +18,17 @@ def test_batched_evaluation_fields(pipe: ValueGuidedRLPipeline) -> None:
         pipe=pipe, episodes=3, seed=4, num_envs=2, max_episode_steps=15, progress=False, plan_kwargs={"batch_size": 4}
     )
     d = res.to_dict()
-    for key in (
-        "env_id",
-        "episodes",
-        "seed",
-        "returns",
-        "mean_return",
-        "normalized_score",
-        "stderr",
-        "success_rate",
-        "seconds_per_decision",
-    ):
-        assert key in d
+    assert d["success_rate"] is None and d["seed"] == 4  # a locomotion task has no goal
+    assert d["stderr"] == pytest.approx(
+        np.std(
+            [
+                100 * (r - d["reference"]["random"]) / (d["reference"]["expert"] - d["reference"]["random"])
+                for r in d["returns"]
+            ],
+            ddof=1,
+        )
+        / np.sqrt(3)
+    )
     assert d["env_id"] == "Hopper-v5" and d["episodes"] == 3 and len(d["returns"]) == 3
     assert all(1 <= n <= 15 for n in d["lengths"])
     assert d["mean_return"] == pytest.approx(np.mean(d["returns"]))
@@ -128,7 +127,8 @@ def test_goal_env_evaluation_reports_success(maze_run: Path) -> None:
     res = evaluate(
         pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=8, progress=False, plan_kwargs={"batch_size": 2}
     )
-    assert res.success_rate is not None and 0.0 <= res.success_rate <= 1.0
+    # a success is a step in the goal's radius; the PointMaze reward is 1 exactly there (continuing task)
+    assert res.success_rate == np.mean([r > 0 for r in res.returns])
     assert res.lengths == [8, 8] and res.normalized_score is not None
 
 

@@ -44,10 +44,11 @@ class BehaviorTrainConfig:
 
 
 def evaluate_policy_returns(*, policy: Any, env_id: str, episodes: int, seed: int) -> list[float]:
-    """Undiscounted returns of ``episodes`` episodes of a policy.
+    """Undiscounted returns of ``episodes`` episodes of a policy, played by :func:`diffplan.rollout.rollout`.
 
     Args:
-        policy: ``policy(env)`` returns the callable ``obs -> action`` that acts in ``env``.
+        policy: ``policy(env)`` returns the callable ``obs -> action`` that acts in ``env`` (an env of
+            ``env_id`` for its spaces; goal envs get observation dicts).
         env_id: Gymnasium id.
         episodes: number of episodes.
         seed: the i-th episode is reset with ``seed + i``.
@@ -56,20 +57,20 @@ def evaluate_policy_returns(*, policy: Any, env_id: str, episodes: int, seed: in
         One return per episode.
     """
     from diffplan.envs.specs import make_env
+    from diffplan.planning.execution import CallablePolicy
+    from diffplan.rollout import rollout
 
     env = make_env(env_id)
     act = policy(env)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
+
+    def actions(states: np.ndarray, goals: np.ndarray | None) -> np.ndarray:
+        if goals is None:
+            return np.stack([act(s) for s in states])
+        return np.stack([act({"observation": s, "desired_goal": g}) for s, g in zip(states, goals)])
+
+    result = rollout(env_id=env_id, policy=CallablePolicy(actions, 1), episodes=episodes, seed=seed, progress=False)
     env.close()
-    return returns
+    return [float(r) for r in result.returns]
 
 
 def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
