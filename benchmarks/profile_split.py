@@ -100,6 +100,20 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
     }
 
 
+def _denoiser_trainer(
+    dataset: str, folder: Path, *, preset_name: str, steps: int, batch_size: int | None, **options: Any
+) -> Any:
+    """A Trainer of ``steps`` denoiser steps only (no value phase, no checkpoints before the end)."""
+    from diffplan.presets import get_preset
+    from diffplan.training.trainer import Trainer
+
+    overrides: dict[str, Any] = {"denoiser_steps": steps, "value_steps": 0, "checkpoint_every": 10**9, "log_every": 100}
+    if batch_size:
+        overrides["batch_size"] = batch_size
+    preset = get_preset(preset_name, **overrides)
+    return Trainer(dataset=dataset, out=folder / "run", preset=preset, progress=False, **options)
+
+
 def training_split(
     dataset: str,
     *,
@@ -115,24 +129,11 @@ def training_split(
     of the denoiser phase (after 5 warm-up steps)."""
     from diffusers.training_utils import EMAModel
 
-    from diffplan.presets import get_preset
-    from diffplan.training.trainer import Trainer
-
-    overrides: dict[str, Any] = {"denoiser_steps": steps + 5, "value_steps": 0, "checkpoint_every": 10**9}
-    if batch_size:
-        overrides["batch_size"] = batch_size
-    preset = get_preset(preset_name, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(
-            dataset=dataset,
-            out=Path(tmp) / "run",
-            preset=preset,
-            device=device,
-            progress=False,
-            compile=compile,
-            mixed_precision=mixed_precision,
-            _eager_host_path=eager_host_path,
-        )
+        tr = _denoiser_trainer(dataset, Path(tmp), preset_name=preset_name, steps=steps + 5, batch_size=batch_size,
+                               device=device, compile=compile, mixed_precision=mixed_precision,
+                               _eager_host_path=eager_host_path)  # fmt: skip
+        preset = tr.preset
         dev = tr.accelerator.device
         clock = _Clock(dev)
         starts: list[float] = []
@@ -191,31 +192,12 @@ def train_rate(
 ) -> dict[str, Any]:
     """Optimizer steps per second of the denoiser phase, untimed regions left alone, after ``warmup``
     steps (compilation included there) and with the device synchronised at the end."""
-    from diffplan.presets import get_preset
-    from diffplan.training.trainer import Trainer
-
-    overrides: dict[str, Any] = {
-        "denoiser_steps": steps + warmup,
-        "value_steps": 0,
-        "checkpoint_every": 10**9,
-        "log_every": 100,
-    }
-    if batch_size:
-        overrides["batch_size"] = batch_size
-    preset = get_preset(preset_name, **overrides)
     marks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        tr = Trainer(
-            dataset=dataset,
-            out=Path(tmp) / "run",
-            preset=preset,
-            device=device,
-            progress=False,
-            compile=compile,
-            mixed_precision=mixed_precision,
-            cuda_graphs=cuda_graphs,
-            _eager_host_path=eager_host_path,
-        )
+        tr = _denoiser_trainer(dataset, Path(tmp), preset_name=preset_name, steps=steps + warmup, batch_size=batch_size,
+                               device=device, compile=compile, mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
+                               _eager_host_path=eager_host_path)  # fmt: skip
+        preset = tr.preset
         dev = tr.accelerator.device
         batch_fn, loss_fn = tr.phase_functions("unet")
 
