@@ -27,9 +27,10 @@ sysdeps:
 demo: sysdeps $(STAMP)
 	MUJOCO_GL=egl $(BIN)/diffplan demo --workdir diffplan-demo --json diffplan-demo/eval.json
 
+# static checks first, the tests last (CI reads the test runner's closing line)
 test: sysdeps $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
 	$(MAKE) --no-print-directory check
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # static checks (also run by `make test`): import layers, lint, format, types
 check: $(STAMP)
