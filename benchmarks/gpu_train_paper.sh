@@ -12,6 +12,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 RESUME=""
 [ -d runs/hopper-medium-paper/training ] && RESUME="--resume"
 timeout 420 "$BIN/diffplan" train diffplan/hopper/medium-v0 --out runs/hopper-medium-paper --preset paper \
-    --denoiser-steps "${1:-40000}" --value-steps "${2:-20000}" --device cuda $RESUME
+    --train.denoiser-steps "${1:-40000}" --train.value-steps "${2:-20000}" --device cuda --cuda-graphs $RESUME
 timeout 150 "$PY" benchmarks/scores.py --dataset diffplan/hopper/medium-v0 --run runs/hopper-medium-paper \
     --episodes 20 --baselines --method diffplan-paper --plan-kwargs "$(python3 -c 'import json;print(json.dumps(json.load(open("results/plan_speed.json"))["fast_config"]))')"

@@ -70,9 +70,9 @@ def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest
                 str(run),
                 "--preset",
                 "tiny",
-                "--denoiser-steps",
+                "--train.denoiser-steps",
                 "10",
-                "--value-steps",
+                "--train.value-steps",
                 "10",
                 "--device",
                 "cpu",
@@ -98,13 +98,13 @@ def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest
                 "2",
                 "--max-episode-steps",
                 "5",
-                "--batch-size",
+                "--plan.batch-size",
                 "2",
-                "--sampler",
+                "--plan.sampler",
                 "ddim",
-                "--steps",
+                "--plan.num-inference-steps",
                 "3",
-                "--warm-start-steps",
+                "--plan.warm-start-steps",
                 "2",
                 "--cuda-graphs",
                 "--json",
@@ -208,7 +208,7 @@ def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, caps
                 "2",
                 "--max-episode-steps",
                 "5",
-                "--batch-size",
+                "--plan.batch-size",
                 "2",
                 "--plots",
                 str(tmp_path / "pics"),
@@ -239,9 +239,9 @@ def test_evaluate_cli_track_mode_with_plots(maze_run: Path, tmp_path: Path, caps
                 "1",
                 "--max-episode-steps",
                 "4",
-                "--batch-size",
+                "--plan.batch-size",
                 "2",
-                "--goal-arrivals",
+                "--plan.goal-arrivals",
                 "3",
                 "--json",
                 str(out_json),
@@ -267,7 +267,7 @@ def test_render_cli_draws_a_maze_episode_and_its_denoising(
                 str(tmp_path / "r"),
                 "--max-episode-steps",
                 "6",
-                "--batch-size",
+                "--plan.batch-size",
                 "3",
                 "--task",
                 "single",
@@ -291,4 +291,36 @@ def test_help_loads_no_heavy_library() -> None:
     parser_help = subprocess.run(
         [sys.executable, "-m", "diffplan.cli", "evaluate", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "--cuda-graphs" in parser_help and "--batch-size" in parser_help
+    assert "--cuda-graphs" in parser_help and "--plan.batch-size" in parser_help
+
+
+def test_every_config_field_is_a_flag_with_its_docstring(capsys: pytest.CaptureFixture) -> None:
+    """The CLI is generated from PlanConfig and TrainConfig: each field a flag, its docstring the help."""
+    import dataclasses
+
+    from diffplan.config import PlanConfig, TrainConfig
+
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # help lines are wrapped
+    for prefix, cls in (("train", TrainConfig), ("plan", PlanConfig)):
+        for f in dataclasses.fields(cls):
+            assert f"--{prefix}.{f.name.replace('_', '-')}" in text, f.name
+    assert "plans sampled per decision" in text and "windows per micro-batch" in text
+
+
+def test_set_flags_reach_the_stored_run(hopper_dataset: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", hopper_dataset, "--out", str(run), "--preset", "tiny", "--device", "cpu",
+            "--train.denoiser-steps", "4", "--train.value-steps", "3", "--train.learning-rate", "0.003",
+            "--plan.batch-size", "5", "--plan.sampler", "ddim"]  # fmt: skip
+    assert main(argv) == 0
+    info = json.loads((run / "diffplan.json").read_text())
+    train = info["preset"]["train"]
+    assert (train["denoiser_steps"], train["value_steps"], train["learning_rate"]) == (4, 3, 0.003)
+    assert train["batch_size"] == 16  # unset: the preset's
+    assert info["plan"]["batch_size"] == 5 and info["plan"]["sampler"] == "ddim"
+    with pytest.raises(SystemExit) as done:
+        main(["evaluate", str(run), "--plan.sampler", "euler"])  # not one of the sampler's choices
+    assert done.value.code == 2

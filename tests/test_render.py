@@ -25,7 +25,18 @@ def test_video_has_one_frame_per_step_and_is_not_blank(tiny_run: Path, tmp_path:
 
 def test_render_cli(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert (
-        main(["render", str(tiny_run), "--out", str(tmp_path / "r"), "--max-episode-steps", "3", "--batch-size", "2"])
+        main(
+            [
+                "render",
+                str(tiny_run),
+                "--out",
+                str(tmp_path / "r"),
+                "--max-episode-steps",
+                "3",
+                "--plan.batch-size",
+                "2",
+            ]
+        )
         == 0
     )
     out = capsys.readouterr().out

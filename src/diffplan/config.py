@@ -7,7 +7,7 @@ in a run folder's ``diffplan.json`` without pickling anything.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -148,7 +148,7 @@ class PlanConfig(JsonConfig):
     t_stopgrad: int = 2
     scale_grad_by_var: bool = True
     num_inference_steps: int | None = None
-    sampler: str = "ddpm"
+    sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "ddpm"
     warm_start_steps: int | None = None
     replan_threshold: float = 1.0
     goal_arrivals: int | None = None

@@ -68,7 +68,7 @@ class PlannerPolicy:
         if actions == "inverse" and (mode != "replan" or pipe.inverse_dynamics is None):
             raise ValueError(
                 "actions='inverse' needs mode='replan' and a run with an inverse dynamics model "
-                "(train one with `diffplan train ... --resume --inverse-steps N`)"
+                "(train one with `diffplan train ... --resume --train.inverse-steps N`)"
             )
         self.stride = pipe.info.stride if pipe.info else 1
         self.replan_every = self.stride if replan_every is None else replan_every

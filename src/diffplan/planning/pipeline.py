@@ -289,7 +289,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         if self.inverse_dynamics is None:
             raise ValueError(
                 "this run has no inverse dynamics model (inverse_dynamics/); train one with "
-                "`diffplan train ... --resume --inverse-steps N` or act with the planned actions"
+                "`diffplan train ... --resume --train.inverse-steps N` or act with the planned actions"
             )
         norm, device = self.normalizer.observations, self.device
         model = self.inverse_dynamics.to(device)
