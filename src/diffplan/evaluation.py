@@ -85,7 +85,7 @@ class _EpisodePictures(Observer):
             env = make_env(self.env_id)
             plot_maze(
                 env=env,
-                plans=plan["observations"],
+                plans=plan.observations,
                 executed=np.stack(visited),
                 goal=goal,
                 path=out,
@@ -94,7 +94,7 @@ class _EpisodePictures(Observer):
             env.close()
         else:
             plot_plan_vs_executed(
-                planned=plan["observations"][0],
+                planned=plan.observations[0],
                 executed=np.stack(visited),
                 path=out,
                 title=f"{self.env_id} episode {episode}",

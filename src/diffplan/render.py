@@ -70,7 +70,7 @@ class _Recorder(Observer):
     ) -> None:
         self.states.append(np.asarray(state, dtype=np.float64))
         if self.first_plan is None:  # the plan the first decision was taken from, not a second sample
-            self.first_plan = policy.plans[env_index]["observations"][0]  # type: ignore[attr-defined]
+            self.first_plan = policy.plans[env_index].observations[0]  # type: ignore[attr-defined]
 
     def stepped(self, envs: Any) -> None:
         self.frames.append(envs.render()[0])

@@ -37,7 +37,7 @@ def test_replan_holds_each_planned_action_for_the_stride(pipe: ValueGuidedRLPipe
     active = np.ones(2, dtype=bool)
     actions = [policy.act(_state(2), None, active) for _ in range(4)]
     assert policy.plans_made == 2  # one plan per env in 4 steps
-    best = np.stack([p["actions"][0] for p in policy.plans])  # [envs, H, A]
+    best = np.stack([p.actions[0] for p in policy.plans])  # [envs, H, A]
     for t, a in enumerate(actions):  # planned step t // stride
         np.testing.assert_array_equal(a, best[:, t // 2])
     policy.act(_state(2), None, active)

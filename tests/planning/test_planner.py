@@ -168,7 +168,7 @@ def test_tiny_model_reaches_a_nearby_goal_more_often_than_random_actions(minari_
     def diffplan_act(obs: dict, t: int) -> np.ndarray:
         if t % 4 == 0:
             planner.act(obs["observation"][None], goal=obs["desired_goal"][None], generator=generator)
-        return planner.plans[0]["actions"][0, (t % 4) // pipe.info.stride]
+        return planner.plans[0].actions[0, (t % 4) // pipe.info.stride]
 
     rng = np.random.default_rng(0)
     planned = _successes(options, diffplan_act, episodes=6, steps=60)

@@ -22,7 +22,7 @@ from diffplan.envs.maze import WallCost, track_action
 from diffplan.planning.planner import Planner
 
 if TYPE_CHECKING:
-    from diffplan.planning.pipeline import ValueGuidedRLPipeline
+    from diffplan.planning.pipeline import Plan, ValueGuidedRLPipeline
 
 # track mode with a wall cost: a plan whose best sample still crosses a wall is sampled again up to
 # this many times (the episode keeps the last one).
@@ -83,7 +83,7 @@ class PlannerPolicy:
         self.plans_made = 0
 
     @property
-    def plans(self) -> list[dict[str, np.ndarray] | None]:
+    def plans(self) -> list[Plan | None]:
         """Per env, its latest plans (see :attr:`Planner.plans`)."""
         return self.planner.plans
 
@@ -100,7 +100,7 @@ class PlannerPolicy:
             for _ in range(WALL_RETRIES if self.wall_cost is not None and self.mode == "track" else 0):
                 again = need & np.array(
                     [
-                        p is not None and self.wall_cost(p["observations"][0]) > 0  # type: ignore[misc]
+                        p is not None and self.wall_cost(p.observations[0]) > 0  # type: ignore[misc]
                         for p in self.planner.plans
                     ]
                 )
@@ -112,7 +112,7 @@ class PlannerPolicy:
         follow = active & ~need
         if self.actions == "inverse":  # every step: inverse dynamics towards the next planned state
             rows = np.flatnonzero(active)
-            planned = np.stack([self.planner.plans[i]["observations"][0] for i in rows])  # type: ignore[index]
+            planned = np.stack([self.planner.plans[i].observations[0] for i in rows])  # type: ignore[union-attr]
             nxt = np.minimum(self.since_plan[rows] // self.stride + 1, planned.shape[1] - 1)
             actions[rows] = self.pipe.inverse_action(
                 state=state[rows],
@@ -125,15 +125,15 @@ class PlannerPolicy:
             assert best is not None
             if self.mode == "track":
                 actions[i] = track_action(
-                    plan=best["observations"][0],
+                    plan=best.observations[0],
                     t=int(self.since_plan[i]),
                     state=state[i],
                     stride=self.stride,
                     goal=None if goal is None else goal[i],
                 )
             else:  # each planned action is held for `stride` environment steps
-                k = min(int(self.since_plan[i]) // self.stride, best["actions"].shape[1] - 1)
-                actions[i] = best["actions"][0, k]
+                k = min(int(self.since_plan[i]) // self.stride, best.actions.shape[1] - 1)
+                actions[i] = best.actions[0, k]
         self.since_plan += 1
         return actions
 
@@ -148,7 +148,7 @@ class CallablePolicy:
 
     def __init__(self, fn: Callable[[np.ndarray, np.ndarray | None], np.ndarray], n_envs: int) -> None:
         self.fn, self.plans_made = fn, 0
-        self.plans: list[dict[str, np.ndarray] | None] = [None] * n_envs
+        self.plans: list[Plan | None] = [None] * n_envs  # a plain policy makes no plans
 
     def act(self, state: np.ndarray, goal: np.ndarray | None, active: np.ndarray) -> np.ndarray:
         """The function's actions, zero where not ``active``."""

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from diffplan.planning.pipeline import Plan
+
 if TYPE_CHECKING:
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
@@ -58,19 +60,19 @@ class Planner:
         self._latest: list[tuple[Any, int] | None] = [None] * n_envs  # (Samples, row) of each env's latest plans
 
     @property
-    def plans(self) -> list[dict[str, np.ndarray] | None]:
-        """Per env, the latest plans (best first) as ``{"observations": [B, H, S], "actions": [B, H, A],
-        "values": [B]}`` in original units (``None`` before its first plan)."""
-        out: list[dict[str, np.ndarray] | None] = []
+    def plans(self) -> list[Plan | None]:
+        """Per env, its latest plans, best first, in original units (``None`` before its first plan):
+        a :class:`~diffplan.planning.pipeline.Plan` with ``actions [B, H, A]``, ``observations
+        [B, H, S]``, ``values [B]`` and ``normalized [B, H, A + S]``."""
+        out: list[Plan | None] = []
         for entry in self._latest:
             if entry is None:
                 out.append(None)
                 continue
             samples, row = entry
             plan = samples.plan
-            out.append(
-                {"observations": plan.observations[row], "actions": plan.actions[row], "values": plan.values[row]}
-            )
+            out.append(Plan(actions=plan.actions[row], observations=plan.observations[row], values=plan.values[row],
+                            normalized=plan.normalized[row]))  # fmt: skip
         return out
 
     def reset(self, mask: np.ndarray | None = None) -> None:
