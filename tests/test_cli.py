@@ -324,3 +324,44 @@ def test_set_flags_reach_the_stored_run(hopper_dataset: str, tmp_path: Path) -> 
     with pytest.raises(SystemExit) as done:
         main(["evaluate", str(run), "--plan.sampler", "euler"])  # not one of the sampler's choices
     assert done.value.code == 2
+
+
+def test_unavailable_devices_and_wrong_output_paths_fail_before_any_work(
+    tiny_run: Path, hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import torch
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (["evaluate", str(tiny_run), "--device", "foo"], "unknown device 'foo'"),
+        (["evaluate", str(tiny_run), "--json", str(tmp_path)], "is a folder; expected a file name"),
+        (["evaluate", str(tiny_run), "--plots", str(a_file)], "is a file; expected a folder"),
+        (["render", str(tiny_run), "--out", str(a_file)], "is a file; expected a folder"),
+        (["train", hopper_dataset, "--out", str(a_file), "--preset", "tiny"], "is a file; expected a run folder"),
+        (["evaluate", str(tiny_run), "--plan.num-inference-steps", "-1"], "expected num_inference_steps >= 1, got -1"),
+    ]
+    if not torch.cuda.is_available():
+        gpu_run = ["train", hopper_dataset, "--out", str(tmp_path / "gpu"), "--device", "cuda"]
+        cases += [(["evaluate", str(tiny_run), "--device", "cuda"], "has no CUDA GPU"), (gpu_run, "has no CUDA GPU")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)  # one line, no traceback
+    assert not (tmp_path / "gpu").exists()
+
+
+def test_resume_keeps_the_stored_step_targets(
+    hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    base = ["train", hopper_dataset, "--out", str(run), "--preset", "tiny", "--device", "cpu"]
+    assert main([*base, "--train.denoiser-steps", "6", "--train.value-steps", "4"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--resume"]) == 0  # no step flags: the run's own targets (not the preset's 200)
+    out = capsys.readouterr().out
+    assert "unet: 6 steps" in out and "value_function: 4 steps" in out
+    assert main([*base, "--resume", "--train.denoiser-steps", "8"]) == 0  # a flag raises the target
+    info = json.loads((run / "diffplan.json").read_text())
+    assert info["extra"]["train_steps"] == {"unet": 8, "value_function": 4}
+    assert info["preset"]["train"]["denoiser_steps"] == 8 and info["preset"]["train"]["value_steps"] == 4

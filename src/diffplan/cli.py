@@ -57,6 +57,18 @@ def _print_eval(res: Any) -> None:
         print(f"{k:<{width}}  {v}")
 
 
+def _output_file(path: str | None) -> None:
+    """Refuse, before any work, an output file path that is a folder."""
+    if path is not None and Path(path).is_dir():
+        raise ValueError(f"{path} is a folder; expected a file name to write")
+
+
+def _output_dir(path: str | None) -> None:
+    """Refuse, before any work, an output folder path that is a file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"{path} is a file; expected a folder to write into")
+
+
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
     if path:
         from diffplan.io import atomic_write_json
@@ -223,8 +235,14 @@ def train(
     """
     from diffplan.presets import get_preset
     from diffplan.training import train as run
+    from diffplan.training.trainer import stored_preset
 
-    chosen = get_preset(preset, **_set(train))
+    overrides = _set(train)
+    stored = stored_preset(out) if resume else None
+    for key in ("denoiser_steps", "value_steps", "inverse_steps"):  # a resumed run keeps its targets
+        if stored is not None and key not in overrides:
+            overrides[key] = getattr(stored.train, key)
+    chosen = get_preset(preset, **overrides)
     chosen = dataclasses.replace(chosen, plan=dataclasses.replace(chosen.plan, **_set(plan)))
     res = run(dataset=dataset, out=out, preset=chosen, env_id=env_id, device=device, resume=resume, compile=compile,
               mixed_precision=mixed_precision, cuda_graphs=cuda_graphs)  # fmt: skip
@@ -278,6 +296,8 @@ def evaluate(
     from diffplan.evaluation import evaluate as score
     from diffplan.planning import ValueGuidedRLPipeline
 
+    _output_file(json)
+    _output_dir(plots)
     pipe = ValueGuidedRLPipeline.from_pretrained(run, device=device)
     if cuda_graphs:
         pipe.use_cuda_graphs()
@@ -322,6 +342,7 @@ def render(
     from diffplan.planning import ValueGuidedRLPipeline
     from diffplan.render import render_episode, render_maze
 
+    _output_dir(out)
     pipe = ValueGuidedRLPipeline.from_pretrained(run)
     target = env_id or (pipe.info.env_id if pipe.info else None)
     if target is not None and is_maze(target):
@@ -372,6 +393,8 @@ def demo(
     """
     from diffplan.demo import run_demo, run_demo_from_scratch
 
+    _output_file(json)
+    _output_dir(workdir)
     if from_scratch:
         res = run_demo_from_scratch(workdir=Path(workdir), seed=seed, collect_steps=collect_steps,
                                     train_steps=train_steps, max_episode_steps=max_episode_steps or 200)  # fmt: skip

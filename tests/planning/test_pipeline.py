@@ -296,3 +296,42 @@ def test_value_free_goal_run(minari_root: Path, tmp_path: Path) -> None:
     jumps = (states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).numpy()
     np.testing.assert_allclose(plan.values, -jumps, rtol=1e-5)
     assert np.all(np.diff(plan.values) <= 0)
+
+
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        ({"batch_size": 0}, r"expected batch_size >= 1, got 0 \(a count: an integer\)"),
+        ({"batch_size": -1}, r"expected batch_size >= 1, got -1 \(a count: an integer\)"),
+        ({"batch_size": 2.5}, r"expected batch_size >= 1, got 2.5 \(a count: an integer\)"),
+        ({"batch_size": True}, r"expected batch_size >= 1, got True \(a count: an integer\)"),
+        ({"num_inference_steps": -3}, r"expected num_inference_steps >= 1, got -3 \(a count: an integer\)"),
+        ({"num_inference_steps": 0}, r"expected num_inference_steps >= 1, got 0 \(a count: an integer\)"),
+        ({"planning_horizon": 0}, r"expected planning_horizon >= 1, got 0 \(a count: an integer\)"),
+        ({"n_guide_steps": -1}, r"expected n_guide_steps >= 0, got -1 \(a count: an integer\)"),
+        ({"t_stopgrad": -5}, r"expected t_stopgrad >= 0, got -5 \(a count: an integer\)"),
+        ({"scale": float("nan")}, r"expected scale >= 0.0, got nan \(a finite number\)"),
+        ({"scale": float("inf")}, r"expected scale >= 0.0, got inf \(a finite number\)"),
+        ({"scale": -1.0}, r"expected scale >= 0.0, got -1.0 \(a finite number\)"),
+        ({"goal_arrivals": 0}, r"expected goal_arrivals >= 1, got 0 \(a count: an integer\)"),
+        ({"sampler": "euler"}, r"unknown sampler 'euler'"),
+    ],
+)
+def test_bad_settings_are_refused_the_same_way_everywhere(pipe: ValueGuidedRLPipeline, settings: dict,
+                                                          message: str) -> None:  # fmt: skip
+    from diffplan.planning.planner import Planner
+
+    for call in (lambda: pipe.plan(_obs(), **settings), lambda: pipe(_obs(), **settings),
+                 lambda: Planner(pipe, n_envs=1, **settings).act(_obs()[None])):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_observations_far_from_the_training_data_are_refused(pipe: ValueGuidedRLPipeline) -> None:
+    far = _obs()
+    far[4] = 1e6
+    with pytest.raises(ValueError, match=r"observation dimensions \[4\] lie more than 100 normalizer units"):
+        pipe.plan(far)
+    with pytest.raises(ValueError, match=r"goal dimensions \[0\] lie more than 100"):
+        pipe.plan(_obs(), goal=np.array([1e9]))
+    assert pipe.plan(_obs() + 0.5, batch_size=2).actions.shape == (2, 8, 3)  # near the data: planned

@@ -29,6 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from diffplan.config import PlanConfig
 from diffplan.cudnn import cudnn_settings
 from diffplan.data.normalization import TrajectoryNormalizer
+from diffplan.devices import resolve_device
 from diffplan.diffusion.conditioning import Constraint, start_state_constraint
 from diffplan.diffusion.guidance import value
 from diffplan.diffusion.sampling import (
@@ -44,6 +45,7 @@ from diffplan.io import atomic_write_json, replace_dir
 from diffplan.models import InverseDynamics, check_horizon
 from diffplan.planning.graphs import GraphedCall
 from diffplan.planning.runs import INVERSE_DYNAMICS, RunInfo, load_components, load_inverse_dynamics, resolve_run
+from diffplan.planning.settings import resolve_settings
 
 # A goal plan counts as dynamically consistent when its largest jump between planned steps is at
 # most this multiple of the smoothest plan's (plans that must arrive too early jump 3-5x more).
@@ -52,6 +54,10 @@ CONSISTENT_SLACK = 1.5
 StepEndCallback = Callable[
     ["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"
 ]
+
+# observations (and goals) further than this from the training data, in normalizer units (standard
+# deviations, or half-ranges for the limits normalizer), are refused
+OBS_LIMIT = 100.0
 
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
 
@@ -237,8 +243,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         Raises:
             FileNotFoundError: the folder or a required file is missing.
-            ValueError: a file is corrupt or the parts do not fit together.
+            ValueError: a file is corrupt, the parts do not fit together, or ``device`` is not on
+                this machine.
         """
+        target = resolve_device(device) if device is not None else None
         path = resolve_run(pretrained_model_name_or_path)
         unet, value_function, scheduler, info = load_components(path, need_info=normalizer is None and env is None)
         pipe = cls(
@@ -251,7 +259,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             info=info,
             inverse_dynamics=load_inverse_dynamics(path),
         )
-        return pipe.to(device) if device is not None else pipe
+        return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:  # type: ignore[override]
         """Write the diffusers folder and ``diffplan.json`` (atomically, component by component)."""
@@ -412,6 +420,13 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             raise ValueError(f"expected {name} of shape ({expected},) or (n_envs, {expected}), got {arr.shape}")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf: {arr}")
+        norm = self.normalizer.observations
+        far = np.abs((np.atleast_2d(arr) - norm.shift[:width]) / norm.scale[:width]).max(axis=0) > OBS_LIMIT
+        if far.any():
+            raise ValueError(
+                f"{name} dimensions {np.flatnonzero(far).tolist()} lie more than {OBS_LIMIT:g} normalizer units from "
+                f"the data this run was trained on (got {arr}); the planner's output would be meaningless"
+            )
         device = self.device
         raw = torch.as_tensor(np.atleast_2d(arr), device=device)
         stats = self._stats(device)
@@ -548,15 +563,18 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         callback: StepCallback | None = None,
     ) -> Samples:
         """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`)."""
-        cfg = self.plan_config
-        batch_size = batch_size or cfg.batch_size
-        horizon = planning_horizon or cfg.planning_horizon
-        steps = num_inference_steps or cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
+        settings = resolve_settings(self.plan_config, batch_size=batch_size, planning_horizon=planning_horizon,
+                                    n_guide_steps=n_guide_steps, scale=scale, t_stopgrad=t_stopgrad,
+                                    scale_grad_by_var=scale_grad_by_var, num_inference_steps=num_inference_steps,
+                                    sampler=sampler, warm_start_steps=warm_start_steps,
+                                    goal_arrivals=goal_arrivals)  # fmt: skip
+        batch_size, horizon = settings.batch_size, settings.planning_horizon
+        steps = settings.num_inference_steps or self.scheduler.config.num_train_timesteps
         self._check_horizon(horizon)
         start, obs_raw, single = self._check_obs(obs)
         n_envs = start.shape[0]
         inputs = {"start": start.repeat_interleave(batch_size, 0)}
-        goal_raw, n_arrivals = None, goal_arrivals if goal_arrivals is not None else (cfg.goal_arrivals or 1)
+        goal_raw, n_arrivals = None, settings.goal_arrivals or 1
         if goal is not None:
             goal_t, goal_raw, _ = self._check_obs(goal, "goal", partial=True)
             if goal_t.shape[0] not in (1, n_envs):
@@ -564,10 +582,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             goal_raw = goal_raw.expand(n_envs, -1)
             inputs["goal"] = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
             self._goal_mask(n_envs=n_envs, batch_size=batch_size, horizon=horizon, count=n_arrivals)  # validates
-        guide_steps = cfg.n_guide_steps if n_guide_steps is None else n_guide_steps
-        if self.value_function is None:
-            guide_steps = 0
-        scheduler, schedule = self._schedule(sampler or cfg.sampler, steps)
+        guide_steps = settings.n_guide_steps if self.value_function is not None else 0
+        scheduler, schedule = self._schedule(settings.sampler, steps)
         shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
         if init is not None:
             if init.shape != (n_envs, horizon, self.act_dim + self.obs_dim):
@@ -575,7 +591,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                     f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
                     f"got {tuple(init.shape)}"
                 )
-            k = warm_start_steps or cfg.warm_start_steps or len(schedule.timesteps)
+            k = settings.warm_start_steps or len(schedule.timesteps)
             if not 1 <= k <= len(schedule.timesteps):
                 raise ValueError(f"expected 1 <= warm_start_steps <= {len(schedule.timesteps)}, got {k}")
             schedule = schedule.suffix(k)
@@ -586,9 +602,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             horizon=horizon,
             schedule=schedule,
             n_guide_steps=guide_steps,
-            scale=float(cfg.scale if scale is None else scale),
-            t_stopgrad=int(cfg.t_stopgrad if t_stopgrad is None else t_stopgrad),
-            scale_grad_by_var=bool(cfg.scale_grad_by_var if scale_grad_by_var is None else scale_grad_by_var),
+            scale=float(settings.scale),
+            t_stopgrad=settings.t_stopgrad,
+            scale_grad_by_var=settings.scale_grad_by_var,
             goal_dims=0 if goal_raw is None else goal_raw.shape[1],
             n_arrivals=n_arrivals,
         )

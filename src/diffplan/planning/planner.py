@@ -8,13 +8,15 @@ observed state jumped away from what the previous plan predicted, plans from scr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from diffplan.config import PlanConfig
 from diffplan.planning.pipeline import Plan
+from diffplan.planning.settings import resolve_settings
 
 if TYPE_CHECKING:
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
@@ -49,9 +51,11 @@ class Planner:
     def __init__(self, pipe: ValueGuidedRLPipeline, *, n_envs: int = 1, **plan_kwargs: Any) -> None:
         self.pipe = pipe
         self.n_envs = n_envs
-        cfg = pipe.plan_config
-        self.warm_start_steps = plan_kwargs.pop("warm_start_steps", cfg.warm_start_steps)
-        self.replan_threshold = plan_kwargs.pop("replan_threshold", cfg.replan_threshold)
+        names = {f.name for f in fields(PlanConfig)}
+        settings = resolve_settings(pipe.plan_config, **{k: v for k, v in plan_kwargs.items() if k in names})
+        plan_kwargs.pop("warm_start_steps", None)
+        plan_kwargs.pop("replan_threshold", None)
+        self.warm_start_steps, self.replan_threshold = settings.warm_start_steps, settings.replan_threshold
         self.plan_kwargs = plan_kwargs
         self.stats = PlannerStats()
         self._prev: torch.Tensor | None = None  # [n_envs, H, D] best plans, normalized, on the pipeline's device

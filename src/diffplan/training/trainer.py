@@ -29,6 +29,7 @@ from diffplan.config import Preset
 from diffplan.cudnn import cudnn_settings
 from diffplan.data.episodes import EpisodeSet, load_episodes
 from diffplan.data.windows import WindowDataset
+from diffplan.devices import resolve_device
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.envs.specs import check_dims, reference_scores
 from diffplan.io import atomic_write_json, read_json
@@ -83,8 +84,9 @@ class Trainer:
         out: run folder.
         preset: model and training settings.
         env_id: environment (default: the one recorded in the dataset).
-        device: ``"cpu"`` forces the CPU; ``None`` lets accelerate choose (a GPU when there is
-            one, one per process under ``accelerate launch``).
+        device: ``"cpu"`` forces the CPU; ``"cuda"`` asks for a GPU (a ValueError when there is
+            none); ``None`` lets accelerate choose (a GPU when there is one, one per process under
+            ``accelerate launch``).
         resume: continue from ``out/training`` instead of refusing an existing run.
         progress: show progress bars.
         compile: ``torch.compile`` the networks (inductor, through accelerate's dynamo plugin); the
@@ -114,6 +116,9 @@ class Trainer:
     ) -> None:
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"expected mixed_precision in {MIXED_PRECISION}, got {mixed_precision!r}")
+        on_cpu = device is not None and resolve_device(device).type == "cpu"  # ValueError for a missing GPU
+        if Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"--out {out} is a file; expected a run folder (new, or an existing run to resume)")
         if cuda_graphs and mixed_precision != "no":
             raise ValueError("cuda_graphs captures the float32 step: use it without mixed_precision")
         self.cuda_graphs = cuda_graphs
@@ -149,7 +154,7 @@ class Trainer:
             dynamo = TorchDynamoPlugin(backend="inductor")
         _fresh_accelerator_state()
         self.accelerator = Accelerator(
-            cpu=device == "cpu",
+            cpu=on_cpu,
             gradient_accumulation_steps=train.gradient_accumulation_steps,
             log_with=log_with,
             project_dir=str(self.out / "logs"),
@@ -424,6 +429,12 @@ class Trainer:
             final_loss={p: (s.losses[-1][1] if s.losses else float("nan")) for p, s in states.items()},
             steps_per_second=rates,
         )
+
+
+def stored_preset(out: str | Path) -> Preset | None:
+    """The preset a run folder was trained with (``training/progress.json``), or ``None`` for a new folder."""
+    path = Path(out) / PROGRESS
+    return Preset.from_dict(read_json(path)["preset"]) if path.is_file() else None
 
 
 def _without_step_counts(preset: dict) -> dict:
