@@ -1,10 +1,11 @@
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from diffplan.collect.collect import collect
+from diffplan.collect.collect import collect, dataset_exists
 
 
 def _hashes(root: Path, dataset_id: str) -> dict[str, str]:
@@ -101,3 +102,52 @@ def test_existing_dataset_is_never_overwritten(hopper_dataset: str, minari_root:
     with pytest.raises(ValueError, match="already exists"):
         collect(env_id="Hopper-v5", behavior="random", steps=10, seed=1, dataset_id=hopper_dataset, progress=False)
     assert _hashes(minari_root, hopper_dataset) == before
+
+
+def test_a_collection_that_dies_while_writing_leaves_no_dataset(minari_root: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import minari
+
+    from diffplan.datasets import dataset_table
+
+    real = minari.create_dataset_from_buffers
+
+    def dies(**kwargs):  # type: ignore[no-untyped-def]
+        real(**kwargs)  # everything written ... then killed before the end
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", dies)
+    with pytest.raises(KeyboardInterrupt):
+        collect(env_id="Hopper-v5", behavior="random", steps=30, seed=0, dataset_id="test/dies-v0", progress=False)
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", real)
+    assert not dataset_exists("test/dies-v0") and not list(minari_root.glob(".collect-*"))
+    res = collect(env_id="Hopper-v5", behavior="random", steps=30, seed=0, dataset_id="test/dies-v0", progress=False)
+    assert res.steps == 30 and dataset_exists("test/dies-v0")  # the id is free: nothing half-written holds it
+    # a kill -9 leaves a hidden staging folder: not a dataset, reported by `diffplan datasets`
+    (minari_root / ".collect-killed").mkdir()
+    (minari_root / ".collect-killed" / "junk").write_text("partial")
+    table = dataset_table()
+    assert "test/dies-v0" in table and "unfinished collections" in table and ".collect-killed" in table
+    shutil.rmtree(minari_root / ".collect-killed")
+
+
+def test_a_broken_dataset_is_named_and_the_others_listed(minari_root: Path, hopper_dataset: str) -> None:
+    from diffplan.datasets import dataset_rows, dataset_table
+
+    collect(env_id="Hopper-v5", behavior="random", steps=20, seed=1, dataset_id="test/broken-v0", progress=False)
+    data = minari_root / "test" / "broken-v0" / "data" / "main_data.hdf5"
+    data.write_bytes(data.read_bytes()[:100])
+    rows = {r["id"]: r for r in dataset_rows()}
+    assert "error" in rows["test/broken-v0"] and "error" not in rows[hopper_dataset]
+    assert "broken: test/broken-v0" in dataset_table()
+    shutil.rmtree(minari_root / "test" / "broken-v0")
+
+
+def test_a_datasets_root_that_is_a_file_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from diffplan.cli import main
+
+    root = tmp_path / "not_a_folder"
+    root.write_text("x")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    assert main(["datasets"]) == 2
+    with pytest.raises(ValueError, match="is a file; expected the folder of the local datasets"):
+        collect(env_id="Hopper-v5", behavior="random", steps=5, seed=0, dataset_id="test/x-v0", progress=False)

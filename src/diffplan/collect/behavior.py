@@ -266,7 +266,7 @@ def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | Non
     from minari.data_collector import EpisodeBuffer
     from stable_baselines3.common.save_util import load_from_pkl
 
-    from diffplan.collect.collect import dataset_exists
+    from diffplan.collect.collect import dataset_exists, staged_dataset
     from diffplan.envs.specs import reference_scores
 
     run_dir = Path(run_dir)
@@ -307,7 +307,7 @@ def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | Non
         )
         start = end + 1
     refs = reference_scores(env_id)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), staged_dataset(dataset_id):
         warnings.simplefilter("ignore", UserWarning)
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +44,16 @@ def _random_policy(env: Any, seed: int) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def dataset_exists(dataset_id: str) -> bool:
-    """Whether a local Minari dataset of this id exists (honours ``MINARI_DATASETS_PATH``)."""
+    """Whether a local Minari dataset of this id exists (honours ``MINARI_DATASETS_PATH``).
+
+    Raises:
+        ValueError: the datasets root is a file.
+    """
     import minari
+
+    from diffplan.data.episodes import datasets_root
+
+    datasets_root()
 
     return dataset_id in minari.list_local_datasets()
 
@@ -143,7 +156,7 @@ def collect(
     refs = reference_scores(env_id)
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), staged_dataset(dataset_id):
         warnings.simplefilter("ignore", UserWarning)
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
@@ -161,6 +174,41 @@ def collect(
     env.close()
     returns = [sum(b.rewards) for b in buffers]
     return CollectResult(dataset_id, len(buffers), done_steps, float(np.mean(returns)), time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def staged_dataset(dataset_id: str) -> Iterator[None]:
+    """Write a new Minari dataset in a hidden staging folder of the datasets root and rename it into
+    place only when it is complete: a collection killed while writing leaves no partial dataset (a
+    hidden ``.collect-*`` folder, which Minari does not list and ``diffplan datasets`` reports)."""
+    from diffplan.data.episodes import datasets_root
+
+    root = datasets_root()
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".collect-"))
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(staging)
+    try:
+        yield
+        os.environ["MINARI_DATASETS_PATH"] = str(root)
+        parts = dataset_id.split("/")
+        for depth in range(1, len(parts)):  # namespace folders and their metadata
+            namespace = Path(*parts[:depth])
+            (root / namespace).mkdir(exist_ok=True)
+            meta = staging / namespace / "namespace_metadata.json"
+            if meta.is_file() and not (root / namespace / meta.name).exists():
+                shutil.copy2(meta, root / namespace / meta.name)
+        try:
+            os.replace(staging / dataset_id, root / dataset_id)
+        except OSError as err:
+            raise ValueError(
+                f"dataset {dataset_id!r} appeared while collecting; nothing was overwritten ({err})"
+            ) from err
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _stack(observations: list[Any]) -> Any:

@@ -89,6 +89,21 @@ def _check_episode(ep: Episode, where: str) -> Episode:
     return ep
 
 
+def datasets_root() -> Path:
+    """The folder of the local Minari datasets (MINARI_DATASETS_PATH or ~/.minari/datasets), made when missing.
+
+    Raises:
+        ValueError: that path is a file.
+    """
+    import os
+
+    root = Path(os.environ.get("MINARI_DATASETS_PATH") or Path.home() / ".minari" / "datasets")
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"MINARI_DATASETS_PATH={root} is a file; expected the folder of the local datasets")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def load_minari(dataset_id: str, *, obs_key: str = "observation") -> EpisodeSet:
     """Load a local Minari dataset (honours ``MINARI_DATASETS_PATH``).
 
