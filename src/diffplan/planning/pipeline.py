@@ -215,6 +215,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         self._graph_mode: str | None = None  # "cuda": capture CUDA graphs; "emulate": the same plumbing, eager
         self._graphs: dict[_CallSpec, GraphedCall] = {}
         self._compiled: dict[str, Any] = {}
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def obs_dim(self) -> int:
@@ -409,13 +410,18 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             pipeline's dtype), the input itself (``[n, dim]`` float64), both on the pipeline's
             device, and whether a single ``[dim]`` vector was given.
         """
-        arr = (
-            obs.detach().cpu().double().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs, dtype=np.float64)
-        )
+        try:
+            arr = (
+                obs.detach().cpu().double().numpy()
+                if isinstance(obs, torch.Tensor)
+                else np.asarray(obs, dtype=np.float64)
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"expected {name} to be an array of numbers, got {type(obs).__name__}: {err}") from err
         single = arr.ndim == 1
         width = arr.shape[-1] if arr.ndim in (1, 2) else -1
         ok = 1 <= width <= self.obs_dim if partial else width == self.obs_dim
-        if arr.ndim not in (1, 2) or not ok:
+        if arr.ndim not in (1, 2) or not ok or arr.size == 0:
             expected = f"at most {self.obs_dim}" if partial else f"{self.obs_dim}"
             raise ValueError(f"expected {name} of shape ({expected},) or (n_envs, {expected}), got {arr.shape}")
         if not np.all(np.isfinite(arr)):
@@ -751,7 +757,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         Same positional signature as diffusers' pipeline; ``None`` takes the run's defaults
         (for the ``paper`` preset: 64, 32, 2, 0.1). Further keywords go to :meth:`plan`.
-        Stateless, as diffusers pipelines are: every call plans from noise. Warm starts (a run's
+        The action is clipped to the run's action space. Stateless, as diffusers pipelines are:
+        every call plans from noise. Warm starts (a run's
         ``warm_start_steps``) need memory between decisions, which lives in the explicit
         :class:`~diffplan.planning.planner.Planner`.
         """
@@ -767,7 +774,20 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 if v is not None
             }
         )
-        return self.plan(obs, **kwargs).actions[..., 0, 0, :]
+        actions = self.plan(obs, **kwargs).actions[..., 0, 0, :]
+        bounds = self._action_bounds()
+        return actions if bounds is None else np.clip(actions, *bounds)
+
+    def _action_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(low, high)`` of the run's action space (read once from its env), ``None`` without an env id."""
+        if self._bounds is None and self.info is not None and self.info.env_id is not None:
+            from diffplan.envs.specs import make_env
+
+            env = make_env(self.info.env_id)
+            space = env.action_space
+            self._bounds = (np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64))  # type: ignore[attr-defined]
+            env.close()
+        return self._bounds
 
 
 def goal_arrival_steps(*, horizon: int, count: int, batch_size: int) -> torch.Tensor:
