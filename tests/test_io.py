@@ -46,3 +46,19 @@ def test_read_json_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
         read_json(tmp_path / "bad.json")
+
+
+def test_a_directory_swap_killed_between_its_renames_is_recovered(tmp_path: Path) -> None:
+    from diffplan.io import recover_dir, replace_dir
+
+    dst = tmp_path / "unet"
+    dst.mkdir()
+    (dst / "state.json").write_text('{"step": 5}')
+    dst.rename(tmp_path / ".old-unet")  # killed here: the old folder aside, the new one not moved in
+    recover_dir(dst)
+    assert read_json(dst / "state.json") == {"step": 5}
+    new = tmp_path / ".unet-tmp"
+    new.mkdir()
+    (new / "state.json").write_text('{"step": 10}')
+    replace_dir(new, dst)
+    assert read_json(dst / "state.json") == {"step": 10} and sorted(p.name for p in tmp_path.iterdir()) == ["unet"]

@@ -68,6 +68,14 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
 
 
+def recover_dir(dst: str | Path) -> None:
+    """Undo a :func:`replace_dir` killed between its two renames: the old folder comes back."""
+    dst = Path(dst)
+    old = dst.with_name(f".old-{dst.name}")
+    if not dst.exists() and old.is_dir():
+        old.rename(dst)
+
+
 def replace_dir(src: str | Path, dst: str | Path) -> None:
     """Move the finished folder ``src`` to ``dst``, replacing any previous ``dst``.
 
@@ -78,6 +86,7 @@ def replace_dir(src: str | Path, dst: str | Path) -> None:
 
     src, dst = Path(src), Path(dst)
     old = dst.with_name(f".old-{dst.name}")
+    recover_dir(dst)
     shutil.rmtree(old, ignore_errors=True)
     if dst.exists():
         dst.rename(old)

@@ -16,6 +16,7 @@ benchmarking, so a resumed run ends with the same weights on a GPU too.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from diffplan.data.windows import WindowDataset
 from diffplan.devices import resolve_device
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.envs.specs import check_dims, reference_scores
-from diffplan.io import atomic_write_json, read_json
+from diffplan.io import atomic_write_json, read_json, recover_dir
 from diffplan.models import InverseDynamics, build_denoiser, build_scheduler, build_value_function, check_horizon
 from diffplan.planning.runs import RunInfo
 from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
@@ -175,6 +176,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             atomic_write_json(self.out / PROGRESS, progress_record)
+            for stale in self.out.glob(".save-*"):  # a final write killed half-way (the run folder is intact)
+                shutil.rmtree(stale, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         dev = torch.device("cpu") if _eager_host_path else self.accelerator.device
         self.data.to(dev)
@@ -313,6 +316,11 @@ class Trainer:
         )
         ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start, foreach=fast)
         folder = self.out / "training" / phase
+        if self.accelerator.is_main_process:  # what a kill during a checkpoint write left behind
+            recover_dir(folder)
+            for stale in folder.parent.glob(f".{phase}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         state = PhaseState()
         if (folder / "state.json").exists():
             state = load_phase(folder=folder, model=model, ema=ema, optimizer=optimizer)
