@@ -365,3 +365,41 @@ def test_resume_keeps_the_stored_step_targets(
     info = json.loads((run / "diffplan.json").read_text())
     assert info["extra"]["train_steps"] == {"unet": 8, "value_function": 4}
     assert info["preset"]["train"]["denoiser_steps"] == 8 and info["preset"]["train"]["value_steps"] == 4
+
+
+def test_more_bad_input_gets_one_clear_line(
+    tiny_run: Path, hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(tiny_run, unfinished)
+    (unfinished / "diffplan.json").unlink()  # interrupted before its final write
+    cases = [
+        (["train", hopper_dataset, "--out", str(tmp_path / "neg"), "--train.denoiser-steps", "-5"],
+         "expected denoiser_steps >= 1, got -5"),
+        (["evaluate", str(tiny_run), "--mode", "track"], "mode 'track' PD-follows the planned positions"),
+        (["collect", "Hopper-v5", "--behavior", "random", "--steps", "5", "--dataset-id", "a/b-v0"],
+         "A namespace has at least two characters"),
+        (["evaluate", str(unfinished)], "has not finished"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)
+    assert not (tmp_path / "neg").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["evaluate", "hopper-medium", "--plan.batch-size", "abc"], "Error parsing --plan.batch-size"),
+        (["evaluate", "hopper-medium", "--bogus", "1"], "Unrecognized options: --bogus, 1"),
+        (["evalu"], "Unrecognized options: evalu"),
+    ],
+)
+def test_usage_errors_are_one_line_too(argv: list, message: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and message in err and err.count("\n") == 1, err

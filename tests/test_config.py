@@ -40,3 +40,19 @@ def test_get_preset_overrides_training_and_keeps_the_planner_horizon_in_step() -
         get_preset("huge")
     with pytest.raises(ValueError, match=r"unknown training settings \['planning_horizon'\]"):
         get_preset("tiny", planning_horizon=4)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"denoiser_steps": -5}, r"expected denoiser_steps >= 1, got -5"),
+        ({"denoiser_steps": 0}, r"expected denoiser_steps >= 1, got 0"),
+        ({"batch_size": 2.5}, r"expected batch_size >= 1, got 2.5"),
+        ({"value_steps": -1}, r"expected value_steps >= 0, got -1"),
+        ({"learning_rate": float("nan")}, r"expected 0.0 < learning_rate < inf, got nan"),
+        ({"ema_decay": 1.0}, r"expected 0.0 < ema_decay < 1.0, got 1.0"),
+    ],
+)
+def test_training_settings_that_make_no_sense_are_refused(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        get_preset("tiny", **overrides)

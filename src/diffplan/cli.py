@@ -9,7 +9,10 @@ once. Bad input exits with status 2 and a one-line message.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import io
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -192,11 +195,13 @@ def behavior(
         print(f"wrote {command.dataset_id}: {n} transitions")
         return 0
     if isinstance(command, BehaviorTrain):
+        _output_dir(command.out)
         cfg = BehaviorTrainConfig(env_id=command.env_id, total_steps=command.steps, seed=command.seed,
                                   snapshot_every=command.snapshot_every,
                                   learning_starts=command.learning_starts)  # fmt: skip
         chosen = select_snapshots(index_path=train_sac(config=cfg, out_dir=command.out))
     else:
+        _output_dir(command.dest)
         chosen = ship_policies(run_dir=command.run_dir, dest=command.dest, episodes=command.episodes)
     for name, snap in chosen.items():
         print(f"{name}: step {snap.get('step', snap.get('train_step'))}, mean return {snap['mean_return']:.1f}")
@@ -417,6 +422,32 @@ COMMANDS: dict[str, Callable[..., int]] = {
 }
 
 
+def _parsed(fn: Callable[..., int]) -> Callable[..., Callable[[], int]]:
+    """``fn`` with its signature and docstring (for tyro), returning the call instead of making it."""
+
+    @functools.wraps(fn)
+    def parse_only(*args: Any, **kwargs: Any) -> Callable[[], int]:
+        return functools.partial(fn, *args, **kwargs)
+
+    return parse_only
+
+
+def _first_section(text: str) -> str:
+    """The first section of one of tyro's boxed messages, on one line."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip("╭╮╰╯│─ ")
+        if raw.strip().startswith("│ ─") or raw.strip().startswith("│ ──"):
+            if lines:
+                break
+            continue
+        if line.startswith("Got errors"):
+            break
+        if line and not raw.strip().startswith(("╭", "╰")):
+            lines.append(line)
+    return " ".join(lines) or "invalid arguments (see diffplan --help)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``diffplan`` console script; bad input exits with status 2 and a message."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -426,10 +457,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"diffplan {metadata.version('diffplan')}")
         raise SystemExit(0)
     command = next((a for a in args if a in COMMANDS), "")
+    parse_errors = io.StringIO()
     try:
-        return int(tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="diffplan", args=args,
+        with contextlib.redirect_stderr(parse_errors):  # tyro's boxed usage errors, reported in one line below
+            call = tyro.extras.subcommand_cli_from_dict({name: _parsed(fn) for name, fn in COMMANDS.items()},
+                                                        prog="diffplan", args=args,
                                                         description="value-guided diffusion planning",
-                                                        config=(tyro.conf.OmitSubcommandPrefixes,)))  # fmt: skip
+                                                        config=(tyro.conf.OmitSubcommandPrefixes,))  # fmt: skip
+    except SystemExit as done:
+        if done.code not in (0, None):
+            where = f"diffplan {command}".strip()
+            print(f"{where}: error: {_first_section(parse_errors.getvalue())}", file=sys.stderr)
+        raise
+    try:
+        return int(call())
     except (ValueError, FileNotFoundError) as err:
         print(f"diffplan {command}: error: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ in a run folder's ``diffplan.json`` without pickling anything.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -101,6 +102,10 @@ class TrainConfig(JsonConfig):
         checkpoint_every: optimiser steps between resumable checkpoints.
         log_every: optimiser steps between TensorBoard scalars.
         seed: seed of initialisation, batches and noise.
+
+    Raises:
+        ValueError: a count below its least value (or not an integer), a learning rate not > 0, or
+            an EMA decay outside ``[0, 1)``.
     """
 
     horizon: int = 32
@@ -116,6 +121,20 @@ class TrainConfig(JsonConfig):
     checkpoint_every: int = 1_000
     log_every: int = 100
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        least = {"horizon": 1, "stride": 1, "batch_size": 1, "denoiser_steps": 1, "value_steps": 0,
+                 "inverse_steps": 0, "gradient_accumulation_steps": 1, "ema_start": 0, "checkpoint_every": 1,
+                 "log_every": 1, "seed": 0}  # fmt: skip
+        for name, low in least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"expected {name} >= {low}, got {value!r} (a count: an integer)")
+        for name, lo, hi in (("learning_rate", 0.0, math.inf), ("ema_decay", 0.0, 1.0)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo < value < hi
+            if not ok and not (name == "ema_decay" and value == 0.0):
+                raise ValueError(f"expected {lo} < {name} < {hi}, got {value!r}")
 
 
 @dataclass(frozen=True)

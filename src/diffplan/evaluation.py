@@ -196,6 +196,9 @@ def evaluate(
     env_id = env_id or (pipe.info.env_id if pipe is not None and pipe.info else None)
     if env_id is None:
         raise ValueError("the run records no env id; pass env_id=")
+    if mode == "track" and not is_maze(env_id):
+        raise ValueError(f"mode 'track' PD-follows the planned positions of a PointMaze; {env_id} is not one: "
+                         "use mode 'replan'")  # fmt: skip
     if task not in ("multi", "single"):
         raise ValueError(f"unknown task {task!r}; expected 'multi' or 'single'")
     if task == "single" and env_id not in FIXED_GOAL_CELLS:

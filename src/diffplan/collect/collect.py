@@ -97,7 +97,10 @@ def collect(
         raise ValueError(f"expected steps >= 1, got {steps}")
     from minari.dataset.minari_dataset import parse_dataset_id
 
-    parse_dataset_id(dataset_id)  # ValueError naming the expected form: (namespace/)name-vN
+    try:
+        parse_dataset_id(dataset_id)  # Minari's error names the form (namespace/)name-vN
+    except ValueError as err:
+        raise ValueError(f"{err} A namespace has at least two characters, e.g. diffplan/hopper-random-v0.") from err
     if dataset_exists(dataset_id):
         raise ValueError(f"dataset {dataset_id!r} already exists; choose a new --dataset-id (nothing was overwritten)")
     maze = is_maze(env_id)

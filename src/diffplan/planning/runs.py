@@ -175,6 +175,11 @@ def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, An
     info_path = path / RUN_INFO
     info = None
     if info_path.is_file() or need_info:
+        if not info_path.is_file() and (path / "training" / "progress.json").is_file():
+            raise FileNotFoundError(
+                f"run folder {path} lacks {RUN_INFO}: its training has not finished; continue it with "
+                f"`diffplan train DATASET --out {path} --resume`"
+            )
         if not info_path.is_file():
             raise FileNotFoundError(
                 f"run folder {path} lacks {RUN_INFO} (normalizer and run metadata); pass normalizer= to load "
