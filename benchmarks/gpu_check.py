@@ -255,10 +255,18 @@ def training_table(
                     for name in ("paper", "small")
                 ],
             )
-        for tag, kwargs in (("eager", {}), ("graphs", {"cuda_graphs": True})):
-            if ("train" if tag == "eager" else "graphs") not in sections:
+        variants: tuple[tuple[str, str, Any, dict[str, Any]], ...] = (
+            ("eager", "train", shapes, {}),
+            ("graphs", "graphs", shapes, {"cuda_graphs": True}),
+            ("compile", "compile", shapes[1:], {"compile": True, "warmup": 20}),
+            ("compile_graphs", "compile-graphs", shapes[1:], {"compile": True, "cuda_graphs": True, "warmup": 20}),
+        )
+        for tag, wanted, sizes, kwargs in variants:
+            if wanted not in sections:
                 continue
-            for name, batch in shapes:
+            for name, batch in sizes:
+                if kwargs.get("compile"):
+                    torch._dynamo.reset()  # each compiled run compiles afresh
                 training[f"{name}_b{batch}_{tag}"] = section(
                     f"train {name} b{batch} {tag}",
                     lambda: train_rate(
@@ -268,24 +276,6 @@ def training_table(
                         steps=args.train_steps,
                         device=train_device,
                         **kwargs,
-                    ),
-                )
-        for tag, graphs in (("compile", False), ("compile_graphs", True)):
-            if tag.replace("_", "-") not in sections:
-                continue
-            for name, batch in shapes[1:]:
-                torch._dynamo.reset()
-                training[f"{name}_b{batch}_{tag}"] = section(
-                    f"train {name} b{batch} {tag}",
-                    lambda: train_rate(
-                        dataset,
-                        preset_name=name,
-                        batch_size=batch,
-                        steps=args.train_steps,
-                        device=train_device,
-                        warmup=20,
-                        compile=True,
-                        cuda_graphs=graphs,
                     ),
                 )
         if "resume" in sections:

@@ -552,35 +552,24 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         obs: Any,
         *,
         goal: Any = None,
-        batch_size: int | None = None,
-        planning_horizon: int | None = None,
-        n_guide_steps: int | None = None,
-        scale: float | None = None,
-        t_stopgrad: int | None = None,
-        scale_grad_by_var: bool | None = None,
-        num_inference_steps: int | None = None,
-        sampler: str | None = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
-        warm_start_steps: int | None = None,
-        goal_arrivals: int | None = None,
         cost: Callable[[np.ndarray], np.ndarray] | None = None,
         callback: StepCallback | None = None,
+        **settings: Any,
     ) -> Samples:
-        """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`)."""
-        settings = resolve_settings(self.plan_config, batch_size=batch_size, planning_horizon=planning_horizon,
-                                    n_guide_steps=n_guide_steps, scale=scale, t_stopgrad=t_stopgrad,
-                                    scale_grad_by_var=scale_grad_by_var, num_inference_steps=num_inference_steps,
-                                    sampler=sampler, warm_start_steps=warm_start_steps,
-                                    goal_arrivals=goal_arrivals)  # fmt: skip
-        batch_size, horizon = settings.batch_size, settings.planning_horizon
-        steps = settings.num_inference_steps or self.scheduler.config.num_train_timesteps
+        """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`); ``settings``
+        are :class:`~diffplan.config.PlanConfig` fields (``None``: the run's), checked by
+        :func:`~diffplan.planning.settings.resolve_settings`."""
+        cfg = resolve_settings(self.plan_config, **settings)
+        batch_size, horizon = cfg.batch_size, cfg.planning_horizon
+        steps = cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
         self._check_horizon(horizon)
         start, obs_raw, single = self._check_obs(obs)
         n_envs = start.shape[0]
         inputs = {"start": start.repeat_interleave(batch_size, 0)}
-        goal_raw, n_arrivals = None, settings.goal_arrivals or 1
+        goal_raw, n_arrivals = None, cfg.goal_arrivals or 1
         if goal is not None:
             goal_t, goal_raw, _ = self._check_obs(goal, "goal", partial=True)
             if goal_t.shape[0] not in (1, n_envs):
@@ -588,8 +577,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             goal_raw = goal_raw.expand(n_envs, -1)
             inputs["goal"] = goal_t.expand(n_envs, -1).repeat_interleave(batch_size, 0)
             self._goal_mask(n_envs=n_envs, batch_size=batch_size, horizon=horizon, count=n_arrivals)  # validates
-        guide_steps = settings.n_guide_steps if self.value_function is not None else 0
-        scheduler, schedule = self._schedule(settings.sampler, steps)
+        guide_steps = cfg.n_guide_steps if self.value_function is not None else 0
+        scheduler, schedule = self._schedule(cfg.sampler, steps)
         shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
         if init is not None:
             if init.shape != (n_envs, horizon, self.act_dim + self.obs_dim):
@@ -597,7 +586,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                     f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
                     f"got {tuple(init.shape)}"
                 )
-            k = settings.warm_start_steps or len(schedule.timesteps)
+            k = cfg.warm_start_steps or len(schedule.timesteps)
             if not 1 <= k <= len(schedule.timesteps):
                 raise ValueError(f"expected 1 <= warm_start_steps <= {len(schedule.timesteps)}, got {k}")
             schedule = schedule.suffix(k)
@@ -608,9 +597,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             horizon=horizon,
             schedule=schedule,
             n_guide_steps=guide_steps,
-            scale=float(settings.scale),
-            t_stopgrad=settings.t_stopgrad,
-            scale_grad_by_var=settings.scale_grad_by_var,
+            scale=float(cfg.scale),
+            t_stopgrad=cfg.t_stopgrad,
+            scale_grad_by_var=cfg.scale_grad_by_var,
             goal_dims=0 if goal_raw is None else goal_raw.shape[1],
             n_arrivals=n_arrivals,
         )
