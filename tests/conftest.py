@@ -81,3 +81,41 @@ def maze_run(minari_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     preset = replace(get_preset("tiny", denoiser_steps=40, value_steps=20, inverse_steps=300), normalizer="limits")
     train(dataset="test/umaze-tiny-v0", out=out, preset=preset, device="cpu", progress=False)
     return out
+
+
+TINY_DIT = {"hidden_size": 16, "depth": 1, "num_heads": 2}
+
+
+@pytest.fixture(scope="session")
+def states_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Diffusion-Veteran-style run: a DiT diffusing states only, inverse dynamics, a Q-function."""
+    from dataclasses import replace
+
+    from diffplan.config import DiTConfig
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    tiny = get_preset("tiny", denoiser_steps=60, value_steps=40, inverse_steps=200, critic_steps=200)
+    preset = replace(tiny, unet=DiTConfig(**TINY_DIT), diffusion=replace(tiny.diffusion, states_only=True))
+    out = tmp_path_factory.mktemp("runs") / "states"
+    train(dataset=hopper_dataset, out=out, preset=preset, device="cpu", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def c2f_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny coarse-to-fine run: a U-Net of stride 2 over 8 steps, and a DiT fine level of 3 steps."""
+    from dataclasses import replace
+
+    from diffplan.config import DiTConfig
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    tiny = get_preset("tiny", denoiser_steps=40, value_steps=20, stride=2)
+    fine = get_preset("tiny", horizon=3, denoiser_steps=40, value_steps=0, inverse_steps=100)
+    fine = replace(
+        fine, name="tiny/fine", unet=DiTConfig(**TINY_DIT), diffusion=replace(fine.diffusion, states_only=True)
+    )
+    out = tmp_path_factory.mktemp("runs") / "c2f"
+    train(dataset=hopper_dataset, out=out, preset=replace(tiny, fine=fine), device="cpu", progress=False)
+    return out

@@ -14,7 +14,8 @@ def test_every_preset_round_trips_through_json(name: str) -> None:
     preset = PRESETS[name]
     again = Preset.from_dict(json.loads(json.dumps(preset.to_dict())))
     assert again == preset
-    assert isinstance(again.unet.block_out_channels, tuple)  # lists come back as tuples
+    assert isinstance(again.value_net.block_out_channels, tuple)  # lists come back as tuples
+    assert type(again.unet) is type(preset.unet)  # a DiT stays a DiT
 
 
 def test_configs_are_frozen_and_reject_unknown_fields() -> None:

@@ -46,7 +46,7 @@ def test_horizon_checks() -> None:
 
 
 def test_unknown_preset_and_override() -> None:
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['maze-large', .*'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['dv-small', .*'tiny'\]"):
         get_preset("huge")
     with pytest.raises(ValueError, match="unknown training settings"):
         get_preset("tiny", epochs=3)
@@ -87,3 +87,88 @@ def test_inverse_dynamics_predicts_the_datasets_actions(maze_run: Path) -> None:
     pred = pipe.inverse_action(state=obs, target=nxt, lookahead=np.ones(len(obs)))
     assert pred.shape == act.shape
     assert ((pred - act) ** 2).mean() < 0.5 * ((act - act.mean(0)) ** 2).mean()
+
+
+def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """The zero-initialised gates and output layer of a DiT make it output 0: give every weight a value."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+def test_dit_denoises_any_horizon_and_depends_on_the_step() -> None:
+    from diffplan.config import DiTConfig
+    from diffplan.transformer import DiT1DModel
+
+    dit = build_denoiser(config=DiTConfig(hidden_size=32, depth=2, num_heads=4), transition_dim=14)
+    assert isinstance(dit, DiT1DModel)
+    x = torch.randn(3, 14, 9)
+    assert dit(x, torch.tensor([0, 5, 19])).sample.abs().max() == 0  # adaLN-Zero: starts at zero output
+    _perturbed(dit)
+    for horizon in (1, 9, 32):  # no down-sampling: any horizon
+        assert dit(torch.randn(2, 14, horizon), 3).sample.shape == (2, 14, horizon)
+    a, b = dit(x, 1).sample, dit(x, 15).sample
+    assert not torch.allclose(a, b)  # the diffusion step conditions the output
+    assert torch.allclose(dit(x, torch.tensor([1, 1, 1])).sample, a)  # one step or one per sample
+    # the position embedding: swapping two steps of the input does not just swap the output
+    swapped = x[:, :, [1, 0, *range(2, 9)]]
+    assert not torch.allclose(dit(swapped, 1).sample[:, :, [1, 0, *range(2, 9)]], a, atol=1e-5)
+
+
+def test_dit_saves_and_loads_as_a_diffusers_model(tmp_path: Path) -> None:
+    from diffplan.config import DiTConfig
+    from diffplan.planning.runs import _load_model
+
+    dit = _perturbed(build_denoiser(config=DiTConfig(hidden_size=32, depth=1, num_heads=2), transition_dim=5))
+    dit.save_pretrained(tmp_path / "unet")
+    loaded = _load_model(tmp_path, "unet")  # the class is read from config.json
+    assert type(loaded) is type(dit) and loaded.config.hidden_size == 32
+    x = torch.randn(2, 5, 7)
+    assert torch.equal(loaded(x, 4).sample, dit(x, 4).sample)
+
+
+def test_dit_and_q_function_refuse_bad_sizes() -> None:
+    from diffplan.config import DiTConfig
+    from diffplan.models import QFunction
+    from diffplan.transformer import DiT1DModel
+
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        DiTConfig(hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="DiTConfig.depth >= 1"):
+        DiTConfig(depth=0)
+    with pytest.raises(ValueError, match="hidden_size divisible by num_heads"):
+        DiT1DModel(in_channels=4, hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="QFunction sizes"):
+        QFunction(obs_dim=0, act_dim=3)
+    q = QFunction(obs_dim=11, act_dim=3, hidden=16)
+    assert q(torch.zeros(4, 11), torch.zeros(4, 3)).shape == (4,)
+
+
+def test_transformer_presets_take_odd_horizons_and_round_trip() -> None:
+    from diffplan.config import DiTConfig
+
+    check_horizon(config=DiTConfig(), horizon=5)  # a U-Net of 3 blocks would refuse it
+    with pytest.raises(ValueError, match="multiple of 4"):
+        check_horizon(config=UNetConfig(block_out_channels=(32, 64, 128)), horizon=5)
+    for name in ("small-dit", "small-states", "small-mc", "small-c2f", "dv-small", "maze-large-small-dv"):
+        preset = PRESETS[name]
+        assert Preset.from_dict(preset.to_dict()) == preset, name
+        assert preset.description
+    c2f = PRESETS["small-c2f"]
+    assert c2f.fine is not None and c2f.fine.train.horizon == c2f.train.stride + 1 == 5
+    assert isinstance(PRESETS["dv-small"].unet, DiTConfig) and PRESETS["dv-small"].diffusion.states_only
+
+
+def test_presets_refuse_states_only_without_inverse_dynamics_and_mismatched_levels() -> None:
+    from dataclasses import replace
+
+    small = PRESETS["small"]
+    with pytest.raises(ValueError, match="expected inverse_steps >= 1"):
+        replace(small, diffusion=replace(small.diffusion, states_only=True))
+    c2f = PRESETS["small-c2f"]
+    assert c2f.fine is not None
+    wrong = replace(c2f.fine, train=replace(c2f.fine.train, horizon=8))
+    with pytest.raises(ValueError, match="horizon 5 \\(the coarse stride \\+ 1\\), got stride 1 and horizon 8"):
+        replace(c2f, fine=wrong)

@@ -223,12 +223,12 @@ def train(
     train: TrainFlags = TrainFlags(),  # noqa: B008 (frozen: tyro's default instance)
     plan: PlanFlags = PlanFlags(),  # noqa: B008
 ) -> int:
-    """Train the denoiser, the value network and the inverse dynamics (those with steps) into a run folder.
+    """Train a run folder: the denoiser, value network, inverse dynamics and Q-function (those with steps).
 
     Args:
         dataset: Minari dataset id or D4RL-style .hdf5 file.
         out: run folder.
-        preset: tiny, small, paper, maze-umaze, maze-medium, maze-large or their -small variants.
+        preset: a preset name (`diffplan presets` lists them).
         env_id: environment (default: the dataset's).
         device: cpu, cuda, ... (default: accelerate's choice).
         resume: continue an interrupted run (or raise its step counts).
@@ -244,7 +244,7 @@ def train(
 
     overrides = _set(train)
     stored = stored_preset(out) if resume else None
-    for key in ("denoiser_steps", "value_steps", "inverse_steps"):  # a resumed run keeps its targets
+    for key in ("denoiser_steps", "value_steps", "inverse_steps", "critic_steps"):  # a resumed run keeps its targets
         if stored is not None and key not in overrides:
             overrides[key] = getattr(stored.train, key)
     chosen = get_preset(preset, **overrides)
@@ -373,6 +373,20 @@ def runs() -> int:
     return 0
 
 
+def presets() -> int:
+    """List the presets: name, denoiser, what is diffused, planner, and what each is for."""
+    from diffplan.config import DiTConfig
+    from diffplan.presets import PRESETS
+
+    for name, p in PRESETS.items():
+        net = "DiT" if isinstance(p.unet, DiTConfig) else "U-Net"
+        what = "states" if p.diffusion.states_only else "states+actions"
+        levels = " + fine level" if p.fine is not None else ""
+        print(f"{name:18s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
+              + (f"\n{'':18s} {p.description}" if p.description else ""))  # fmt: skip
+    return 0
+
+
 def demo(
     *,
     run: str = "hopper-medium",
@@ -418,6 +432,7 @@ COMMANDS: dict[str, Callable[..., int]] = {
     "evaluate": evaluate,
     "render": render,
     "runs": runs,
+    "presets": presets,
     "demo": demo,
 }
 

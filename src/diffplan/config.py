@@ -52,6 +52,45 @@ class UNetConfig(JsonConfig):
 
 
 @dataclass(frozen=True)
+class DiTConfig(JsonConfig):
+    """Size of a 1-D diffusion transformer denoiser (:class:`diffplan.transformer.DiT1DModel`).
+
+    Attributes:
+        hidden_size: width of the token embeddings (a multiple of ``num_heads``).
+        depth: transformer blocks.
+        num_heads: attention heads.
+        mlp_ratio: hidden units of each feed-forward layer per embedding unit.
+        kind: ``"dit"``: tells this record from a :class:`UNetConfig` in a stored preset.
+    """
+
+    hidden_size: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: int = 4
+    kind: Literal["dit"] = "dit"
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "depth", "num_heads", "mlp_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"expected DiTConfig.{name} >= 1 (an integer), got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"expected hidden_size divisible by num_heads, got {self.hidden_size} and {self.num_heads}"
+            )
+
+
+DenoiserConfig = UNetConfig | DiTConfig
+
+
+def denoiser_config_from_dict(data: dict[str, Any]) -> DenoiserConfig:
+    """A stored denoiser record: a :class:`DiTConfig` when it says ``kind: "dit"``, else a :class:`UNetConfig`."""
+    if data.get("kind") == "dit":
+        return DiTConfig.from_dict(data)
+    return UNetConfig.from_dict(data)
+
+
+@dataclass(frozen=True)
 class DiffusionConfig(JsonConfig):
     """The noise schedule and the denoiser's training objective.
 
@@ -60,12 +99,16 @@ class DiffusionConfig(JsonConfig):
         beta_schedule: diffusers beta schedule name (cosine = ``squaredcos_cap_v2``).
         prediction_type: what the denoiser predicts: ``"sample"`` (x0) or ``"epsilon"``.
         action_weight: loss weight of the first action's dimensions.
+        states_only: diffuse the observations alone (Decision Diffuser, Diffusion Veteran); the
+            plans' actions then come from the run's inverse dynamics model (which needs
+            ``TrainConfig.inverse_steps > 0``).
     """
 
     num_train_timesteps: int = 20
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "sample"
     action_weight: float = 10.0
+    states_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,7 +138,10 @@ class TrainConfig(JsonConfig):
         denoiser_steps: optimiser steps of the denoiser.
         value_steps: optimiser steps of the value network.
         inverse_steps: optimiser steps of the inverse dynamics model (0: none), which turns
-            planned states into actions in ``replan`` mode with ``actions="inverse"``.
+            planned states into actions in ``replan`` mode with ``actions="inverse"`` (and
+            always, for ``states_only`` runs).
+        critic_steps: optimiser steps of the Q-function ``Q(s, a)`` fitted to the discounted
+            returns of the dataset (0: none), which ranks plans with ``PlanConfig.rank_by="q"``.
         gradient_accumulation_steps: micro-batches per optimiser step.
         ema_decay: EMA decay of the weights used for planning.
         ema_start: optimiser step after which the EMA starts averaging (before it copies).
@@ -115,6 +161,7 @@ class TrainConfig(JsonConfig):
     denoiser_steps: int = 200_000
     value_steps: int = 200_000
     inverse_steps: int = 0
+    critic_steps: int = 0
     gradient_accumulation_steps: int = 2
     ema_decay: float = 0.995
     ema_start: int = 2_000
@@ -124,8 +171,8 @@ class TrainConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         least = {"horizon": 1, "stride": 1, "batch_size": 1, "denoiser_steps": 1, "value_steps": 0,
-                 "inverse_steps": 0, "gradient_accumulation_steps": 1, "ema_start": 0, "checkpoint_every": 1,
-                 "log_every": 1, "seed": 0}  # fmt: skip
+                 "inverse_steps": 0, "critic_steps": 0, "gradient_accumulation_steps": 1, "ema_start": 0,
+                 "checkpoint_every": 1, "log_every": 1, "seed": 0}  # fmt: skip
         for name, low in least.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -158,6 +205,15 @@ class PlanConfig(JsonConfig):
             reaches the goal at step ``k_j`` (evenly spaced up to the last step) and stays there,
             and the earliest arrival among the dynamically consistent plans is taken (``None``:
             every plan reaches the goal at its last step).
+        rank_by: what orders the finished plans: ``"value"`` (the value network on the clean
+            plans; dynamic consistency for runs without one) or ``"q"`` (the run's Q-function on
+            each plan's first state and action). With ``n_guide_steps=0`` this is Monte Carlo
+            sampling with selection (Diffusion Veteran): plans sampled without value gradients,
+            the one the critic scores best kept.
+        coarse_to_fine: for runs with a fine level (``fine/``): plan at the coarse stride, then
+            plan the first coarse step again at full resolution with the fine level, its end
+            inpainted to the coarse plan's second state (DiffuserLite); the fine plans are
+            returned. ``False``: the coarse level alone.
     """
 
     batch_size: int = 64
@@ -171,6 +227,8 @@ class PlanConfig(JsonConfig):
     warm_start_steps: int | None = None
     replan_threshold: float = 1.0
     goal_arrivals: int | None = None
+    rank_by: Literal["value", "q"] = "value"
+    coarse_to_fine: bool = True
 
 
 @dataclass(frozen=True)
@@ -186,16 +244,39 @@ class Preset:
         train: optimisation settings.
         plan: planner defaults stored with the run.
         normalizer: ``"gaussian"`` (locomotion) or ``"limits"`` (mazes: ``[min, max] -> [-1, 1]``).
+        fine: the fine level of a coarse-to-fine planner (trained into the run's ``fine/``
+            folder after the coarse level): stride 1, horizon the coarse stride + 1 (``None``: one level).
+        description: what the preset is for (shown by ``diffplan presets``).
+
+    Raises:
+        ValueError: a ``states_only`` preset without inverse dynamics steps, or a fine level whose
+            horizon is not the coarse stride + 1 or whose stride is not 1.
     """
 
     name: str
-    unet: UNetConfig
+    unet: DenoiserConfig
     value_net: UNetConfig
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     value_targets: ValueConfig = field(default_factory=ValueConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
     normalizer: str = "gaussian"
+    fine: Preset | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.diffusion.states_only and self.train.inverse_steps < 1:
+            raise ValueError(
+                f"preset {self.name!r} diffuses states only: expected inverse_steps >= 1 (the actions come "
+                f"from the inverse dynamics), got {self.train.inverse_steps}"
+            )
+        if self.fine is not None:
+            want = self.train.stride + 1
+            if self.fine.train.stride != 1 or self.fine.train.horizon != want:
+                raise ValueError(
+                    f"preset {self.name!r}: expected a fine level of stride 1 and horizon {want} (the coarse "
+                    f"stride + 1), got stride {self.fine.train.stride} and horizon {self.fine.train.horizon}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of this object."""
@@ -208,13 +289,16 @@ class Preset:
         Records written before the rename (``value`` for ``value_net``, ``values`` for
         ``value_targets``) are read too.
         """
+        fine = data.get("fine")
         return cls(
             name=data["name"],
-            unet=UNetConfig.from_dict(data["unet"]),
+            unet=denoiser_config_from_dict(data["unet"]),
             value_net=UNetConfig.from_dict(data["value_net"] if "value_net" in data else data["value"]),
             diffusion=DiffusionConfig.from_dict(data["diffusion"]),
             value_targets=ValueConfig.from_dict(data["value_targets"] if "value_targets" in data else data["values"]),
             train=TrainConfig.from_dict(data["train"]),
             plan=PlanConfig.from_dict(data["plan"]),
             normalizer=data.get("normalizer", "gaussian"),
+            fine=None if fine is None else cls.from_dict(fine),
+            description=data.get("description", ""),
         )

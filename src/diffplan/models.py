@@ -1,4 +1,5 @@
-"""Builds the denoiser and the value network as diffusers ``UNet1DModel``s, and the inverse dynamics MLP.
+"""Builds the denoiser (a diffusers ``UNet1DModel`` or a :class:`~diffplan.transformer.DiT1DModel`),
+the value network (a ``UNet1DModel``), and the inverse dynamics and Q-function MLPs.
 
 The block types are those of the published Diffuser temporal U-Net as ported to diffusers
 (``DownResnetBlock1D``/``UpResnetBlock1D``, ``MidResTemporalBlock1D`` + ``OutConv1DBlock`` for
@@ -14,7 +15,10 @@ import torch
 from diffusers import ConfigMixin, DDPMScheduler, ModelMixin, UNet1DModel
 from diffusers.configuration_utils import register_to_config
 
-from diffplan.config import UNetConfig
+from diffplan.config import DenoiserConfig, DiTConfig, UNetConfig
+from diffplan.transformer import DiT1DModel
+
+DENOISERS = {"UNet1DModel": UNet1DModel, "DiT1DModel": DiT1DModel}
 
 
 def _common(config: UNetConfig, transition_dim: int) -> dict[str, Any]:
@@ -37,12 +41,13 @@ def _common(config: UNetConfig, transition_dim: int) -> dict[str, Any]:
     )
 
 
-def check_horizon(*, config: UNetConfig, horizon: int, value_network: bool = False) -> None:
+def check_horizon(*, config: DenoiserConfig, horizon: int, value_network: bool = False) -> None:
     """Check that a network of ``config`` accepts windows of length ``horizon``.
 
-    The denoiser halves the horizon ``n_blocks - 1`` times and doubles it back, so the horizon
-    must be divisible by ``2 ** (n_blocks - 1)``; the value network reduces it to length 1 in
-    ``n_blocks + 2`` halvings, so it must be at most ``2 ** (n_blocks + 2)``.
+    A transformer denoiser takes any horizon. The U-Net denoiser halves the horizon ``n_blocks - 1``
+    times and doubles it back, so the horizon must be divisible by ``2 ** (n_blocks - 1)``; the value
+    network reduces it to length 1 in ``n_blocks + 2`` halvings, so it must be at most
+    ``2 ** (n_blocks + 2)``.
 
     Args:
         config: the network's size.
@@ -52,6 +57,10 @@ def check_horizon(*, config: UNetConfig, horizon: int, value_network: bool = Fal
     Raises:
         ValueError: the horizon does not fit.
     """
+    if isinstance(config, DiTConfig):
+        if horizon < 1:
+            raise ValueError(f"expected a horizon >= 1, got {horizon}")
+        return
     n = len(config.block_out_channels)
     if value_network:
         if not 1 <= horizon <= 2 ** (n + 2):
@@ -63,8 +72,17 @@ def check_horizon(*, config: UNetConfig, horizon: int, value_network: bool = Fal
         raise ValueError(f"horizon {horizon} does not fit a {n}-block denoiser: expected a multiple of {2 ** (n - 1)}")
 
 
-def build_denoiser(*, config: UNetConfig, transition_dim: int) -> UNet1DModel:
-    """Temporal U-Net denoiser: ``[B, act_dim + obs_dim, H] -> [B, act_dim + obs_dim, H]``."""
+def build_denoiser(*, config: DenoiserConfig, transition_dim: int) -> UNet1DModel | DiT1DModel:
+    """Denoiser ``[B, D, H] -> [B, D, H]`` (``D = transition_dim``): a temporal U-Net, or a
+    transformer for a :class:`~diffplan.config.DiTConfig`."""
+    if isinstance(config, DiTConfig):
+        return DiT1DModel(
+            in_channels=transition_dim,
+            hidden_size=config.hidden_size,
+            depth=config.depth,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+        )
     return UNet1DModel(
         **_common(config, transition_dim),
         up_block_types=("UpResnetBlock1D",) * (len(config.block_out_channels) - 1),
@@ -87,6 +105,14 @@ def build_value_function(*, config: UNetConfig, transition_dim: int) -> UNet1DMo
         out_block_type="ValueFunction",
         downsample_each_block=True,
     )
+
+
+def denoiser_config(model: Any) -> DenoiserConfig:
+    """The size of a built denoiser (for horizon checks), read from its diffusers config."""
+    cfg = model.config
+    if isinstance(model, DiT1DModel):
+        return DiTConfig(hidden_size=cfg.hidden_size, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
+    return UNetConfig(block_out_channels=tuple(cfg.block_out_channels))
 
 
 def build_scheduler(*, num_train_timesteps: int, beta_schedule: str, prediction_type: str) -> DDPMScheduler:
@@ -141,3 +167,37 @@ class InverseDynamics(ModelMixin, ConfigMixin):
         """
         steps = lookahead.to(state.dtype)[:, None] / self.config.max_lookahead
         return self.net(torch.cat([state, target, steps], dim=1))
+
+
+class QFunction(ModelMixin, ConfigMixin):
+    """A critic ``Q(s, a)``: the discounted return the dataset's behaviour got after acting ``a`` in ``s``.
+
+    An MLP on normalized states and actions, regressed on the discounted returns-to-go of the
+    dataset (the value network's targets), which ranks finished plans by their first state and
+    action (``rank_by="q"``): Monte Carlo sampling with selection by a critic, as in Diffusion
+    Veteran. Saved and loaded as a diffusers model folder.
+
+    Args:
+        obs_dim: observation dimensions S.
+        act_dim: action dimensions A.
+        hidden: units per hidden layer.
+        layers: hidden layers.
+    """
+
+    @register_to_config
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2) -> None:
+        super().__init__()
+        if min(obs_dim, act_dim, hidden, layers) < 1:
+            raise ValueError(
+                f"QFunction sizes must all be >= 1, got obs_dim={obs_dim} act_dim={act_dim} hidden={hidden} "
+                f"layers={layers}"
+            )
+        sizes = [obs_dim + act_dim] + [hidden] * layers
+        blocks: list[torch.nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            blocks += [torch.nn.Linear(a, b), torch.nn.Mish()]
+        self.net = torch.nn.Sequential(*blocks, torch.nn.Linear(sizes[-1], 1))
+
+    def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Values ``[B]`` of normalized ``state: [B, S]`` and ``action: [B, A]``."""
+        return self.net(torch.cat([state, action], dim=1)).squeeze(-1)

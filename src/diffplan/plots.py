@@ -171,8 +171,8 @@ def plot_denoising(
     snapshots: list[tuple[int, np.ndarray]] = []
 
     def keep(pipe: ValueGuidedRLPipeline, i: int, t: int, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        plan = pipe.normalizer.unnormalize(tensors["x"][0].detach().double().cpu().numpy())
-        snapshots.append((t, plan[:, pipe.act_dim :]))
+        states = tensors["x"][0, :, pipe.plan_act_dim :].detach().double().cpu().numpy()  # states-only runs too
+        snapshots.append((t, pipe.normalizer.observations.unnormalize(states)))
         return tensors
 
     kwargs = dict(plan_kwargs or {}) | {"batch_size": 2}  # the first plan is drawn

@@ -205,3 +205,40 @@ def test_a_run_recorded_before_the_preset_rename_resumes(tiny_run: Path, hopper_
         resume=True,
     )
     assert res.steps == {"unet": 300, "value_function": 300}
+
+
+def test_states_only_run_holds_a_transformer_on_states_an_inverse_model_and_a_critic(states_run: Path) -> None:
+    import json
+
+    unet = json.loads((states_run / "unet" / "config.json").read_text())
+    assert unet["_class_name"] == "DiT1DModel" and unet["in_channels"] == 11  # observations only
+    assert json.loads((states_run / "value_function" / "config.json").read_text())["in_channels"] == 11
+    for sub in ("inverse_dynamics", "critic"):
+        assert (states_run / sub / "config.json").is_file(), sub
+        losses = np.array(json.loads((states_run / "training" / sub / "state.json").read_text())["losses"])
+        assert losses[-5:, 1].mean() < 0.8 * losses[:5, 1].mean(), sub
+
+
+def test_coarse_to_fine_run_trains_and_resumes_its_fine_level(
+    c2f_run: Path, hopper_dataset: str, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    fine = c2f_run / "fine"
+    info = json.loads((fine / "diffplan.json").read_text())
+    assert info["horizon"] == 3 and info["stride"] == 1
+    assert json.loads((c2f_run / "diffplan.json").read_text())["stride"] == 2
+    # raising the fine level's steps on resume trains only that level further
+    run = tmp_path / "run"
+    shutil.copytree(c2f_run, run)
+    from diffplan.training.trainer import stored_preset
+
+    preset = stored_preset(run)
+    assert preset is not None and preset.fine is not None
+    coarse_weights = (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    more = replace(preset, fine=replace(preset.fine, train=replace(preset.fine.train, denoiser_steps=50)))
+    res = train(dataset=hopper_dataset, out=run, preset=more, device="cpu", progress=False, resume=True)
+    assert res.steps["fine/unet"] == 50 and res.steps["unet"] == 40
+    assert (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == coarse_weights
+    assert json.loads((run / "fine" / "diffplan.json").read_text())["extra"]["train_steps"]["unet"] == 50

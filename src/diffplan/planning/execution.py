@@ -38,7 +38,8 @@ class PlannerPolicy:
         pipe: the run's pipeline.
         n_envs: environments acted for.
         mode: ``"replan"`` or ``"track"``.
-        replan_every: ``replan`` mode: environment steps between plans (default: the run's stride).
+        replan_every: ``replan`` mode: environment steps between plans (default: the stride of the
+            plans, see :meth:`~diffplan.planning.pipeline.ValueGuidedRLPipeline.plan_stride`).
         actions: ``replan`` mode: ``"plan"`` (the plan's actions) or ``"inverse"`` (inverse dynamics).
         wall_cost: PointMaze map cost: plans through walls rank last (and are resampled in ``track``).
         generator: random stream of the plans.
@@ -70,7 +71,7 @@ class PlannerPolicy:
                 "actions='inverse' needs mode='replan' and a run with an inverse dynamics model "
                 "(train one with `diffplan train ... --resume --train.inverse-steps N`)"
             )
-        self.stride = pipe.info.stride if pipe.info else 1
+        self.stride = pipe.plan_stride(coarse_to_fine=(plan_kwargs or {}).get("coarse_to_fine"))
         self.replan_every = self.stride if replan_every is None else replan_every
         if self.replan_every < 1:
             raise ValueError(f"expected replan_every >= 1, got {self.replan_every}")

@@ -42,9 +42,18 @@ from diffplan.diffusion.sampling import (
     run_schedule,
 )
 from diffplan.io import atomic_write_json, replace_dir
-from diffplan.models import InverseDynamics, check_horizon
+from diffplan.models import InverseDynamics, QFunction, check_horizon, denoiser_config
 from diffplan.planning.graphs import GraphedCall
-from diffplan.planning.runs import INVERSE_DYNAMICS, RunInfo, load_components, load_inverse_dynamics, resolve_run
+from diffplan.planning.runs import (
+    CRITIC,
+    FINE,
+    INVERSE_DYNAMICS,
+    RUN_INFO,
+    RunInfo,
+    load_components,
+    load_optional,
+    resolve_run,
+)
 from diffplan.planning.settings import resolve_settings
 
 # A goal plan counts as dynamically consistent when its largest jump between planned steps is at
@@ -77,7 +86,9 @@ class Plan:
             ``goal_arrivals``, the consistent plans (largest jump at most
             :data:`CONSISTENT_SLACK` times the smoothest plan's) score ``1 - arrival / H`` instead,
             so the earliest of them comes first.
-        normalized: ``[n_envs, batch, horizon, act_dim + obs_dim]`` normalized plans (torch).
+        normalized: ``[n_envs, batch, horizon, D]`` normalized plans as the denoiser made them
+            (torch; ``D = act_dim + obs_dim``, or ``obs_dim`` for a states-only run, whose actions
+            come from its inverse dynamics).
     """
 
     actions: np.ndarray
@@ -91,8 +102,10 @@ class Samples:
     """A planning call's sorted plans, still on the device; :attr:`plan` copies them to the host once.
 
     Attributes:
-        normalized: ``[n_envs, batch, H, act_dim + obs_dim]`` normalized plans, best first.
-        trajectories: the same in original units (float64; inpainted start and goal exact).
+        normalized: ``[n_envs, batch, H, D]`` normalized plans as the denoiser made them, best first
+            (``D = act_dim + obs_dim``, or ``obs_dim`` for a states-only run).
+        trajectories: ``[n_envs, batch, H, act_dim + obs_dim]`` in original units (float64;
+            inpainted start and goal exact; a states-only run's actions from its inverse dynamics).
         values: ``[n_envs, batch]``, descending.
         act_dim: action dimensions A (the first A channels).
         single: one observation was given (the ``n_envs`` axis is dropped in :attr:`plan`).
@@ -137,6 +150,7 @@ class _CallSpec:
     scale_grad_by_var: bool
     goal_dims: int
     n_arrivals: int
+    rank_by: str
 
 
 def _normalizer_from_d4rl(env: Any) -> TrajectoryNormalizer:
@@ -150,7 +164,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
     Args:
         value_function: value network ``UNet1DModel`` ``[B, D, H] -> [B, 1]``; ``None`` for
             goal-reaching runs planned by inpainting alone (no guidance, plans left unranked).
-        unet: denoiser ``UNet1DModel`` ``[B, D, H] -> [B, D, H]``.
+        unet: denoiser ``[B, D, H] -> [B, D, H]``: a ``UNet1DModel`` or a
+            :class:`~diffplan.transformer.DiT1DModel`; ``D = act_dim + obs_dim``, or ``obs_dim``
+            for a states-only run (which needs ``inverse_dynamics`` for its actions).
         scheduler: ``DDPMScheduler`` or ``DDIMScheduler`` whose ``prediction_type`` is the
             denoiser's output.
         env: optional environment; a D4RL env's ``get_dataset()`` is used to fit the normalizer
@@ -158,6 +174,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         normalizer: per-dimension normalizer of observations and actions.
         plan_config: planner defaults used where a call leaves a setting out.
         info: run metadata (env id, dataset, reference scores) when loaded from a run folder.
+        inverse_dynamics: action from a state to the next planned one (``replan`` with
+            ``actions="inverse"``, and the actions of states-only plans).
+        critic: Q-function ranking plans with ``rank_by="q"``.
+        fine: the fine level of a coarse-to-fine planner (a pipeline of stride 1 whose horizon is
+            this run's stride + 1).
     """
 
     model_cpu_offload_seq = "value_function->unet"
@@ -174,6 +195,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         plan_config: PlanConfig | None = None,
         info: RunInfo | None = None,
         inverse_dynamics: InverseDynamics | None = None,
+        critic: QFunction | None = None,
+        fine: ValueGuidedRLPipeline | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(value_function=value_function, unet=unet, scheduler=scheduler)
@@ -184,25 +207,35 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 )
             normalizer = _normalizer_from_d4rl(env)
         transition = unet.config.in_channels
-        if normalizer.act_dim + normalizer.obs_dim != transition:
+        if transition not in (normalizer.act_dim + normalizer.obs_dim, normalizer.obs_dim):
             raise ValueError(
                 f"the denoiser takes {transition} channels but the normalizer has act_dim {normalizer.act_dim} "
-                f"+ obs_dim {normalizer.obs_dim}"
+                f"+ obs_dim {normalizer.obs_dim} (or obs_dim alone for states-only plans)"
+            )
+        if transition == normalizer.obs_dim and inverse_dynamics is None:
+            raise ValueError(
+                "the denoiser diffuses states only (obs_dim channels): expected inverse_dynamics= to make the "
+                "plans' actions, got none"
             )
         if value_function is not None and value_function.config.in_channels != transition:
             raise ValueError(
                 f"denoiser takes {transition} channels, value function {value_function.config.in_channels}"
             )
-        if inverse_dynamics is not None and (inverse_dynamics.config.obs_dim, inverse_dynamics.config.act_dim) != (
-            normalizer.obs_dim,
-            normalizer.act_dim,
+        for name, dims in (
+            ("inverse dynamics", None if inverse_dynamics is None else _dims(inverse_dynamics.config)),
+            ("critic", None if critic is None else _dims(critic.config)),
+            ("fine level", None if fine is None else (fine.obs_dim, fine.act_dim)),
         ):
-            raise ValueError(
-                f"the inverse dynamics has obs_dim {inverse_dynamics.config.obs_dim}, act_dim "
-                f"{inverse_dynamics.config.act_dim} but the normalizer {normalizer.obs_dim}, {normalizer.act_dim}"
-            )
+            if dims is not None and dims != (normalizer.obs_dim, normalizer.act_dim):
+                raise ValueError(
+                    f"the {name} has obs_dim, act_dim {dims} but the normalizer "
+                    f"{normalizer.obs_dim}, {normalizer.act_dim}"
+                )
         self.env = env
-        self.inverse_dynamics = inverse_dynamics  # not a diffusers component: kept out of model_index.json
+        # not diffusers components: kept out of model_index.json, in subfolders of their own
+        self.inverse_dynamics = inverse_dynamics
+        self.critic = critic
+        self.fine = fine
         self.normalizer = normalizer
         self.plan_config = plan_config or PlanConfig()
         self.info = info
@@ -227,6 +260,19 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         """Action dimensions A."""
         return self.normalizer.act_dim
 
+    def plan_stride(self, *, coarse_to_fine: bool | None = None) -> int:
+        """Environment steps between the steps of the plans this pipeline returns: the run's stride,
+        or the fine level's (1) when it plans coarse-to-fine (``None``: the run's setting)."""
+        refine = self.plan_config.coarse_to_fine if coarse_to_fine is None else coarse_to_fine
+        if self.fine is not None and refine:
+            return self.fine.plan_stride(coarse_to_fine=False)
+        return self.info.stride if self.info else 1
+
+    @property
+    def plan_act_dim(self) -> int:
+        """Action channels of the diffused plans: A, or 0 for a states-only run."""
+        return int(self.unet.config.in_channels) - self.obs_dim
+
     # ------------------------------------------------------------------ loading and saving
     @classmethod
     def from_pretrained(  # type: ignore[override]
@@ -250,6 +296,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         target = resolve_device(device) if device is not None else None
         path = resolve_run(pretrained_model_name_or_path)
         unet, value_function, scheduler, info = load_components(path, need_info=normalizer is None and env is None)
+        fine = None
+        if (path / FINE / RUN_INFO).is_file():
+            fine = cls.from_pretrained(path / FINE, normalizer=normalizer, env=env, device=device)
         pipe = cls(
             value_function=value_function,
             unet=unet,
@@ -258,7 +307,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             normalizer=normalizer or (info.normalizer if info else None),
             plan_config=info.plan if info else None,
             info=info,
-            inverse_dynamics=load_inverse_dynamics(path),
+            inverse_dynamics=load_optional(path, INVERSE_DYNAMICS),
+            critic=load_optional(path, CRITIC),
+            fine=fine,
         )
         return pipe.to(target) if target is not None else pipe
 
@@ -270,8 +321,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp:
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-            if self.inverse_dynamics is not None:
-                self.inverse_dynamics.save_pretrained(Path(tmp) / INVERSE_DYNAMICS, safe_serialization=True)
+            for sub, part in ((INVERSE_DYNAMICS, self.inverse_dynamics), (CRITIC, self.critic)):
+                if part is not None:
+                    part.save_pretrained(Path(tmp) / sub, safe_serialization=True)
+            if self.fine is not None:
+                self.fine.save_pretrained(Path(tmp) / FINE)
             for entry in sorted(Path(tmp).iterdir()):
                 if entry.is_dir():
                     replace_dir(entry, out / entry.name)
@@ -468,6 +522,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         init: torch.Tensor | None = None,
         warm_start_steps: int | None = None,
         goal_arrivals: int | None = None,
+        rank_by: str | None = None,
+        coarse_to_fine: bool | None = None,
         cost: Callable[[np.ndarray], np.ndarray] | None = None,
         callback_on_step_end: StepEndCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("x",),
@@ -498,6 +554,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 ``b`` uses arrival ``b % n``) and stay there; the earliest consistent arrival is
                 ranked first (see :class:`Plan`).
                 ``None``: the pipeline's default (``1``: the goal at the last step only).
+            rank_by: ``"value"`` or ``"q"`` (see :class:`~diffplan.config.PlanConfig`).
+            coarse_to_fine: for a run with a fine level: refine the first coarse step with it
+                (the other settings apply to the coarse level; the fine level plans with its own).
             cost: ranking cost of finished plans, subtracted from their values:
                 ``cost(observations [n_envs, batch, H, obs_dim]) -> [n_envs, batch]`` in original
                 units (e.g. :class:`diffplan.envs.maze.WallCost` for a known maze map).
@@ -526,6 +585,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             init=init,
             warm_start_steps=warm_start_steps,
             goal_arrivals=goal_arrivals,
+            rank_by=rank_by,
+            coarse_to_fine=coarse_to_fine,
             cost=cost,
             callback=self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs),
         )
@@ -563,6 +624,37 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         are :class:`~diffplan.config.PlanConfig` fields (``None``: the run's), checked by
         :func:`~diffplan.planning.settings.resolve_settings`."""
         cfg = resolve_settings(self.plan_config, **settings)
+        if cfg.rank_by == "q" and self.critic is None:
+            raise ValueError(
+                "rank_by='q' needs a run with a Q-function (critic/); train one with "
+                "`diffplan train ... --resume --train.critic-steps N`, or rank by 'value'"
+            )
+        kwargs = dict(goal=goal, generator=generator, constraints=constraints, cost=cost, callback=callback)
+        if self.fine is None or not cfg.coarse_to_fine:
+            return self._sample_level(obs, cfg=cfg, init=init, **kwargs)
+        if init is not None:
+            raise ValueError("coarse-to-fine planning starts from noise: no warm start (set warm_start_steps=None)")
+        coarse = self._sample_level(obs, cfg=cfg, **kwargs)
+        if self.fine.device != self.device or self.fine.dtype != self.dtype:
+            self.fine.to(self.device, self.dtype)
+        # the fine level plans the first coarse step: from the observation to the best coarse
+        # plan's second state (``stride`` environment steps later), which it inpaints at its last step
+        waypoint = coarse.trajectories[:, 0, 1, self.act_dim :]
+        return self.fine._sample(obs, goal=waypoint, generator=generator, coarse_to_fine=False)
+
+    def _sample_level(
+        self,
+        obs: Any,
+        *,
+        cfg: PlanConfig,
+        goal: Any = None,
+        generator: torch.Generator | None = None,
+        constraints: list[Constraint] | None = None,
+        init: torch.Tensor | None = None,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+        callback: StepCallback | None = None,
+    ) -> Samples:
+        """One level's planning call with checked settings ``cfg`` (see :meth:`_sample`)."""
         batch_size, horizon = cfg.batch_size, cfg.planning_horizon
         steps = cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
         self._check_horizon(horizon)
@@ -579,13 +671,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             self._goal_mask(n_envs=n_envs, batch_size=batch_size, horizon=horizon, count=n_arrivals)  # validates
         guide_steps = cfg.n_guide_steps if self.value_function is not None else 0
         scheduler, schedule = self._schedule(cfg.sampler, steps)
-        shape = (n_envs * batch_size, horizon, self.act_dim + self.obs_dim)
+        channels = self.plan_act_dim + self.obs_dim
+        shape = (n_envs * batch_size, horizon, channels)
         if init is not None:
-            if init.shape != (n_envs, horizon, self.act_dim + self.obs_dim):
-                raise ValueError(
-                    f"expected init plans of shape {(n_envs, horizon, self.act_dim + self.obs_dim)}, "
-                    f"got {tuple(init.shape)}"
-                )
+            if init.shape != (n_envs, horizon, channels):
+                raise ValueError(f"expected init plans of shape {(n_envs, horizon, channels)}, got {tuple(init.shape)}")
             k = cfg.warm_start_steps or len(schedule.timesteps)
             if not 1 <= k <= len(schedule.timesteps):
                 raise ValueError(f"expected 1 <= warm_start_steps <= {len(schedule.timesteps)}, got {k}")
@@ -602,6 +692,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             scale_grad_by_var=cfg.scale_grad_by_var,
             goal_dims=0 if goal_raw is None else goal_raw.shape[1],
             n_arrivals=n_arrivals,
+            rank_by=cfg.rank_by,
         )
         inputs["x"] = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
         inputs["obs"], inputs["goal_raw"] = obs_raw, goal_raw if goal_raw is not None else obs_raw[:, :0]
@@ -631,10 +722,22 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
     def _check_horizon(self, horizon: int) -> None:
         if horizon not in self._horizons_checked:
-            check_horizon(config=_blocks(self.unet), horizon=horizon)
+            check_horizon(config=denoiser_config(self.unet), horizon=horizon)
             if self.value_function is not None:
-                check_horizon(config=_blocks(self.value_function), horizon=horizon, value_network=True)
+                check_horizon(config=denoiser_config(self.value_function), horizon=horizon, value_network=True)
             self._horizons_checked.add(horizon)
+
+    def _inverse_actions(self, states: torch.Tensor) -> torch.Tensor:
+        """Normalized actions ``[N, H, A]`` of normalized planned states ``[N, H, S]``: the inverse
+        dynamics from each state to the next (the last step repeats the one before)."""
+        model = _on_device(self.inverse_dynamics, states)
+        n, horizon, _ = states.shape
+        if horizon == 1:
+            return torch.zeros((n, 1, self.act_dim), dtype=states.dtype, device=states.device)
+        now, nxt = states[:, :-1].reshape(-1, self.obs_dim), states[:, 1:].reshape(-1, self.obs_dim)
+        lookahead = torch.full((now.shape[0],), model.config.max_lookahead, device=states.device)
+        actions = model(now, nxt, lookahead).view(n, horizon - 1, self.act_dim)
+        return torch.cat([actions, actions[:, -1:]], dim=1)
 
     def _denoise_and_rank(
         self,
@@ -663,11 +766,12 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             self.act_dim,
             spec.schedule,
         )
-        cons = [start_state_constraint(inputs["start"], act_dim=act_dim)]
+        planned_act = self.plan_act_dim  # action channels of the diffused plans (0: states only)
+        cons = [start_state_constraint(inputs["start"], act_dim=planned_act)]
         arrival = held = None
         if spec.goal_dims:
             arrival, held = self._goal_mask(n_envs=n_envs, batch_size=batch, horizon=horizon, count=spec.n_arrivals)
-            cons.append(Constraint(index=held, start=act_dim, values=inputs["goal"]))
+            cons.append(Constraint(index=held, start=planned_act, values=inputs["goal"]))
         cons += list(constraints or [])
         x = inputs["x"]
         if "init" in inputs:  # the clean plans noised to the first step's level
@@ -706,8 +810,12 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 schedule=schedule,
             )
         with torch.no_grad():
-            if value_function is None:  # goals by inpainting: the most dynamically consistent plan first
-                states = x[..., act_dim:]
+            states = x[..., planned_act:]
+            full = x if planned_act else torch.cat([self._inverse_actions(states), states], dim=-1)
+            if spec.rank_by == "q":  # the critic on each plan's first state and action
+                critic = _on_device(self.critic, x)
+                values = critic(states[:, 0], full[:, 0, :act_dim]).view(n_envs, batch)
+            elif value_function is None:  # goals by inpainting: the most dynamically consistent plan first
                 values = -(states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).view(n_envs, batch)
                 if arrival is not None and spec.n_arrivals > 1:
                     consistent = values >= CONSISTENT_SLACK * values.amax(dim=1, keepdim=True)
@@ -717,7 +825,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 values = value(value_function, x).view(n_envs, batch)
             stats = self._stats(x.device)
             x = x.view(n_envs, batch, horizon, -1)
-            traj = x.double() * stats["traj_scale"] + stats["traj_shift"]
+            traj = full.view(n_envs, batch, horizon, -1).double() * stats["traj_scale"] + stats["traj_shift"]
             # inpainted states are known exactly: undo the round trip through the network's dtype
             traj[:, :, 0, act_dim:] = inputs["obs"][:, None]
             if held is not None:
@@ -797,7 +905,14 @@ def goal_arrival_steps(*, horizon: int, count: int, batch_size: int) -> torch.Te
     return steps[torch.arange(batch_size) % count]
 
 
-def _blocks(unet: UNet1DModel) -> Any:
-    from diffplan.config import UNetConfig
+def _dims(config: Any) -> tuple[int, int]:
+    """``(obs_dim, act_dim)`` of a diffusers config."""
+    return int(config.obs_dim), int(config.act_dim)
 
-    return UNetConfig(block_out_channels=tuple(unet.config.block_out_channels))
+
+def _on_device(model: Any, like: torch.Tensor) -> Any:
+    """``model`` on ``like``'s device and dtype (moved only when it is not there yet)."""
+    param = next(model.parameters())
+    if param.device != like.device or param.dtype != like.dtype:
+        model.to(like.device, like.dtype)
+    return model

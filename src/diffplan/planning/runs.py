@@ -1,7 +1,9 @@
 """Run folders: ``diffplan.json`` metadata, shipped runs, and checked loading of the components.
 
 A run folder is a diffusers pipeline folder (``model_index.json``, ``unet/``,
-``value_function/``, ``scheduler/``) plus ``diffplan.json`` (this module's :class:`RunInfo`).
+``value_function/``, ``scheduler/``) plus ``diffplan.json`` (this module's :class:`RunInfo`), and
+optionally ``inverse_dynamics/`` and ``critic/`` (diffusers model folders) and ``fine/`` (the fine
+level of a coarse-to-fine planner: a run folder itself).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from diffplan.io import read_json
 
 FORMAT_VERSION = 1
 RUN_INFO = "diffplan.json"
-INVERSE_DYNAMICS = "inverse_dynamics"  # optional subfolder of a run (a diffusers model folder)
+INVERSE_DYNAMICS = "inverse_dynamics"  # optional subfolders of a run (diffusers model folders)
+CRITIC = "critic"
+FINE = "fine"  # optional subfolder: the fine level's run folder
 _MODEL_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
@@ -120,12 +124,17 @@ def resolve_run(name_or_path: str | Path) -> Path:
 
 
 def _load_model(path: Path, sub: str, cls: Any = None) -> Any:
-    from diffusers import UNet1DModel
+    """Load ``path/sub``: as ``cls``, or as the denoiser class its config names (U-Net or DiT)."""
+    from diffplan.models import DENOISERS
 
-    cls = cls or UNet1DModel
     folder = path / sub
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"run folder {path} lacks {sub}/config.json")
+    if cls is None:
+        name = read_json(folder / "config.json").get("_class_name", "UNet1DModel")
+        if name not in DENOISERS:
+            raise ValueError(f"{folder}/config.json names {name!r}; expected one of {sorted(DENOISERS)}")
+        cls = DENOISERS[name]
     if not any((folder / f).is_file() for f in _MODEL_FILES):
         raise FileNotFoundError(f"run folder {path} lacks {sub}/{_MODEL_FILES[0]}")
     try:
@@ -148,17 +157,18 @@ def _load_scheduler(path: Path) -> Any:
     return classes[name].from_config(cfg)
 
 
-def load_inverse_dynamics(path: Path) -> Any:
-    """The run's :class:`~diffplan.models.InverseDynamics`, or ``None`` when it has none.
+def load_optional(path: Path, sub: str) -> Any:
+    """The run's :class:`~diffplan.models.InverseDynamics` (``sub="inverse_dynamics"``) or
+    :class:`~diffplan.models.QFunction` (``sub="critic"``), or ``None`` when it has none.
 
     Raises:
         FileNotFoundError, ValueError: the folder exists but is incomplete or corrupt.
     """
-    from diffplan.models import InverseDynamics
+    from diffplan.models import InverseDynamics, QFunction
 
-    if not (path / INVERSE_DYNAMICS).is_dir():
+    if not (path / sub).is_dir():
         return None
-    return _load_model(path, INVERSE_DYNAMICS, InverseDynamics)
+    return _load_model(path, sub, {INVERSE_DYNAMICS: InverseDynamics, CRITIC: QFunction}[sub])
 
 
 def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, Any, RunInfo | None]:
@@ -192,11 +202,15 @@ def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, An
     value_function = None if no_value else _load_model(path, "value_function")
     scheduler = _load_scheduler(path)
     if info is not None:
-        want = info.normalizer.act_dim + info.normalizer.obs_dim
-        for name, model in (("unet", unet), ("value_function", value_function)):
-            if model is not None and model.config.in_channels != want:
-                raise ValueError(
-                    f"{path}/{name} takes {model.config.in_channels} channels but {RUN_INFO} records "
-                    f"act_dim + obs_dim = {want}"
-                )
+        full = info.normalizer.act_dim + info.normalizer.obs_dim
+        if unet.config.in_channels not in (full, info.normalizer.obs_dim):
+            raise ValueError(
+                f"{path}/unet takes {unet.config.in_channels} channels but {RUN_INFO} records act_dim + obs_dim = "
+                f"{full} (or obs_dim = {info.normalizer.obs_dim} for states-only runs)"
+            )
+        if value_function is not None and value_function.config.in_channels != unet.config.in_channels:
+            raise ValueError(
+                f"{path}/value_function takes {value_function.config.in_channels} channels, the denoiser "
+                f"{unet.config.in_channels}"
+            )
     return unet, value_function, scheduler, info

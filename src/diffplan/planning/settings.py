@@ -15,6 +15,7 @@ from typing import Any
 from diffplan.config import PlanConfig
 
 SAMPLER_NAMES = ("ddpm", "ddim", "dpmsolver++")
+RANKINGS = ("value", "q")
 
 # setting -> (kind, least value); "count?" may also be None (the run's "unset")
 _RULES: dict[str, tuple[str, float]] = {
@@ -35,9 +36,13 @@ def _check(name: str, value: Any) -> None:
         if value not in SAMPLER_NAMES:
             raise ValueError(f"unknown sampler {value!r}; expected one of {sorted(SAMPLER_NAMES)}")
         return
-    if name == "scale_grad_by_var":
+    if name == "rank_by":
+        if value not in RANKINGS:
+            raise ValueError(f"unknown rank_by {value!r}; expected one of {list(RANKINGS)}")
+        return
+    if name in ("scale_grad_by_var", "coarse_to_fine"):
         if not isinstance(value, bool):
-            raise ValueError(f"expected scale_grad_by_var to be True or False, got {value!r}")
+            raise ValueError(f"expected {name} to be True or False, got {value!r}")
         return
     kind, least = _RULES[name]
     if kind == "count?" and value is None:

@@ -1,4 +1,5 @@
-"""Training of the denoiser, then the value network and the inverse dynamics, on accelerate (CPU, one GPU or many).
+"""Training of the denoiser, then the value network, the inverse dynamics and the Q-function, on
+accelerate (CPU, one GPU or many); then, for a coarse-to-fine preset, the fine level into ``fine/``.
 
 Every random draw of step ``k`` (batch indices, diffusion steps, noise) comes from a generator on
 the training device seeded by ``(seed, phase, k, process)``, so a run resumed from a checkpoint
@@ -34,12 +35,19 @@ from diffplan.devices import resolve_device
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.envs.specs import check_dims, reference_scores
 from diffplan.io import atomic_write_json, read_json, recover_dir
-from diffplan.models import InverseDynamics, build_denoiser, build_scheduler, build_value_function, check_horizon
-from diffplan.planning.runs import RunInfo
+from diffplan.models import (
+    InverseDynamics,
+    QFunction,
+    build_denoiser,
+    build_scheduler,
+    build_value_function,
+    check_horizon,
+)
+from diffplan.planning.runs import FINE, RunInfo
 from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
 from diffplan.training.graphs import CapturedStep
 
-PHASES = ("unet", "value_function", "inverse_dynamics")
+PHASES = ("unet", "value_function", "inverse_dynamics", "critic")
 PROGRESS = "training/progress.json"
 
 
@@ -78,7 +86,8 @@ def check_dataset_env(episodes: EpisodeSet, env_id: str | None) -> None:
 
 
 class Trainer:
-    """Trains a run folder's denoiser, value network and inverse dynamics (those with steps).
+    """Trains a run folder's denoiser, value network, inverse dynamics and Q-function (those with
+    steps), then the fine level of a coarse-to-fine preset (``preset.fine``) in ``out/fine``.
 
     Args:
         dataset: Minari dataset id or D4RL-style HDF5 path.
@@ -186,6 +195,26 @@ class Trainer:
         self._level = (1 - alphas).sqrt().float().to(dev)
         self._weights = self._loss_weights().to(self.accelerator.device)
         self._generator = torch.Generator(device=dev)
+        self._trainer_args: dict[str, Any] = dict(
+            dataset=dataset, env_id=env_id, device=device, progress=progress, compile=compile,
+            mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
+        )  # fmt: skip
+
+    @property
+    def planned_act(self) -> int:
+        """Action channels of the diffused windows: ``act_dim``, or 0 when diffusing states only."""
+        return 0 if self.preset.diffusion.states_only else self.data.act_dim
+
+    @property
+    def channels(self) -> int:
+        """Channels of the diffused windows (what the denoiser and value network take)."""
+        return self.planned_act + self.data.obs_dim
+
+    def _windows(self, phase: int, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of windows ``[B, H, channels]`` (actions dropped when diffusing states only) and
+        their value targets ``[B]``."""
+        x0, values = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(phase, step, micro))
+        return x0[..., self.data.act_dim - self.planned_act :], values
 
     def _check_progress(self, dataset: str, resume: bool) -> dict:
         """Refuse to overwrite another run or to resume with other settings; returns the progress record."""
@@ -225,12 +254,12 @@ class Trainer:
             self._weights = self._loss_weights().to(self.accelerator.device)
         else:
             xt = self._signal[t][:, None, None] * x0 + self._level[t][:, None, None] * noise
-        cond = [Constraint(index=0, start=self.data.act_dim, values=x0[:, 0, self.data.act_dim :])]
+        cond = [Constraint(index=0, start=self.planned_act, values=x0[:, 0, self.planned_act :])]
         return apply_constraints(xt, cond), t, noise
 
     def _denoiser_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
         """Noised windows ``[B, D, H]`` (channels first), their steps ``[B]`` and targets ``[B, H, D]``."""
-        x0, _ = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(0, step, micro))
+        x0, _ = self._windows(0, step, micro)
         xt, t, noise = self._noised(x0, self._generator)
         target = x0 if self.preset.diffusion.prediction_type == "sample" else noise
         return xt.permute(0, 2, 1), t, target
@@ -242,7 +271,7 @@ class Trainer:
 
     def _value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
         """Noised windows ``[B, D, H]``, their steps ``[B]`` and value targets ``[B]``."""
-        x0, values = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(1, step, micro))
+        x0, values = self._windows(1, step, micro)
         xt, t, _ = self._noised(x0, self._generator)
         return xt.permute(0, 2, 1), t, values
 
@@ -258,6 +287,16 @@ class Trainer:
         state, target, lookahead, action = batch
         return ((model(state, target, lookahead).float() - action) ** 2).mean()
 
+    def _critic_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+        """``(state [B, S], action [B, A], discounted return [B])`` of random steps, normalized."""
+        x0, values = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(3, step, micro))
+        act = self.data.act_dim
+        return x0[:, 0, act:], x0[:, 0, :act], values
+
+    def _critic_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        state, action, values = batch
+        return ((model(state, action).float() - values) ** 2).mean()
+
     def phase_functions(
         self, phase: str
     ) -> tuple[
@@ -269,6 +308,7 @@ class Trainer:
             "unet": (self._denoiser_batch, self._denoiser_loss),
             "value_function": (self._value_batch, self._value_loss),
             "inverse_dynamics": (self._inverse_batch, self._inverse_loss),
+            "critic": (self._critic_batch, self._critic_loss),
         }[phase]
         dev = self.accelerator.device
         if self.data.device == dev:
@@ -277,22 +317,24 @@ class Trainer:
 
     def _loss_weights(self) -> torch.Tensor:
         """``[H, D]`` loss weights: first action weighted, inpainted start state excluded."""
-        w = torch.ones(self.preset.train.horizon, self.data.transition_dim)
-        w[0, : self.data.act_dim] = self.preset.diffusion.action_weight
+        w = torch.ones(self.preset.train.horizon, self.channels)
+        w[0, : self.planned_act] = self.preset.diffusion.action_weight
         if self.preset.diffusion.prediction_type == "sample":
-            w[0, self.data.act_dim :] = 0.0  # known exactly: inpainted at sampling time
+            w[0, self.planned_act :] = 0.0  # known exactly: inpainted at sampling time
         return w
 
     # ------------------------------------------------------------------ phases
     def _build(self, phase: str) -> torch.nn.Module:
         torch.manual_seed(self.preset.train.seed + PHASES.index(phase))
         if phase == "unet":
-            return build_denoiser(config=self.preset.unet, transition_dim=self.data.transition_dim)
+            return build_denoiser(config=self.preset.unet, transition_dim=self.channels)
         if phase == "inverse_dynamics":
             return InverseDynamics(
                 obs_dim=self.data.obs_dim, act_dim=self.data.act_dim, max_lookahead=self.preset.train.stride
             )
-        return build_value_function(config=self.preset.value_net, transition_dim=self.data.transition_dim)
+        if phase == "critic":
+            return QFunction(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim)
+        return build_value_function(config=self.preset.value_net, transition_dim=self.channels)
 
     def _total_steps(self, phase: str) -> int:
         train = self.preset.train
@@ -300,6 +342,7 @@ class Trainer:
             "unet": train.denoiser_steps,
             "value_function": train.value_steps,
             "inverse_dynamics": train.inverse_steps,
+            "critic": train.critic_steps,
         }[phase]
 
     @cudnn_settings(deterministic=True, benchmark=False)  # a resumed run picks the same algorithms
@@ -391,19 +434,41 @@ class Trainer:
         Returns:
             A summary with steps, final losses and steps per second.
         """
-        from diffplan.planning.pipeline import ValueGuidedRLPipeline
-
         if self.accelerator.is_main_process:
             self.accelerator.init_trackers("diffplan")
-        models: dict[str, torch.nn.Module | None] = {"value_function": None, "inverse_dynamics": None}
+        models: dict[str, torch.nn.Module | None] = {"value_function": None, "inverse_dynamics": None, "critic": None}
         states, rates = {}, {}
         for phase in PHASES:
             if phase != "unet" and self._total_steps(phase) == 0:
                 continue  # e.g. goal-reaching by inpainting alone: no value network
             models[phase], states[phase], rates[phase] = self._run_phase(phase)
-        self.accelerator.end_training()
+        if self.accelerator.is_main_process:
+            self._write_run(models, states)
+        if self.preset.fine is None:
+            self.accelerator.end_training()  # (which also ends the process group of several processes)
+        else:  # the fine level of a coarse-to-fine planner, a run of its own, in the same process group
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.wait_for_everyone()
+            fine = Trainer(out=self.out / FINE, preset=self.preset.fine, resume=True, **self._trainer_args).train()
         if not self.accelerator.is_main_process:
             return TrainResult(self.out, {}, {}, {})
+        result = TrainResult(
+            run_dir=self.out,
+            steps={p: s.step for p, s in states.items()},
+            final_loss={p: (s.losses[-1][1] if s.losses else float("nan")) for p, s in states.items()},
+            steps_per_second=rates,
+        )
+        if self.preset.fine is not None:
+            result.steps.update({f"fine/{p}": v for p, v in fine.steps.items()})
+            result.final_loss.update({f"fine/{p}": v for p, v in fine.final_loss.items()})
+            result.steps_per_second.update({f"fine/{p}": v for p, v in fine.steps_per_second.items()})
+        return result
+
+    def _write_run(self, models: dict[str, torch.nn.Module | None], states: dict[str, PhaseState]) -> None:
+        """Write the run folder (networks, ``diffplan.json``, loss curves) of the trained phases."""
+        from diffplan.planning.pipeline import ValueGuidedRLPipeline
+
         refs = reference_scores(self.env_id, ref_min=self.episodes.ref_min_score, ref_max=self.episodes.ref_max_score)
         info = RunInfo(
             normalizer=self.data.normalizer,
@@ -428,15 +493,10 @@ class Trainer:
             plan_config=self.preset.plan,
             info=info,
             inverse_dynamics=cast("InverseDynamics | None", models["inverse_dynamics"]),
+            critic=cast("QFunction | None", models["critic"]),
         )
         pipe.save_pretrained(self.out)
         _plot_losses(self.out / "training" / "losses.png", states)
-        return TrainResult(
-            run_dir=self.out,
-            steps={p: s.step for p, s in states.items()},
-            final_loss={p: (s.losses[-1][1] if s.losses else float("nan")) for p, s in states.items()},
-            steps_per_second=rates,
-        )
 
 
 def stored_preset(out: str | Path) -> Preset | None:
@@ -451,8 +511,11 @@ def _without_step_counts(preset: dict) -> dict:
     :meth:`Preset.from_dict`, so that records of older versions compare by meaning."""
     preset = Preset.from_dict(preset).to_dict()
     preset.pop("plan", None)
-    for key in ("denoiser_steps", "value_steps", "inverse_steps"):
+    preset.pop("description", None)
+    for key in ("denoiser_steps", "value_steps", "inverse_steps", "critic_steps"):
         preset["train"].pop(key, None)
+    if preset.get("fine") is not None:
+        preset["fine"] = _without_step_counts(preset["fine"])
     return preset
 
 
