@@ -54,7 +54,13 @@ class Row:
     executions: tuple[tuple[str, str, int | None], ...] = (("replan", "plan", 1),)
 
 
-MAZE_EXECUTIONS = (("track", "plan", None), ("replan", "inverse", 16), ("replan", "plan", 16))
+def maze_executions(every: int) -> tuple[tuple[str, str, int | None], ...]:
+    """``track``, and ``replan`` every ``every`` steps with inverse dynamics or the plan's actions
+    (as RESULTS.md's maze rows: 16 steps, 8 on U-Maze: two planned steps)."""
+    return (("track", "plan", None), ("replan", "inverse", every), ("replan", "plan", every))
+
+
+MAZE_EXECUTIONS = maze_executions(16)
 
 
 def _rows() -> dict[str, Row]:
@@ -74,7 +80,8 @@ def _rows() -> dict[str, Row]:
     }
     for maze, ds in (("large", large), ("medium", "diffplan/pointmaze_medium/waypoint-v0"),
                      ("umaze", "diffplan/pointmaze_umaze/waypoint-v0")):  # fmt: skip
-        rows[f"pointmaze-{maze}:dv"] = Row(ds, f"runs/pointmaze-{maze}-dv", "DiT, states only", {}, MAZE_EXECUTIONS)
+        every = 8 if maze == "umaze" else 16
+        rows[f"pointmaze-{maze}:dv"] = Row(ds, f"runs/pointmaze-{maze}-dv", "DiT, states only", {}, maze_executions(every))
     rows["pointmaze-large:dit"] = Row(large, "runs/pointmaze-large-dit", "+ DiT denoiser", {}, MAZE_EXECUTIONS)
     rows["pointmaze-large:states"] = Row(large, "runs/pointmaze-large-states", "+ states only", {}, MAZE_EXECUTIONS)
     return rows

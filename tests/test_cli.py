@@ -403,3 +403,23 @@ def test_usage_errors_are_one_line_too(argv: list, message: str, capsys: pytest.
         main(argv)
     err = capsys.readouterr().err
     assert done.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_presets_lists_each_preset_with_its_denoiser_and_levels(capsys: pytest.CaptureFixture) -> None:
+    from diffplan.presets import PRESETS
+
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in PRESETS:
+        assert any(line.startswith(f"{name} ") for line in out.splitlines()), name
+    line = next(x for x in out.splitlines() if x.startswith("dv-small "))
+    assert "DiT" in line and "states " in line
+    assert "+ fine level" in next(x for x in out.splitlines() if x.startswith("small-c2f "))
+
+
+def test_planner_choice_flags_reach_the_planner(states_run: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["evaluate", str(states_run), "--episodes", "1", "--max-episode-steps", "3", "--plan.batch-size", "4"]
+    assert main([*args, "--plan.rank-by", "q", "--plan.n-guide-steps", "0"]) == 0
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--plan.rank-by", "best"])
+    assert done.value.code == 2 and "invalid choice 'best' for argument '--plan.rank-by'" in capsys.readouterr().err
