@@ -75,8 +75,12 @@ def _rows() -> dict[str, Row]:
         "hopper-medium:dv-q": Row(
             hop, "runs/hopper-medium-dv-small", "dv-small: DiT, states, MC by Q", {**MC, "rank_by": "q"}
         ),
+        "hopper-medium:dit-mc": Row(
+            hop, "runs/hopper-medium-small-dit", "+ DiT, + Monte Carlo selection", {**FAST, "n_guide_steps": 0}
+        ),
         "walker2d-medium:diffuser": Row("diffplan/walker2d/medium-v0", "walker2d-medium", "Diffuser (shipped run)"),
         "walker2d-medium:dv": Row("diffplan/walker2d/medium-v0", "runs/walker2d-medium-dv-small", "dv-small", MC),
+        "walker2d-medium:dit": Row("diffplan/walker2d/medium-v0", "runs/walker2d-medium-small-dit", "+ DiT", FAST),
     }
     for maze, ds in (("large", large), ("medium", "diffplan/pointmaze_medium/waypoint-v0"),
                      ("umaze", "diffplan/pointmaze_umaze/waypoint-v0")):  # fmt: skip

@@ -382,8 +382,8 @@ def presets() -> int:
         net = "DiT" if isinstance(p.unet, DiTConfig) else "U-Net"
         what = "states" if p.diffusion.states_only else "states+actions"
         levels = " + fine level" if p.fine is not None else ""
-        print(f"{name:18s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
-              + (f"\n{'':18s} {p.description}" if p.description else ""))  # fmt: skip
+        print(f"{name:22s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
+              + (f"\n{'':22s} {p.description}" if p.description else ""))  # fmt: skip
     return 0
 
 
