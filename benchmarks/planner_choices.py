@@ -85,7 +85,9 @@ def _rows() -> dict[str, Row]:
     for maze, ds in (("large", large), ("medium", "diffplan/pointmaze_medium/waypoint-v0"),
                      ("umaze", "diffplan/pointmaze_umaze/waypoint-v0")):  # fmt: skip
         every = 8 if maze == "umaze" else 16
-        rows[f"pointmaze-{maze}:dv"] = Row(ds, f"runs/pointmaze-{maze}-dv", "DiT, states only", {}, maze_executions(every))
+        rows[f"pointmaze-{maze}:dv"] = Row(
+            ds, f"runs/pointmaze-{maze}-dv", "DiT, states only", {}, maze_executions(every)
+        )
     rows["pointmaze-large:dit"] = Row(large, "runs/pointmaze-large-dit", "+ DiT denoiser", {}, MAZE_EXECUTIONS)
     rows["pointmaze-large:states"] = Row(large, "runs/pointmaze-large-states", "+ states only", {}, MAZE_EXECUTIONS)
     return rows
@@ -98,8 +100,10 @@ def _pipe(run: str) -> Any:
     return ValueGuidedRLPipeline.from_pretrained(path if path.is_dir() else run)
 
 
-def evaluate_row(name: str, row: Row, *, episodes: int, seed: int, num_envs: int) -> dict[str, Any]:
-    """Scores of every execution of ``row`` (both tasks on mazes)."""
+def evaluate_row(
+    name: str, row: Row, *, episodes: int, seed: int, num_envs: int, modes: list[str] | None = None
+) -> dict[str, Any]:
+    """Scores of every execution of ``row`` (both tasks on mazes), or of those in ``modes``."""
     from diffplan.envs.specs import is_maze
     from diffplan.evaluation import evaluate
 
@@ -107,6 +111,8 @@ def evaluate_row(name: str, row: Row, *, episodes: int, seed: int, num_envs: int
     maze = is_maze(pipe.info.env_id)
     out: dict[str, Any] = {}
     for mode, actions, every in row.executions:
+        if modes and mode not in modes:
+            continue
         for task in ("single", "multi") if maze else ("multi",):
             plan = dict(row.plan, **(MAZE_REPLAN if maze and mode == "replan" else {}))
             res = evaluate(pipe=pipe, episodes=episodes, seed=seed, num_envs=num_envs, plan_kwargs=plan, mode=mode,
@@ -187,6 +193,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-envs", type=int, default=10)
     parser.add_argument("--force", action="store_true", help="evaluate rows already in the results file again")
+    parser.add_argument("--modes", nargs="*", help="only these executions (track, replan)")
     parser.add_argument("--speed", action="store_true", help="measure ms per decision (1 env) instead")
     parser.add_argument("--report", action="store_true", help="print the table of the results file")
     args = parser.parse_args()
@@ -208,7 +215,10 @@ def main() -> None:
         if any(isinstance(v, dict) for v in done.get(row.dataset, {}).get(name, {}).values()) and not args.force:
             print(f"{name}: already evaluated (use --force to redo)")
             continue
-        save(row.dataset, name, evaluate_row(name, row, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs))
+        entry = evaluate_row(
+            name, row, episodes=args.episodes, seed=args.seed, num_envs=args.num_envs, modes=args.modes
+        )
+        save(row.dataset, name, entry)
     print(report())
 
 
