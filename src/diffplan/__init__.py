@@ -20,6 +20,8 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was not in
 # The public names, imported on first use (PEP 562) so that `import diffplan.cli` (and so
 # `diffplan --help`) does not load torch, diffusers and gymnasium.
 _EXPORTS = {
+    "DiTConfig": "diffplan.config",
+    "DiT1DModel": "diffplan.transformer",
     "DiffusionConfig": "diffplan.config",
     "PlanConfig": "diffplan.config",
     "Preset": "diffplan.config",
@@ -43,12 +45,13 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from diffplan.config import DiffusionConfig, PlanConfig, Preset, TrainConfig, UNetConfig, ValueConfig
+    from diffplan.config import DiffusionConfig, DiTConfig, PlanConfig, Preset, TrainConfig, UNetConfig, ValueConfig
     from diffplan.data import EpisodeSet, TrajectoryNormalizer, WindowDataset, load_episodes
     from diffplan.evaluation import EvalResult, evaluate
     from diffplan.planning import Plan, RunInfo, ValueGuidedRLPipeline, list_runs
     from diffplan.presets import PRESETS, get_preset
     from diffplan.training import TrainResult, train
+    from diffplan.transformer import DiT1DModel
 
 
 def __getattr__(name: str) -> Any:
@@ -61,6 +64,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PRESETS",
+    "DiT1DModel",
+    "DiTConfig",
     "DiffusionConfig",
     "EpisodeSet",
     "EvalResult",
