@@ -355,16 +355,14 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 "`diffplan train ... --resume --train.inverse-steps N` or act with the planned actions"
             )
         norm, device = self.normalizer.observations, self.device
-        model = self.inverse_dynamics.to(device)
 
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=device)
 
+        now = tensor(norm.normalize(np.atleast_2d(state)))
         with torch.no_grad():
-            out = model(
-                tensor(norm.normalize(np.atleast_2d(state))),
-                tensor(norm.normalize(np.atleast_2d(target))),
-                tensor(np.atleast_1d(lookahead)),
+            out = _on_device(self.inverse_dynamics, now)(
+                now, tensor(norm.normalize(np.atleast_2d(target))), tensor(np.atleast_1d(lookahead))
             )
         return self.normalizer.actions.unnormalize(out.double().cpu().numpy())
 
