@@ -358,12 +358,16 @@ def test_resume_keeps_the_stored_step_targets(
     base = ["train", hopper_dataset, "--out", str(run), "--preset", "tiny", "--device", "cpu"]
     assert main([*base, "--train.denoiser-steps", "6", "--train.value-steps", "4"]) == 0
     capsys.readouterr()
+    first = json.loads((run / "diffplan.json").read_text())["extra"]["train_seconds"]
+    assert set(first) == {"unet", "value_function"} and all(s > 0 for s in first.values())
     assert main([*base, "--resume"]) == 0  # no step flags: the run's own targets (not the preset's 200)
     out = capsys.readouterr().out
     assert "unet: 6 steps" in out and "value_function: 4 steps" in out
     assert main([*base, "--resume", "--train.denoiser-steps", "8"]) == 0  # a flag raises the target
     info = json.loads((run / "diffplan.json").read_text())
     assert info["extra"]["train_steps"] == {"unet": 8, "value_function": 4}
+    seconds = info["extra"]["train_seconds"]  # the wall time is summed over the resumed invocations
+    assert seconds["unet"] > first["unet"] and seconds["value_function"] == first["value_function"]
     assert info["preset"]["train"]["denoiser_steps"] == 8 and info["preset"]["train"]["value_steps"] == 4
 
 

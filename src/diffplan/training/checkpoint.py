@@ -25,10 +25,12 @@ class PhaseState:
     Attributes:
         step: optimizer steps done.
         losses: ``[step, loss]`` pairs logged so far.
+        seconds: wall-clock seconds spent in the training loop so far (summed over resumed invocations).
     """
 
     step: int = 0
     losses: list[list[float]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -75,9 +77,8 @@ def save_phase(
     save_file({f"{i}": _cpu(p) for i, p in enumerate(shadow)}, str(tmp / "ema.safetensors"))
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    atomic_write_json(
-        tmp / "state.json", {"step": state.step, "losses": state.losses, "optimizer": opt_meta, "ema": ema_state}
-    )
+    meta = {"step": state.step, "losses": state.losses, "seconds": state.seconds, "optimizer": opt_meta}
+    atomic_write_json(tmp / "state.json", meta | {"ema": ema_state})
     replace_dir(tmp, folder)
 
 
@@ -102,4 +103,6 @@ def load_phase(*, folder: Path, model: torch.nn.Module, ema: Any, optimizer: tor
         raise
     except Exception as err:
         raise ValueError(f"cannot resume from {folder}: {type(err).__name__}: {err}") from err
-    return PhaseState(step=int(meta["step"]), losses=[list(x) for x in meta["losses"]])
+    return PhaseState(
+        step=int(meta["step"]), losses=[list(x) for x in meta["losses"]], seconds=float(meta.get("seconds", 0.0))
+    )

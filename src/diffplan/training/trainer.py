@@ -379,6 +379,7 @@ class Trainer:
             disable=not (self.progress and acc.is_main_process),
         )
         start_step, started = state.step, time.perf_counter()
+        seconds_before = state.seconds
         params = list(acc.unwrap_model(model).parameters())
         captured = None
         if self.cuda_graphs and state.step < total:
@@ -406,6 +407,7 @@ class Trainer:
                             optimizer.zero_grad()
                     ema.step(params)
                 state.step += 1
+                state.seconds = seconds_before + time.perf_counter() - started
                 log = state.step % train.log_every == 0 or state.step == total
                 if log or not fast:
                     loss_value = float(loss.detach())  # the one host synchronisation of the loop
@@ -483,6 +485,7 @@ class Trainer:
             extra={
                 "train_steps": {p: s.step for p, s in states.items()},
                 "final_loss": {p: s.losses[-1][1] if s.losses else None for p, s in states.items()},
+                "train_seconds": {p: round(s.seconds, 3) for p, s in states.items()},
             },
         )
         pipe = ValueGuidedRLPipeline(
