@@ -22,24 +22,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from grid import export_npz
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def export_npz(dataset_id: str, path: Path) -> None:
-    """Flat D4RL-style arrays of a Minari dataset, for d3rlpy."""
-    from diffplan.data.episodes import load_minari
-
-    eps = load_minari(dataset_id).episodes
-    last = [np.arange(len(e)) == len(e) - 1 for e in eps]
-    np.savez(
-        path,
-        observations=np.concatenate([e.observations for e in eps]),
-        actions=np.concatenate([e.actions for e in eps]),
-        rewards=np.concatenate([e.rewards for e in eps]),
-        terminals=np.concatenate([m & e.terminated for m, e in zip(last, eps)]),
-        timeouts=np.concatenate([m & (not e.terminated) for m, e in zip(last, eps)]),
-    )
 
 
 def summary(normalized: list[float]) -> dict:

@@ -1,0 +1,478 @@
+"""The results grid: diffplan against the data's behaviour, BC and IQL on the nine locomotion datasets,
+with training seeds, interval estimates and the probability of improvement.
+
+    python benchmarks/grid.py              # evaluate the trained runs (cached), write results/grid.json,
+                                           # print the table, draw docs/images/grid.png
+    python benchmarks/grid.py --full       # first make missing datasets, train missing diffplan runs
+                                           # (resuming) and the baselines, then the above
+    python benchmarks/grid.py --datasets hopper-medium --methods diffplan bc --full
+
+Rows: ``behavior`` (the dataset's own episodes), ``bc`` and ``iql`` (d3rlpy in `.venv-bench`,
+configured as d3rlpy's reproduction scripts, see benchmarks/d3rlpy_baselines.py; each gets the
+wall-clock training time of the diffplan run of the same dataset and seed, or less where its
+evaluation curve plateaued first), ``diffplan`` (the seed's method: the ``small`` preset, value-guided
+U-Net, with the fast planner settings stored in the run) and the planner presets added with
+``--methods`` (``small-dit`` on the multi-seed datasets). Runs live in ``runs/grid/<dataset>/<method>/seed<k>``.
+Every method is evaluated on the same episodes (reset seeds ``--eval-seed`` + i); scores are
+normalized by the dataset's reference returns. Statistics: :mod:`diffplan.stats` (rliable).
+
+results/grid.json: ``{dataset_id: {method: {"mean", "iqm", "ci95", "mean_ci95", "seeds", "episodes",
+"seed_means", "dataset_hash", "runs": [{"seed", "weights_hash" | "algo", "steps", "minutes"}], "machine",
+"p_improvement": {baseline: [p, low, high]}}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FAMILIES = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5"}
+KINDS = ("medium", "medium-replay", "medium-expert")
+MULTI_SEED = ("hopper-medium", "hopper-medium-replay", "walker2d-medium")
+BASELINES = ("bc", "iql")
+# the shipped locomotion runs' planner settings (results/plan_speed.json fast_config)
+FAST = {"batch_size": 16, "n_guide_steps": 1, "sampler": "ddim", "num_inference_steps": 5, "warm_start_steps": 2}
+
+
+@dataclass(frozen=True)
+class PlannerRow:
+    """How the runs of one diffplan row are trained.
+
+    Attributes:
+        preset: preset name (``diffplan presets``).
+        plan: planner settings stored with the run (used by its evaluation).
+        train: ``TrainConfig`` fields replaced in the preset (e.g. step counts).
+        datasets: the grid datasets this row covers (None: all).
+    """
+
+    preset: str
+    plan: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    datasets: tuple[str, ...] | None = None
+
+
+PLANNERS = {
+    "diffplan": PlannerRow("small", FAST),
+    "small-dit": PlannerRow("small-dit", datasets=MULTI_SEED),
+}
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """What the grid covers and how it evaluates.
+
+    Attributes:
+        datasets: grid name -> dataset id (e.g. ``"hopper-medium"`` -> ``"diffplan/hopper/medium-v0"``).
+        planners: diffplan rows by method name.
+        baselines: d3rlpy algorithms.
+        seeds: training seeds of the multi-seed datasets (the others use the first).
+        multi_seed: names of the datasets trained with every seed.
+        episodes: evaluation episodes per training seed.
+        eval_seed: evaluation episode i is reset with ``eval_seed + i``.
+        max_episode_steps: episode cut.
+        num_envs: environments planned in one batched call.
+        root: folder of the run folders and cached evaluations.
+        bench_python: Python of the d3rlpy environment.
+        baseline_minutes: baseline budget when the matching diffplan run has no recorded time.
+        patience: curve evaluations (every 5,000 steps) without a new best before a baseline stops.
+        reps: bootstrap replications.
+    """
+
+    datasets: dict[str, str]
+    planners: dict[str, PlannerRow] = field(default_factory=lambda: dict(PLANNERS))
+    baselines: tuple[str, ...] = BASELINES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    multi_seed: tuple[str, ...] = MULTI_SEED
+    episodes: int = 50
+    eval_seed: int = 0
+    max_episode_steps: int = 1000
+    num_envs: int = 10
+    root: Path = ROOT / "runs" / "grid"
+    bench_python: Path = ROOT / ".venv-bench" / "bin" / "python"
+    baseline_minutes: float = 20.0
+    patience: int = 6
+    reps: int = 10_000
+
+    def seeds_of(self, name: str) -> tuple[int, ...]:
+        """Training seeds of a dataset."""
+        return self.seeds if name in self.multi_seed else self.seeds[:1]
+
+    def methods_of(self, name: str) -> list[str]:
+        """The trained methods (planners, then baselines) of a dataset."""
+        rows = [m for m, row in self.planners.items() if row.datasets is None or name in row.datasets]
+        return rows + list(self.baselines)
+
+
+def grid_datasets(names: list[str] | None = None) -> dict[str, str]:
+    """``{"hopper-medium": "diffplan/hopper/medium-v0", ...}`` for the nine datasets (or ``names``)."""
+    every = {f"{fam}-{kind}": f"diffplan/{fam}/{kind}-v0" for fam in FAMILIES for kind in KINDS}
+    unknown = sorted(set(names or []) - set(every))
+    if unknown:
+        raise ValueError(f"expected grid datasets among {sorted(every)}, got {unknown}")
+    return {n: every[n] for n in names} if names else every
+
+
+def machine() -> str:
+    """CPU model, cores and torch build of this machine."""
+    import torch
+
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def dataset_hash(dataset_id: str) -> str:
+    """SHA-256 of a dataset's episodes (observations, actions, rewards, terminations), in order."""
+    from diffplan.data.episodes import load_minari
+
+    digest = hashlib.sha256()
+    for ep in load_minari(dataset_id).episodes:
+        for arr in (ep.observations, ep.actions, ep.rewards, np.array([ep.terminated])):
+            digest.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def weights_hash(run_dir: Path) -> str:
+    """SHA-256 of a run folder's weight files (``*.safetensors`` outside ``training/``), by relative path."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in run_dir.rglob("*.safetensors") if "training" not in p.relative_to(run_dir).parts)
+    if not files:
+        raise FileNotFoundError(f"expected weight files (*.safetensors) in the run folder {run_dir}, found none")
+    for path in files:
+        digest.update(str(path.relative_to(run_dir)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def run_dir(cfg: GridConfig, name: str, method: str, seed: int) -> Path:
+    """Folder of a diffplan run (or stem of a baseline result) of one grid cell and seed."""
+    return cfg.root / name / method / f"seed{seed}"
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def train_planner(cfg: GridConfig, name: str, method: str, seed: int, *, progress: bool = True) -> Path:
+    """Train (or finish training) one diffplan run; a finished run folder is left as it is."""
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    out = run_dir(cfg, name, method, seed)
+    if (out / "diffplan.json").exists():
+        return out
+    row = cfg.planners[method]
+    preset = get_preset(row.preset, **(row.train | {"seed": seed}))
+    preset = dataclasses.replace(preset, plan=dataclasses.replace(preset.plan, **row.plan))
+    train(dataset=cfg.datasets[name], out=out, preset=preset, device="cpu", resume=out.exists(), progress=progress)
+    return out
+
+
+def train_minutes(run: Path) -> float | None:
+    """Training wall time of a run folder (all phases), when recorded."""
+    info = _read(run / "diffplan.json") or {}
+    seconds = info.get("extra", {}).get("train_seconds")
+    return sum(seconds.values()) / 60 if seconds else None
+
+
+def export_npz(dataset_id: str, path: Path) -> None:
+    """Flat D4RL-style arrays of a Minari dataset, for d3rlpy."""
+    from diffplan.data.episodes import load_minari
+
+    eps = load_minari(dataset_id).episodes
+    last = [np.arange(len(e)) == len(e) - 1 for e in eps]
+    np.savez(
+        path,
+        observations=np.concatenate([e.observations for e in eps]),
+        actions=np.concatenate([e.actions for e in eps]),
+        rewards=np.concatenate([e.rewards for e in eps]),
+        terminals=np.concatenate([m & e.terminated for m, e in zip(last, eps)]),
+        timeouts=np.concatenate([m & (not e.terminated) for m, e in zip(last, eps)]),
+    )
+
+
+def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
+    """Train and evaluate one d3rlpy baseline (skipped when its result exists); returns the result file."""
+    from diffplan.envs.specs import make_env
+
+    out = run_dir(cfg, name, algo, seed).with_suffix(".json")
+    if out.exists():
+        return out
+    if not cfg.bench_python.exists():
+        raise FileNotFoundError(
+            f"expected the d3rlpy environment at {cfg.bench_python}; create it with `make bench-venv`"
+        )
+    minutes = train_minutes(run_dir(cfg, name, "diffplan", seed)) or cfg.baseline_minutes
+    env_id = make_env_id(cfg, name)
+    make_env(env_id).close()  # a clear error for an unknown env before the subprocess
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "data.npz"
+        export_npz(cfg.datasets[name], npz)
+        cmd = [str(cfg.bench_python), str(ROOT / "benchmarks" / "d3rlpy_baselines.py"), "--data", str(npz),
+               "--env-id", env_id, "--algo", algo, "--minutes", f"{minutes:.2f}", "--patience", str(cfg.patience),
+               "--episodes", str(cfg.episodes), "--seed", str(seed), "--eval-seed", str(cfg.eval_seed),
+               "--max-episode-steps", str(cfg.max_episode_steps), "--out", str(Path(tmp) / "result.json")]  # fmt: skip
+        subprocess.run(cmd, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+        result = json.loads((Path(tmp) / "result.json").read_text()) | {"budget_minutes": minutes}
+    from diffplan.io import atomic_write_json
+
+    atomic_write_json(out, result)
+    return out
+
+
+def make_env_id(cfg: GridConfig, name: str) -> str:
+    """The environment of a grid dataset (recorded in the dataset)."""
+    from diffplan.data.episodes import load_minari
+
+    env_id = load_minari(cfg.datasets[name]).env_id
+    if env_id is None:
+        raise ValueError(f"dataset {cfg.datasets[name]!r} records no environment id")
+    return env_id
+
+
+def evaluate_planner(cfg: GridConfig, name: str, method: str, seed: int, *, progress: bool = True) -> dict[str, Any]:
+    """Episode returns of one trained run on the grid's episodes, cached beside the run folder
+    (``seed<k>.eval.json``; re-evaluated when the weights or the protocol change)."""
+    from diffplan.evaluation import evaluate
+    from diffplan.io import atomic_write_json
+    from diffplan.planning import ValueGuidedRLPipeline
+
+    run = run_dir(cfg, name, method, seed)
+    key = {"weights_hash": weights_hash(run), "episodes": cfg.episodes, "eval_seed": cfg.eval_seed,
+           "max_episode_steps": cfg.max_episode_steps}  # fmt: skip
+    cache = run.with_suffix(".eval.json")
+    cached = _read(cache)
+    if cached is not None and all(cached.get(k) == v for k, v in key.items()):
+        return cached
+    pipe = ValueGuidedRLPipeline.from_pretrained(run)
+    res = evaluate(pipe=pipe, episodes=cfg.episodes, seed=cfg.eval_seed, num_envs=cfg.num_envs,
+                   max_episode_steps=cfg.max_episode_steps, progress=progress)  # fmt: skip
+    info = _read(run / "diffplan.json") or {}
+    record = key | {
+        "returns": res.returns,
+        "seconds_per_decision": res.seconds_per_decision,
+        "steps": info.get("extra", {}).get("train_steps"),
+        "minutes": train_minutes(run),
+        "planner": res.planner,
+        "machine": machine(),
+        "date": date.today().isoformat(),
+    }
+    atomic_write_json(cache, record)
+    return record
+
+
+def _references(dataset_id: str) -> Any:
+    from diffplan.data.episodes import load_minari
+    from diffplan.envs.specs import reference_scores
+
+    eps = load_minari(dataset_id)
+    refs = reference_scores(eps.env_id, ref_min=eps.ref_min_score, ref_max=eps.ref_max_score)
+    if refs is None:
+        raise ValueError(f"dataset {dataset_id!r} has no reference scores; normalized scores need them")
+    return eps, refs
+
+
+def collect_scores(cfg: GridConfig, name: str, *, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Normalized episode scores (one row per seed) and provenance of every method of one dataset
+    that has results; methods without any are left out."""
+    eps, refs = _references(cfg.datasets[name])
+    found: dict[str, dict[str, Any]] = {
+        "behavior": {"scores": [[refs.normalize(r) for r in eps.returns()]], "runs": [{"what": "dataset episodes"}]}
+    }
+    for method in cfg.methods_of(name):
+        rows, runs = [], []
+        for seed in cfg.seeds_of(name):
+            if method in cfg.baselines:
+                res = _read(run_dir(cfg, name, method, seed).with_suffix(".json"))
+                if res is None:
+                    continue
+                if len(res["returns"]) != cfg.episodes or res.get("eval_seed", 0) != cfg.eval_seed:
+                    raise ValueError(
+                        f"{method} seed {seed} of {name} was evaluated on {len(res['returns'])} episodes from seed "
+                        f"{res.get('eval_seed', 0)}; expected {cfg.episodes} from {cfg.eval_seed} (delete it to redo)"
+                    )
+                runs.append({"seed": seed, "algo": method, "config": res["config"], "steps": res["steps"],
+                             "minutes": round(res["train_seconds"] / 60, 3), "stopped": res["stopped"],
+                             "budget_minutes": res.get("budget_minutes"), "curve": res["curve"]})  # fmt: skip
+            else:
+                if not (run_dir(cfg, name, method, seed) / "diffplan.json").exists():
+                    continue
+                res = evaluate_planner(cfg, name, method, seed, progress=progress)
+                minutes = res["minutes"]
+                runs.append({"seed": seed, "weights_hash": res["weights_hash"], "steps": res["steps"],
+                             "minutes": None if minutes is None else round(minutes, 3),
+                             "seconds_per_decision": res["seconds_per_decision"]})  # fmt: skip
+            rows.append([refs.normalize(r) for r in res["returns"]])
+        if rows:
+            found[method] = {"scores": rows, "runs": runs}
+    return found
+
+
+def summarize_dataset(cfg: GridConfig, name: str, found: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ``results/grid.json`` entry of one dataset."""
+    from diffplan.stats import probability_of_improvement, summarize
+
+    digest, where = dataset_hash(cfg.datasets[name]), machine()
+    table: dict[str, Any] = {}
+    for method, got in found.items():
+        cell = summarize(got["scores"], reps=cfg.reps).to_dict()
+        cell |= {"dataset_hash": digest, "runs": got["runs"], "machine": where}
+        if method in cfg.planners:
+            cell["p_improvement"] = {
+                other: [p, *ci]
+                for other in ("behavior", *cfg.baselines)
+                if other in found
+                for p, ci in [probability_of_improvement(got["scores"], found[other]["scores"], reps=cfg.reps)]
+            }
+        table[method] = cell
+    return table
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """One row per dataset: each method's mean, IQM [95 % CI] and seeds."""
+    methods = sorted({m for row in results.values() for m in row}, key=_method_order)
+    lines = ["| dataset | " + " | ".join(methods) + " |", "| --- |" + " ---: |" * len(methods)]
+    for dataset_id, row in results.items():
+        cells = []
+        for m in methods:
+            c = row.get(m)
+            cells.append(
+                "—"
+                if c is None
+                else f"{c['mean']:.1f} · IQM {c['iqm']:.1f} [{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}] ({c['seeds']}×)"
+            )
+        lines.append(f"| {dataset_id} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    fixed = ["behavior", "bc", "iql", "diffplan"]
+    return (fixed.index(method), "") if method in fixed else (len(fixed), method)
+
+
+def figure(results: dict[str, Any], path: Path) -> None:
+    """Interval plot: per dataset, each method's IQM with its 95 % CI (and the mean as a tick)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    methods = sorted({m for row in results.values() for m in row}, key=_method_order)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.45 * len(methods) * rows + 1.2), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, name in zip(axes.flat, names):
+        for i, m in enumerate(methods):
+            c = results[name].get(m)
+            if c is None:
+                continue
+            low, high = c["ci95"]
+            ax.plot([low, high], [i, i], color=colors(i), linewidth=6, alpha=0.6, solid_capstyle="butt")
+            ax.plot([c["iqm"]], [i], "|", color="black", markersize=12)
+            ax.plot([c["mean"]], [i], "o", color=colors(i), markersize=3)
+        ax.set_yticks(range(len(methods)), [f"{m} ({results[name][m]['seeds']}×)" if m in results[name] else m
+                                            for m in methods])  # fmt: skip
+        ax.set_ylim(-0.6, len(methods) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(name.split("/", 1)[-1].replace("/", " ").removesuffix("-v0"), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel("normalized score")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle("IQM with 95 % stratified bootstrap CI (bar), mean (dot); seeds × 50 episodes", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from diffplan.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def make_missing_datasets(cfg: GridConfig) -> None:
+    """Generate the grid's datasets that are missing (benchmarks/make_datasets.py recipes)."""
+    from diffplan.collect.collect import dataset_exists
+
+    for name, dataset_id in cfg.datasets.items():
+        if dataset_exists(dataset_id):
+            continue
+        family, kind = name.split("-", 1)
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "make_datasets.py"), FAMILIES[family], "--kinds", kind]
+        if kind == "medium-replay":
+            cmd += ["--behavior-run", str(ROOT / "behavior_runs" / FAMILIES[family].lower())]
+        subprocess.run(cmd, check=True)
+
+
+def run_grid(cfg: GridConfig, *, full: bool, progress: bool = True) -> dict[str, Any]:
+    """Train what is missing (``full``), evaluate, and return the ``results/grid.json`` table."""
+    if full:
+        make_missing_datasets(cfg)
+        for name in cfg.datasets:
+            for seed in cfg.seeds_of(name):
+                for method in cfg.methods_of(name):
+                    if method in cfg.planners:
+                        train_planner(cfg, name, method, seed, progress=progress)
+                for method in cfg.baselines:
+                    train_baseline(cfg, name, method, seed)
+    return {cfg.datasets[n]: summarize_dataset(cfg, n, collect_scores(cfg, n, progress=progress)) for n in cfg.datasets}
+
+
+def main() -> None:
+    from diffplan.io import atomic_write_json
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="*", help="grid names, e.g. hopper-medium (default: all nine)")
+    parser.add_argument("--methods", nargs="*", help=f"diffplan rows and baselines (default: diffplan, small-dit, "
+                        f"{', '.join(BASELINES)}); planner presets: {', '.join(PLANNERS)}")  # fmt: skip
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--eval-seed", type=int, default=0)
+    parser.add_argument("--full", action="store_true", help="make data, train runs and baselines first")
+    parser.add_argument("--root", default=str(ROOT / "runs" / "grid"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "grid.json"))
+    parser.add_argument("--figure", default=str(ROOT / "docs" / "images" / "grid.png"))
+    args = parser.parse_args()
+    methods = args.methods or [*PLANNERS, *BASELINES]
+    unknown = sorted(set(methods) - set(PLANNERS) - set(BASELINES))
+    if unknown:
+        parser.error(f"expected methods among {[*PLANNERS, *BASELINES]}, got {unknown}")
+    cfg = GridConfig(
+        datasets=grid_datasets(args.datasets),
+        planners={m: row for m, row in PLANNERS.items() if m in methods},
+        baselines=tuple(m for m in BASELINES if m in methods),
+        seeds=tuple(args.seeds),
+        episodes=args.episodes,
+        eval_seed=args.eval_seed,
+        root=Path(args.root),
+    )
+    results = run_grid(cfg, full=args.full)
+    out = Path(args.out)
+    merged = (_read(out) or {}) | results  # other datasets' entries stay
+    atomic_write_json(out, merged)
+    figure(merged, Path(args.figure))
+    print(markdown(merged))
+    print(f"wrote {out} and {args.figure}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""benchmarks/grid.py on the tiny preset with two training seeds: training, cached evaluation,
+statistics, provenance, the table and the figure (the d3rlpy baselines run in their own
+environment, so their result files are written here in the format d3rlpy_baselines.py writes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def grid() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("grid", ROOT / "benchmarks" / "grid.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grid"] = module  # dataclasses resolve their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(grid: ModuleType, dataset: str, root: Path, **changes: object) -> object:
+    row = grid.PlannerRow(
+        "tiny", plan={"batch_size": 2, "num_inference_steps": 2}, train={"denoiser_steps": 20, "value_steps": 20}
+    )
+    fields = {"datasets": {"hopper-random": dataset}, "planners": {"diffplan": row}, "baselines": ("bc",),
+              "seeds": (0, 1), "multi_seed": ("hopper-random",), "episodes": 3, "max_episode_steps": 8,
+              "num_envs": 3, "root": root, "reps": 200}  # fmt: skip
+    return grid.GridConfig(**(fields | changes))
+
+
+def _bc_result(path: Path, returns: list[float], **changes: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = {"algo": "bc", "config": "reproduction", "returns": returns, "steps": 5000, "train_seconds": 30.0,
+              "stopped": "budget", "curve": [[5000, 30.0, 12.0]], "seed": 0, "eval_seed": 0}  # fmt: skip
+    path.write_text(json.dumps(result | changes))
+
+
+def test_grid_trains_evaluates_and_summarizes_two_seeds(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffplan.data.episodes import load_minari
+    from diffplan.envs.specs import reference_scores
+
+    cfg = _config(grid, hopper_dataset, tmp_path / "grid")
+    for seed, returns in [(0, [10.0, 20.0, 30.0]), (1, [40.0, 50.0, 60.0])]:
+        _bc_result(tmp_path / "grid" / "hopper-random" / "bc" / f"seed{seed}.json", returns)
+    results = grid.run_grid(cfg, full=True, progress=False)  # trains both seeds; the bc results exist
+    row = results[hopper_dataset]
+    assert set(row) == {"behavior", "bc", "diffplan"}
+    eps = load_minari(hopper_dataset)
+    refs = reference_scores(eps.env_id, ref_min=eps.ref_min_score, ref_max=eps.ref_max_score)
+    bc = [refs.normalize(r) for r in (10.0, 20.0, 30.0, 40.0, 50.0, 60.0)]
+    assert row["bc"]["mean"] == pytest.approx(np.mean(bc)) and row["bc"]["seeds"] == 2
+    assert row["behavior"]["mean"] == pytest.approx(np.mean([refs.normalize(r) for r in eps.returns()]))
+    plan = row["diffplan"]
+    assert plan["seeds"] == 2 and plan["episodes"] == 6 and len(plan["seed_means"]) == 2
+    assert plan["ci95"][0] <= plan["iqm"] <= plan["ci95"][1]
+    runs = plan["runs"]
+    assert [r["seed"] for r in runs] == [0, 1] and runs[0]["weights_hash"] != runs[1]["weights_hash"]
+    assert runs[0]["steps"] == {"unet": 20, "value_function": 20} and runs[0]["minutes"] > 0
+    assert {c["dataset_hash"] for c in row.values()} == {grid.dataset_hash(hopper_dataset)}
+    assert set(plan["p_improvement"]) == {"behavior", "bc"}
+    assert all(0 <= lo <= p <= hi <= 1 for p, lo, hi in plan["p_improvement"].values())
+    for seed in (0, 1):  # the seeds' run folders hold what they were trained with
+        info = json.loads(
+            (tmp_path / "grid" / "hopper-random" / "diffplan" / f"seed{seed}" / "diffplan.json").read_text()
+        )
+        assert info["preset"]["train"]["seed"] == seed and info["plan"]["batch_size"] == 2
+
+    # a second pass reuses the cached evaluations: nothing is trained or evaluated again
+    def no_evaluation(**_: object) -> None:
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr("diffplan.evaluation.evaluate", no_evaluation)
+    assert grid.run_grid(cfg, full=True, progress=False) == results
+    # ... unless the protocol changes
+    with pytest.raises(AssertionError, match="evaluated again"):
+        grid.run_grid(_config(grid, hopper_dataset, tmp_path / "grid", episodes=4), full=False, progress=False)
+
+    table = grid.markdown(results)
+    assert hopper_dataset in table and "IQM" in table and table.count("\n") == 2
+    grid.figure(results, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, planners={})
+    _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)
+    with pytest.raises(ValueError, match="evaluated on 2 episodes from seed 0; expected 3 from 0"):
+        grid.collect_scores(cfg, "hopper-random", progress=False)
+
+
+def test_grid_names_and_missing_weights(grid: ModuleType, tmp_path: Path) -> None:
+    assert grid.grid_datasets(["walker2d-medium-replay"]) == {
+        "walker2d-medium-replay": "diffplan/walker2d/medium-replay-v0"
+    }
+    assert len(grid.grid_datasets()) == 9
+    with pytest.raises(ValueError, match="expected grid datasets among"):
+        grid.grid_datasets(["hopper-expert"])
+    with pytest.raises(FileNotFoundError, match="expected weight files"):
+        grid.weights_hash(tmp_path)
