@@ -192,6 +192,17 @@ def train_minutes(run: Path) -> float | None:
     return sum(seconds.values()) / 60 if seconds else None
 
 
+def baseline_budget(cfg: GridConfig, name: str, seed: int) -> float:
+    """Minutes of training a baseline gets: those of the diffplan run of its dataset and seed; else the
+    mean of that dataset's other diffplan seeds (e.g. a shipped run trained before times were recorded);
+    else ``cfg.baseline_minutes``."""
+    own = train_minutes(run_dir(cfg, name, "diffplan", seed))
+    if own is not None:
+        return own
+    others = [m for s in cfg.seeds if (m := train_minutes(run_dir(cfg, name, "diffplan", s))) is not None]
+    return float(np.mean(others)) if others else cfg.baseline_minutes
+
+
 def export_npz(dataset_id: str, path: Path) -> None:
     """Flat D4RL-style arrays of a Minari dataset, for d3rlpy."""
     from diffplan.data.episodes import load_minari
@@ -219,7 +230,7 @@ def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
         raise FileNotFoundError(
             f"expected the d3rlpy environment at {cfg.bench_python}; create it with `make bench-venv`"
         )
-    minutes = train_minutes(run_dir(cfg, name, "diffplan", seed)) or cfg.baseline_minutes
+    minutes = baseline_budget(cfg, name, seed)
     env_id = make_env_id(cfg, name)
     make_env(env_id).close()  # a clear error for an unknown env before the subprocess
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,11 @@ of where they come from into `extra.shipped_planner`, and copies the loss curves
 
     python benchmarks/ship_run.py runs/pointmaze-umaze pointmaze-umaze --plan '{"batch_size": 32}' \\
         --note "track: 100 % success on 50 episodes"
+    python benchmarks/ship_run.py runs/grid/hopper-medium/diffplan/seed1 hopper-medium \\
+        --eval runs/grid/hopper-medium/diffplan/seed1.eval.json
+
+``--eval`` (an evaluation cached by benchmarks/grid.py, made with the planner defaults shipped)
+stores the run's score with its 95 % interval in ``extra.score``; ``diffplan runs`` lists it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def score(evaluation: dict, info: dict) -> dict:
+    """``extra.score`` of a shipped run: its normalized episode scores' summary (diffplan.stats)."""
+    from diffplan.envs.specs import reference_scores
+    from diffplan.stats import summarize
+
+    refs = reference_scores(info["env_id"], ref_min=info.get("ref_min_score"), ref_max=info.get("ref_max_score"))
+    if refs is None:
+        raise SystemExit(f"no reference scores for {info['env_id']}: a normalized score cannot be stored")
+    summary = summarize([[refs.normalize(r) for r in evaluation["returns"]]]).to_dict()
+    keep = ("eval_seed", "max_episode_steps", "weights_hash", "machine", "date")
+    return summary | {k: evaluation[k] for k in keep if k in evaluation} | {"measured_by": "benchmarks/grid.py"}
+
+
 def main() -> None:
     from diffplan.config import PlanConfig
     from diffplan.io import atomic_write_json, read_json, replace_dir
@@ -30,6 +48,7 @@ def main() -> None:
     parser.add_argument("name", help="shipped run name")
     parser.add_argument("--plan", default="{}", help="JSON planner defaults to store (PlanConfig fields)")
     parser.add_argument("--note", default="", help="where the defaults come from")
+    parser.add_argument("--eval", help="the run's evaluation cached by benchmarks/grid.py (seed<k>.eval.json)")
     args = parser.parse_args()
 
     src = Path(args.run)
@@ -41,6 +60,8 @@ def main() -> None:
     plan = replace(PlanConfig.from_dict(info["plan"]), **json.loads(args.plan))
     info["plan"] = plan.to_dict()
     info.setdefault("extra", {})["shipped_planner"] = args.note
+    if args.eval:
+        info["extra"]["score"] = score(read_json(Path(args.eval)), info)
     atomic_write_json(staging / RUN_INFO, info)
     replace_dir(staging, dest)
     losses = src / "training" / "losses.png"

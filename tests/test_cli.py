@@ -127,7 +127,27 @@ def test_train_evaluate_runs(hopper_dataset: str, tmp_path: Path, capsys: pytest
     assert main(["runs"]) == 0
     from diffplan.planning.runs import list_runs
 
-    assert capsys.readouterr().out.split() == list_runs() and "hopper-medium" in list_runs()
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[0] for ln in lines] == list_runs() and "hopper-medium" in list_runs()
+
+
+def test_runs_lists_the_stored_score(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    shipped = tmp_path / "runs"
+    shutil.copytree(tiny_run, shipped / "scored")
+    shutil.copytree(tiny_run, shipped / "unscored")
+    info = json.loads((shipped / "scored" / "diffplan.json").read_text())
+    info["extra"]["score"] = {"iqm": 51.25, "ci95": [47.0, 55.5], "mean": 50.0, "episodes": 50, "seeds": 1}
+    (shipped / "scored" / "diffplan.json").write_text(json.dumps(info))
+    monkeypatch.setattr("diffplan.planning.runs.shipped_runs_dir", lambda: shipped)
+    assert main(["runs"]) == 0
+    scored, unscored = capsys.readouterr().out.splitlines()
+    assert scored.split()[:3] == ["scored", "test/hopper-random-v0", "tiny"]
+    assert scored.endswith("IQM 51.2 [47.0, 55.5], mean 50.0 (50 episodes, 1 seed)")
+    assert unscored.startswith("unscored ") and unscored.endswith("score: see RESULTS.md")
 
 
 def test_demo(

@@ -365,11 +365,24 @@ def render(
 
 
 def runs() -> int:
-    """List the runs shipped with diffplan."""
-    from diffplan.planning.runs import list_runs
+    """List the runs shipped with diffplan: dataset, preset and measured score with its 95 % interval."""
+    from diffplan.io import read_json
+    from diffplan.planning.runs import RUN_INFO, list_runs, shipped_runs_dir
 
     names = list_runs()
-    print("\n".join(names) if names else "no runs are shipped with this version")
+    if not names:
+        print("no runs are shipped with this version")
+    for name in names:
+        info = read_json(shipped_runs_dir() / name / RUN_INFO)
+        score = info.get("extra", {}).get("score")
+        text = (
+            f"IQM {score['iqm']:.1f} [{score['ci95'][0]:.1f}, {score['ci95'][1]:.1f}], mean {score['mean']:.1f} "
+            f"({score['episodes']} episodes, {score['seeds']} seed{'s' if score['seeds'] > 1 else ''})"
+            if score
+            else "score: see RESULTS.md"
+        )
+        preset = (info.get("preset") or {}).get("name", "?")
+        print(f"{name:20s} {info.get('dataset_id') or '?':38s} {preset:10s} {text}")
     return 0
 
 
