@@ -320,9 +320,10 @@ def collect_scores(cfg: GridConfig, name: str, *, progress: bool = True) -> dict
                         f"{method} seed {seed} of {name} was evaluated on {len(res['returns'])} episodes from seed "
                         f"{res.get('eval_seed', 0)}; expected {cfg.episodes} from {cfg.eval_seed} (delete it to redo)"
                     )
+                curve = [[step, sec, refs.normalize(ret)] for step, sec, ret in res["curve"]]
                 runs.append({"seed": seed, "algo": method, "config": res["config"], "steps": res["steps"],
                              "minutes": round(res["train_seconds"] / 60, 3), "stopped": res["stopped"],
-                             "budget_minutes": res.get("budget_minutes"), "curve": res["curve"]})  # fmt: skip
+                             "budget_minutes": res.get("budget_minutes"), "curve": curve})  # fmt: skip
             else:
                 if not (run_dir(cfg, name, method, seed) / "diffplan.json").exists():
                     continue
@@ -420,6 +421,42 @@ def figure(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def curves_figure(results: dict[str, Any], path: Path) -> None:
+    """The baselines' evaluation curves (normalized score against training minutes, one line per seed):
+    where each stopped, and whether it had plateaued."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in results if any(r.get("curve") for c in results[n].values() for r in c["runs"])]
+    if not names:
+        return
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for i, (method, cell) in enumerate(sorted(results[name].items(), key=lambda kv: _method_order(kv[0]))):
+            for run in cell["runs"]:
+                curve = np.asarray(run.get("curve") or [], dtype=float)
+                if curve.size:
+                    label = f"{method} seed {run['seed']} ({run['steps']} steps, {run['stopped']})"
+                    ax.plot(curve[:, 1] / 60, curve[:, 2], color=plt.get_cmap("tab10")(i), alpha=0.8, label=label)
+        ax.set_title(name.split("/", 1)[-1].replace("/", " ").removesuffix("-v0"), fontsize=10)
+        ax.set_xlabel("training minutes")
+        ax.set_ylabel("normalized score (5 episodes)")
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    from diffplan.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def make_missing_datasets(cfg: GridConfig) -> None:
     """Generate the grid's datasets that are missing (benchmarks/make_datasets.py recipes)."""
     from diffplan.collect.collect import dataset_exists
@@ -481,8 +518,10 @@ def main() -> None:
     merged = (_read(out) or {}) | results  # other datasets' entries stay
     atomic_write_json(out, merged)
     figure(merged, Path(args.figure))
+    curves = Path(args.figure).with_name(Path(args.figure).stem + "_curves.png")
+    curves_figure(merged, curves)
     print(markdown(merged))
-    print(f"wrote {out} and {args.figure}")
+    print(f"wrote {out}, {args.figure} and {curves}")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,10 @@ def test_grid_trains_evaluates_and_summarizes_two_seeds(
     table = grid.markdown(results)
     assert hopper_dataset in table and "IQM" in table and table.count("\n") == 2
     grid.figure(results, tmp_path / "grid.png")
-    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
+    grid.curves_figure(results, tmp_path / "curves.png")
+    for png in ("grid.png", "curves.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert row["bc"]["runs"][0]["curve"] == [[5000, 30.0, pytest.approx(refs.normalize(12.0))]]
 
 
 def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
