@@ -411,7 +411,7 @@ def figure(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("normalized score")
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle("IQM with 95 % stratified bootstrap CI (bar), mean (dot); seeds × 50 episodes", fontsize=10)
+    fig.suptitle("IQM (tick) with its 95 % CI (bar), mean (dot)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     from diffplan.io import atomic_path
