@@ -486,7 +486,7 @@ def run_grid(cfg: GridConfig, *, full: bool, progress: bool = True) -> dict[str,
 
 
 def main() -> None:
-    from diffplan.io import atomic_write_json
+    from diffplan.io import update_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", help="grid names, e.g. hopper-medium (default: all nine)")
@@ -513,10 +513,10 @@ def main() -> None:
         eval_seed=args.eval_seed,
         root=Path(args.root),
     )
-    results = run_grid(cfg, full=args.full)
     out = Path(args.out)
-    merged = (_read(out) or {}) | results  # other datasets' entries stay
-    atomic_write_json(out, merged)
+    merged: dict[str, Any] = {}
+    for dataset_id, entry in run_grid(cfg, full=args.full).items():
+        merged = update_json(out, [dataset_id], entry)  # other datasets' entries stay
     figure(merged, Path(args.figure))
     curves = Path(args.figure).with_name(Path(args.figure).stem + "_curves.png")
     curves_figure(merged, curves)

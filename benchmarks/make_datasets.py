@@ -45,21 +45,13 @@ def stats(dataset_id: str, seconds: float) -> dict:
     }
 
 
-def save(path: Path, rows: dict) -> None:
-    """Merge ``rows`` into the JSON file (re-read first: several envs may be generated at once)."""
-    from diffplan.io import atomic_write_json
-
-    table = json.loads(path.read_text()) if path.exists() else {}
-    table.update(rows)
-    atomic_write_json(path, table)
-
-
 def main() -> None:
     import minari
 
     from diffplan.collect.behavior import export_replay
     from diffplan.collect.collect import collect, dataset_exists
     from diffplan.envs.specs import is_maze
+    from diffplan.io import update_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("env_id")
@@ -79,7 +71,7 @@ def main() -> None:
         if dataset_exists(dataset_id):
             print(f"{dataset_id} exists, measuring it as it is")
             table[dataset_id] = stats(dataset_id, table.get(dataset_id, {}).get("seconds", float("nan")))
-            save(out_path, {dataset_id: table[dataset_id]})
+            update_json(out_path, [dataset_id], table[dataset_id])  # several envs may be generated at once
             continue
         started = time.perf_counter()
         if kind == "random":
@@ -101,7 +93,7 @@ def main() -> None:
             parts = [minari.load_dataset(f"diffplan/{family}/{k}-v0") for k in ("medium", "expert")]
             minari.combine_datasets(parts, dataset_id)
         table[dataset_id] = stats(dataset_id, time.perf_counter() - started)
-        save(out_path, {dataset_id: table[dataset_id]})
+        update_json(out_path, [dataset_id], table[dataset_id])
     print(f"\n{'dataset':<36}{'episodes':>9}{'steps':>9}{'mean return':>13}{'normalized':>12}{'seconds':>9}")
     for dataset_id, row in sorted(table.items()):
         if row["env_id"] != args.env_id:

@@ -52,11 +52,9 @@ def export_goal_npz(dataset_id: str, path: Path) -> None:
 
 def save(out_path: Path, dataset_id: str, key: str, entry: dict) -> None:
     """Merge one row into the results file right away (other runs may have written meanwhile)."""
-    from diffplan.io import atomic_write_json
+    from diffplan.io import update_json
 
-    table = json.loads(out_path.read_text()) if out_path.exists() else {}
-    table.setdefault(dataset_id, {})[key] = entry
-    atomic_write_json(out_path, table)
+    update_json(out_path, [dataset_id, key], entry)
 
 
 def row(res: object) -> dict:

@@ -160,11 +160,9 @@ def decision_ms(row: Row, *, decisions: int = 40) -> float:
 
 def save(dataset: str, name: str, entry: dict) -> None:
     """Merge one row into the results file (re-read first: other processes may have written)."""
-    from diffplan.io import atomic_write_json
+    from diffplan.io import update_json
 
-    table = json.loads(OUT.read_text()) if OUT.exists() else {}
-    table.setdefault(dataset, {}).setdefault(name, {}).update(entry)
-    atomic_write_json(OUT, table)
+    update_json(OUT, [dataset, name], entry, merge=True)
 
 
 def report() -> str:

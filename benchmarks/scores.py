@@ -40,7 +40,7 @@ def main() -> None:
     from diffplan.data.episodes import load_minari
     from diffplan.envs.specs import reference_scores
     from diffplan.evaluation import evaluate
-    from diffplan.io import atomic_write_json
+    from diffplan.io import update_json
     from diffplan.planning import ValueGuidedRLPipeline
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -115,9 +115,7 @@ def main() -> None:
             "planner": res.planner,
         }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    table = json.loads(out_path.read_text()) if out_path.exists() else {}  # re-read: other runs may have written
-    row = table[args.dataset] = table.get(args.dataset, {}) | row
-    atomic_write_json(out_path, table)
+    row = update_json(out_path, [args.dataset], row, merge=True)[args.dataset]
     print(f"\n{args.dataset} ({eps.env_id}, references {refs.random:.1f} / {refs.expert:.1f}, {refs.source})")
     for method, r in row.items():
         print(f"  {method:<10} {r['mean']:7.1f} ± {r['stderr']:.1f}  (n={r['n']})")

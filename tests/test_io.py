@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from diffplan.io import atomic_path, atomic_write_bytes, atomic_write_json, read_json
+from diffplan.io import atomic_path, atomic_write_bytes, atomic_write_json, read_json, update_json
 
 
 def test_atomic_path_renames_a_complete_file_with_its_suffix(tmp_path: Path) -> None:
@@ -62,3 +62,14 @@ def test_a_directory_swap_killed_between_its_renames_is_recovered(tmp_path: Path
     (new / "state.json").write_text('{"step": 10}')
     replace_dir(new, dst)
     assert read_json(dst / "state.json") == {"step": 10} and sorted(p.name for p in tmp_path.iterdir()) == ["unet"]
+
+
+def test_update_json_sets_nested_entries_and_keeps_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    update_json(path, ["a", "x"], {"mean": 1.0, "n": 5})
+    update_json(path, ["b"], 3)
+    assert update_json(path, ["a", "x"], {"mean": 2.0}, merge=True) == {"a": {"x": {"mean": 2.0, "n": 5}}, "b": 3}
+    assert update_json(path, ["a", "x"], {"mean": 4.0})["a"]["x"] == {"mean": 4.0}  # replaced without merge
+    assert json.loads(path.read_text()) == {"a": {"x": {"mean": 4.0}}, "b": 3}
+    with pytest.raises(ValueError, match="at least one key"):
+        update_json(path, [], 1)

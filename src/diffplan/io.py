@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,33 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err})") from err
+
+
+def update_json(path: str | Path, keys: Sequence[str], value: Any, *, merge: bool = False) -> dict[str, Any]:
+    """Set ``table[k1][k2]...`` of a JSON results file to ``value`` and write it back atomically.
+
+    The file is read again just before the write, so that entries other processes wrote meanwhile
+    stay; missing levels are created.
+
+    Args:
+        path: the JSON file (a missing file starts as ``{}``).
+        keys: the path of nested keys (at least one).
+        value: the new entry.
+        merge: when the old and new entries are both dicts, keep the old entry's other keys.
+
+    Returns:
+        The whole table as written.
+    """
+    if not keys:
+        raise ValueError("expected at least one key to update, got none")
+    table = read_json(path) if Path(path).exists() else {}
+    node = table
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    old = node.get(keys[-1])
+    node[keys[-1]] = old | value if merge and isinstance(old, dict) and isinstance(value, dict) else value
+    atomic_write_json(path, table)
+    return table
 
 
 def recover_dir(dst: str | Path) -> None:
