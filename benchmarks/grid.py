@@ -372,6 +372,15 @@ def markdown(results: dict[str, Any]) -> str:
                 else f"{c['mean']:.1f} · IQM {c['iqm']:.1f} [{c['ci95'][0]:.1f}, {c['ci95'][1]:.1f}] ({c['seeds']}×)"
             )
         lines.append(f"| {dataset_id} | " + " | ".join(cells) + " |")
+    others = [m for m in ("behavior", *BASELINES) if m in methods]
+    lines += ["", "| dataset | method | " + " | ".join(f"P(> {o}) [95 % CI]" for o in others) + " |",
+              "| --- | --- |" + " ---: |" * len(others)]  # fmt: skip
+    for dataset_id, row in results.items():
+        for method, cell in sorted(row.items(), key=lambda kv: _method_order(kv[0])):
+            if "p_improvement" in cell:
+                poi = cell["p_improvement"]
+                cells = [f"{poi[o][0]:.2f} [{poi[o][1]:.2f}, {poi[o][2]:.2f}]" if o in poi else "—" for o in others]
+                lines.append(f"| {dataset_id} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -86,7 +86,9 @@ def test_grid_trains_evaluates_and_summarizes_two_seeds(
         grid.run_grid(_config(grid, hopper_dataset, tmp_path / "grid", episodes=4), full=False, progress=False)
 
     table = grid.markdown(results)
-    assert hopper_dataset in table and "IQM" in table and table.count("\n") == 2
+    assert hopper_dataset in table and "IQM" in table
+    poi = plan["p_improvement"]["bc"]
+    assert f"| {hopper_dataset} | diffplan | " in table and f"{poi[0]:.2f} [{poi[1]:.2f}, {poi[2]:.2f}]" in table
     grid.figure(results, tmp_path / "grid.png")
     grid.curves_figure(results, tmp_path / "curves.png")
     for png in ("grid.png", "curves.png"):
