@@ -488,7 +488,16 @@ def run_grid(cfg: GridConfig, *, full: bool, progress: bool = True) -> dict[str,
                         train_planner(cfg, name, method, seed, progress=progress)
                 for method in cfg.baselines:
                     train_baseline(cfg, name, method, seed)
-    return {cfg.datasets[n]: summarize_dataset(cfg, n, collect_scores(cfg, n, progress=progress)) for n in cfg.datasets}
+    from diffplan.collect.collect import dataset_exists
+
+    missing = [n for n in cfg.datasets if not dataset_exists(cfg.datasets[n])]
+    if missing:
+        print(f"skipped (no local dataset; --full makes them): {', '.join(missing)}")
+    return {
+        cfg.datasets[n]: summarize_dataset(cfg, n, collect_scores(cfg, n, progress=progress))
+        for n in cfg.datasets
+        if n not in missing
+    }
 
 
 def main() -> None:

@@ -103,6 +103,14 @@ def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_datas
         grid.collect_scores(cfg, "hopper-random", progress=False)
 
 
+def test_grid_skips_datasets_that_are_not_made(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, datasets={"hopper-medium": "test/not-made-v0"})
+    assert grid.run_grid(cfg, full=False, progress=False) == {}
+    assert "skipped (no local dataset; --full makes them): hopper-medium" in capsys.readouterr().out
+
+
 def test_grid_names_and_missing_weights(grid: ModuleType, tmp_path: Path) -> None:
     assert grid.grid_datasets(["walker2d-medium-replay"]) == {
         "walker2d-medium-replay": "diffplan/walker2d/medium-replay-v0"
