@@ -382,7 +382,7 @@ def runs() -> int:
             else "score: see RESULTS.md"
         )
         preset = (info.get("preset") or {}).get("name", "?")
-        print(f"{name:20s} {info.get('dataset_id') or '?':38s} {preset:10s} {text}")
+        print(f"{name:20s} {info.get('dataset_id') or '?':38s} {preset:17s} {text}")
     return 0
 
 
