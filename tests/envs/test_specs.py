@@ -37,6 +37,7 @@ def test_reference_scores_prefer_dataset_metadata_then_measured_then_d4rl() -> N
     assert (from_data.random, from_data.expert, from_data.source) == (1.0, 3.0, "dataset metadata")
     measured = measured_references()
     assert "Hopper-v5" in measured and reference_scores("Hopper-v5") == measured["Hopper-v5"]
-    assert reference_scores("HalfCheetah-v5") == D4RL_REFERENCES["HalfCheetah"]  # none measured here yet
+    assert reference_scores("HalfCheetah-v5") == measured["HalfCheetah-v5"]
+    assert reference_scores("HalfCheetah-v4") == D4RL_REFERENCES["HalfCheetah"]  # not measured: D4RL's
     assert reference_scores("Hopper-v5", ref_min=2.0, ref_max=2.0) == measured["Hopper-v5"]  # degenerate metadata
     assert reference_scores(None) is None and reference_scores("Nope-v1") is None
