@@ -89,6 +89,12 @@ def main() -> None:
                     str(args.episodes),
                     "--seed",
                     str(args.seed),
+                    "--eval-seed",  # the same episodes as diffplan's (seed + i)
+                    str(args.seed),
+                    "--config",  # this script's table is the bare-defaults one; benchmarks/grid.py runs the tuned ones
+                    "defaults",
+                    "--eval-every",
+                    "0",
                     "--out",
                     str(out),
                 ],
