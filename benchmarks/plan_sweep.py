@@ -7,6 +7,7 @@ presets' planner: 64 plans, 2 guide steps, DDPM over all 20 steps). Every row us
 episode seeds (seed + i, 1000 steps max) and envs planned together in one batched call.
 
     python benchmarks/plan_sweep.py --run hopper-medium --episodes 10 [--ddpm-episodes 5] [--rows NAME ...]
+        [--seed 1000] [--out results/sweep_NAME.json]
 
 Merges rows into results/sweep_<run>.json after each row (a re-run of some rows keeps the others).
 """
@@ -31,11 +32,14 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "scale 0 (no guidance)": {"scale": 0.0},
         "scale 0.3": {"scale": 0.3},
         "scale 1.0": {"scale": 1.0},
+        "scale 3.0": {"scale": 3.0},
+        "gradient not scaled by variance": {"scale_grad_by_var": False},
+        "scale 1.0, 64 plans": {"scale": 1.0, "batch_size": 64},
         "t_stopgrad 0": {"t_stopgrad": 0},
         "4 plans": {"batch_size": 4},
         "64 plans": {"batch_size": 64},
         "2 guide steps": {"n_guide_steps": 2},
-        "cold start (no warm start)": {"warm_start_steps": 0},
+        "cold start (no warm start)": {"warm_start_steps": None},
         "warm start 1": {"warm_start_steps": 1},
         "ddim-10": {"num_inference_steps": 10},
         "dpmsolver++-5": {"sampler": "dpmsolver++"},
@@ -46,7 +50,7 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "n_guide_steps": 2,
         "sampler": "ddpm",
         "num_inference_steps": 20,
-        "warm_start_steps": 0,
+        "warm_start_steps": None,
     }
     return out
 
@@ -67,13 +71,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rows", nargs="*", help="only these rows (default: all)")
+    parser.add_argument("--out", type=Path, help="results file (default: results/sweep_<run folder name>.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     fast = json.loads((ROOT / "results" / "plan_speed.json").read_text())["fast_config"]
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     name = Path(str(args.run)).name
-    out_path = ROOT / "results" / f"sweep_{name}.json"
+    out_path = args.out or ROOT / "results" / f"sweep_{name}.json"
     table = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
     for row, config in rows(fast).items():
         if args.rows and row not in args.rows:

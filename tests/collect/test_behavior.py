@@ -110,6 +110,27 @@ def test_export_replay_up_to_a_step(sac_run: Path, minari_root: Path) -> None:
         export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-big-v0", until_step=100_000)
 
 
+def test_export_replay_default_step_warns_when_not_the_shipped_policys(
+    sac_run: Path, minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import warnings
+
+    from diffplan.collect.behavior import export_replay
+
+    medium = select_snapshots(index_path=sac_run / "snapshots.json")["medium"]["step"]
+    registry = {"Hopper-v5": {"medium": {"train_step": medium + 1000}}}
+    (tmp_path / "policies.json").write_text(json.dumps(registry))
+    monkeypatch.setattr("diffplan.collect.behavior.policies_dir", lambda: tmp_path)
+    with pytest.warns(UserWarning, match=f"pass --until-step {medium + 1000}"):
+        assert export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-w-v0") == medium
+    registry["Hopper-v5"]["medium"]["train_step"] = medium
+    (tmp_path / "policies.json").write_text(json.dumps(registry))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert export_replay(run_dir=sac_run, dataset_id="test/hopper-replay-x-v0") == medium
+
+
 def test_snapshot_selection_rule(tmp_path: Path) -> None:
     import json
 

@@ -245,13 +245,21 @@ def ship_policies(
     return entry
 
 
+def _shipped_medium_step(env_id: str) -> int | None:
+    """The training step of the shipped medium policy of ``env_id`` (``policies.json``), if any."""
+    registry = policies_dir() / "policies.json"
+    entry = read_json(registry).get(env_id, {}).get("medium", {}) if registry.is_file() else {}
+    return entry.get("train_step")
+
+
 def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | None = None) -> int:
     """Write the replay buffer of a behaviour run up to a step as a Minari dataset (D4RL's medium-replay).
 
     Args:
         run_dir: folder written by :func:`train_sac` (its ``state/replay.pkl``).
         dataset_id: new Minari id.
-        until_step: last environment step to include (default: the "medium" snapshot's step).
+        until_step: last environment step to include (default: the "medium" snapshot's step; a
+            warning names the shipped medium policy's step when that differs).
 
     Returns:
         The number of transitions written.
@@ -278,6 +286,14 @@ def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | Non
     env_id = read_json(run_dir / SNAPSHOT_INDEX)["config"]["env_id"]
     if until_step is None:
         until_step = int(select_snapshots(index_path=run_dir / SNAPSHOT_INDEX)["medium"]["step"])
+        shipped = _shipped_medium_step(env_id)
+        if shipped is not None and shipped != until_step:
+            # the rule picks among the run's snapshots so far: a run stopped at another step picks another one
+            warnings.warn(
+                f"this run's medium snapshot is step {until_step}, the shipped {env_id} medium policy is step "
+                f"{shipped}: pass --until-step {shipped} for the replay of the shipped policy's run",
+                stacklevel=2,
+            )
     buf = load_from_pkl(path)
     stored = buf.buffer_size if buf.full else buf.pos
     if buf.full or stored < until_step:
