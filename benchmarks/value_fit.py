@@ -32,6 +32,7 @@ import torch
 if TYPE_CHECKING:
     from diffusers import UNet1DModel
 
+    from diffplan.config import TrainConfig
     from diffplan.data.windows import WindowDataset
 
 Noiser = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
@@ -43,7 +44,7 @@ OUT = ROOT / "results" / "value_fit.json"
 
 def main() -> None:
 
-    from diffplan.config import UNetConfig
+    from diffplan.config import Preset
     from diffplan.data.episodes import load_episodes
     from diffplan.data.windows import WindowDataset
     from diffplan.diffusion.conditioning import Constraint, apply_constraints
@@ -65,14 +66,14 @@ def main() -> None:
     info = pipe.info
     if pipe.value_function is None or info is None or info.preset is None:
         raise ValueError(f"{args.run} has no value network or no recorded preset; expected a locomotion run folder")
-    targets = info.preset.get("values", {})
+    preset = Preset.from_dict(info.preset)  # reads both the current and the older key names
     data = WindowDataset(
         episodes=load_episodes(info.dataset_id, env_id=info.env_id),
         horizon=int(info.horizon or 0),
         stride=info.stride,
         normalizer=pipe.normalizer,
-        discount=targets.get("discount", 0.997),
-        termination_penalty=targets.get("termination_penalty", -100.0),
+        discount=preset.value_targets.discount,
+        termination_penalty=preset.value_targets.termination_penalty,
     )
     alphas = pipe.scheduler.alphas_cumprod.float()
     n_t = len(alphas)
@@ -109,11 +110,8 @@ def main() -> None:
     print(f"{args.run}: R² by diffusion step {record['r2_by_t']}", flush=True)
     if args.standardized_steps:
         record["standardized"] = standardized_experiment(
-            data=data, noised=noised, r2=r2, steps=args.standardized_steps, seed=args.seed, preset=info.preset,
-            n_t=n_t, build=lambda: build_value_function(
-                config=UNetConfig(block_out_channels=tuple(info.preset["value"]["block_out_channels"])),
-                transition_dim=data.transition_dim,
-            ),
+            data=data, noised=noised, r2=r2, steps=args.standardized_steps, seed=args.seed, train=preset.train,
+            n_t=n_t, build=lambda: build_value_function(config=preset.value_net, transition_dim=data.transition_dim),
         )  # fmt: skip
     update_json(args.out, [str(args.run)], record)
     print(f"wrote {args.out}")
@@ -126,29 +124,28 @@ def standardized_experiment(
     r2: Scorer,
     steps: int,
     seed: int,
-    preset: dict[str, Any],
+    train: TrainConfig,
     n_t: int,
     build: Callable[[], UNet1DModel],
 ) -> dict[str, dict[str, float]]:
     """Train a fresh value network on standardized targets (Adam at the preset's learning rate and
     batch, EMA as the trainer's) and return its R² by diffusion step every 2,000 steps (and at the
     last), in raw units (the standardization undone on its output)."""
-    train = preset["train"]
     mean, std = float(data.values.mean()), float(data.values.std())
     torch.manual_seed(seed)
     model = build()
     ema = copy.deepcopy(model)
-    opt = torch.optim.Adam(model.parameters(), lr=train["learning_rate"])
+    opt = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
     g = torch.Generator().manual_seed(seed)
     out, started = {}, time.perf_counter()
     for step in range(1, steps + 1):
-        x0, v = data.sample(train["batch_size"], generator=g)
+        x0, v = data.sample(train.batch_size, generator=g)
         t = torch.randint(0, n_t, (len(x0),), generator=g)
         loss = ((model(noised(x0, t, g).permute(0, 2, 1), t).sample.squeeze(-1) - (v - mean) / std) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        decay = train["ema_decay"] if step > train["ema_start"] else 0.0
+        decay = train.ema_decay if step > train.ema_start else 0.0
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
                 pe.mul_(decay).add_(p, alpha=1 - decay)

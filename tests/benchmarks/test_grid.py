@@ -96,6 +96,28 @@ def test_grid_trains_evaluates_and_summarizes_two_seeds(
     assert row["bc"]["runs"][0]["curve"] == [[5000, 30.0, pytest.approx(refs.normalize(12.0))]]
 
 
+def test_grid_trains_on_when_the_rows_steps_are_raised(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
+    import shutil
+
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=())
+    run = grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+    first = grid.weights_hash(run)
+    assert grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False) == run  # finished: kept
+    assert grid.weights_hash(run) == first
+    longer = grid.PlannerRow(
+        "tiny", plan=cfg.planners["diffplan"].plan, train={"denoiser_steps": 30, "value_steps": 20}
+    )
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": longer})
+    grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+    info = json.loads((run / "diffplan.json").read_text())
+    assert info["extra"]["train_steps"] == {"unet": 30, "value_function": 20} and grid.weights_hash(run) != first
+    shutil.rmtree(run / "training")  # e.g. a shipped run copied in: no state to go on from
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": grid.PlannerRow(
+        "tiny", plan=longer.plan, train={"denoiser_steps": 40, "value_steps": 20})})  # fmt: skip
+    with pytest.raises(ValueError, match="holds no training state to go on from"):
+        grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+
+
 def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
     cfg = _config(grid, hopper_dataset, tmp_path, planners={})
     _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)
