@@ -106,6 +106,12 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=5_000, help="steps between curve evaluations (0: none)")
     parser.add_argument("--eval-episodes", type=int, default=5, help="episodes per curve evaluation")
     parser.add_argument("--patience", type=int, default=0, help="stop after this many evaluations without a new best")
+    parser.add_argument(
+        "--plateau-after",
+        type=float,
+        default=0.5,
+        help="the patience stop applies only after this fraction of the planned steps (an early dip is no plateau)",
+    )
     parser.add_argument("--episodes", type=int, default=20, help="final evaluation episodes")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--eval-seed", type=int, default=0, help="final evaluation episode i is reset with seed + i")
@@ -155,7 +161,7 @@ def main() -> None:
         if budget > 0 and train_seconds >= budget:
             stopped = "budget"
             break
-        if args.patience > 0 and since_best >= args.patience:
+        if args.patience > 0 and since_best >= args.patience and done >= args.plateau_after * planned:
             stopped = "plateau"
             break
         started = time.perf_counter()
@@ -172,6 +178,7 @@ def main() -> None:
         "calibrated_steps_per_second": rate,
         "train_seconds": train_seconds,
         "stopped": stopped,
+        "plateau_after": args.plateau_after,
         "curve": curve,
         "seed": args.seed,
         "eval_seed": args.eval_seed,

@@ -92,6 +92,8 @@ class GridConfig:
         bench_python: Python of the d3rlpy environment.
         baseline_minutes: baseline budget when the matching diffplan run has no recorded time.
         patience: curve evaluations (every 5,000 steps) without a new best before a baseline stops.
+        plateau_after: fraction of its planned steps before which a baseline is never stopped by
+            ``patience`` (IQL's curve can dip early and recover: RESULTS.md "Baseline check").
         reps: bootstrap replications.
     """
 
@@ -108,6 +110,7 @@ class GridConfig:
     bench_python: Path = ROOT / ".venv-bench" / "bin" / "python"
     baseline_minutes: float = 20.0
     patience: int = 6
+    plateau_after: float = 0.5
     reps: int = 10_000
 
     def seeds_of(self, name: str) -> tuple[int, ...]:
@@ -238,11 +241,14 @@ def export_npz(dataset_id: str, path: Path) -> None:
 
 
 def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
-    """Train and evaluate one d3rlpy baseline (skipped when its result exists); returns the result file."""
+    """Train and evaluate one d3rlpy baseline; returns the result file. An existing result is kept
+    unless the plateau rule stopped it before ``cfg.plateau_after`` of its planned steps (trained
+    again: the rule of results made before that setting existed)."""
     from diffplan.io import atomic_write_json
 
     out = run_dir(cfg, name, algo, seed).with_suffix(".json")
-    if out.exists():
+    old = _read(out)
+    if old is not None and not stopped_too_early(old, cfg.plateau_after):
         return out
     if not cfg.bench_python.exists():
         raise FileNotFoundError(
@@ -256,12 +262,19 @@ def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
         export_npz(cfg.datasets[name], npz)
         cmd = [str(cfg.bench_python), str(ROOT / "benchmarks" / "d3rlpy_baselines.py"), "--data", str(npz),
                "--env-id", env_id, "--algo", algo, "--minutes", f"{minutes:.2f}", "--patience", str(cfg.patience),
+               "--plateau-after", str(cfg.plateau_after),
                "--episodes", str(cfg.episodes), "--seed", str(seed), "--eval-seed", str(cfg.eval_seed),
                "--max-episode-steps", str(cfg.max_episode_steps), "--out", str(Path(tmp) / "result.json")]  # fmt: skip
         subprocess.run(cmd, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
         result = json.loads((Path(tmp) / "result.json").read_text()) | {"budget_minutes": minutes}
     atomic_write_json(out, result)
     return out
+
+
+def stopped_too_early(result: dict[str, Any], plateau_after: float) -> bool:
+    """Whether a baseline result was stopped by the plateau rule before ``plateau_after`` of its planned steps."""
+    planned = result.get("planned_steps") or 0
+    return result.get("stopped") == "plateau" and result.get("steps", 0) < plateau_after * planned
 
 
 def make_env_id(cfg: GridConfig, name: str) -> str:

@@ -118,6 +118,20 @@ def test_grid_trains_on_when_the_rows_steps_are_raised(grid: ModuleType, hopper_
         grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
 
 
+def test_grid_trains_again_a_baseline_stopped_before_the_plateau_rule_allows(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path
+) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, bench_python=tmp_path / "no-venv" / "python")
+    path = tmp_path / "hopper-random" / "bc" / "seed0.json"
+    _bc_result(path, [1.0, 2.0, 3.0], stopped="plateau", steps=60_000, planned_steps=100_000)
+    assert grid.train_baseline(cfg, "hopper-random", "bc", 0) == path  # stopped in the second half: kept
+    _bc_result(path, [1.0, 2.0, 3.0], stopped="plateau", steps=35_000, planned_steps=100_000)
+    with pytest.raises(FileNotFoundError, match="expected the d3rlpy environment"):  # trained again
+        grid.train_baseline(cfg, "hopper-random", "bc", 0)
+    _bc_result(path, [1.0, 2.0, 3.0], stopped="budget", steps=35_000, planned_steps=100_000)
+    assert grid.train_baseline(cfg, "hopper-random", "bc", 0) == path
+
+
 def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
     cfg = _config(grid, hopper_dataset, tmp_path, planners={})
     _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)
