@@ -66,7 +66,8 @@ class PlannerRow:
 
 
 # 40,000 denoiser steps (≈ 38 min on one core), not the preset's 20,000: on hopper-medium-replay the
-# score rose from 22.2 to 29.4 with them (RESULTS.md "Results grid"); the baselines stop at their plateau
+# score rose from 22.2 to 29.4 with them (held-out seeds); not a uniform gain across datasets (RESULTS.md
+# "What sets the diffplan row's score")
 TRAIN = {"denoiser_steps": 40_000}
 PLANNERS = {
     "diffplan": PlannerRow("small", FAST, TRAIN),
