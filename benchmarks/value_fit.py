@@ -6,10 +6,10 @@ fraction of the targets' variance it explains at diffusion steps t = 0 (clean) .
 `--windows` random windows of the run's dataset (its own normalizer, fixed noise per t).
 
 `--standardized-steps N` also trains a fresh value network of the run's size for N steps on the same
-windows with *standardized* targets ((v - mean) / std, the affine map folded into the last layer
-in the output) — the experiment of whether the raw-unit targets slow its training — and reports the
-same R² every 2,000 steps. That loop is the trainer's value phase without accelerate, resuming or
-checkpoints (an experiment, not a training path).
+windows with *standardized* targets ((v - mean) / std; its predictions are mapped back to raw units
+before scoring) — the experiment of whether the raw-unit targets slow its training — and reports the
+same R² every 2,000 steps. That loop is the trainer's value phase (same optimiser, batch and diffusers
+`EMAModel`) without accelerate, resuming or checkpoints (an experiment, not a training path).
 
     python benchmarks/value_fit.py --run runs/grid/hopper-medium-replay/diffplan/seed0 [--standardized-steps 10000]
 
@@ -19,7 +19,6 @@ Merges {run: {"r2_by_t": {t: r2}, "standardized": {steps: {t: r2}}, ...}} into r
 from __future__ import annotations
 
 import argparse
-import copy
 import platform
 import time
 from collections.abc import Callable
@@ -43,7 +42,6 @@ OUT = ROOT / "results" / "value_fit.json"
 
 
 def main() -> None:
-
     from diffplan.config import Preset
     from diffplan.data.episodes import load_episodes
     from diffplan.data.windows import WindowDataset
@@ -75,15 +73,12 @@ def main() -> None:
         discount=preset.value_targets.discount,
         termination_penalty=preset.value_targets.termination_penalty,
     )
-    alphas = pipe.scheduler.alphas_cumprod.float()
-    n_t = len(alphas)
+    n_t = pipe.scheduler.config.num_train_timesteps
     report_t = args.steps_t or sorted({0, 2, n_t // 4, n_t // 2, 3 * n_t // 4, n_t - 1})
     act = data.act_dim
 
     def noised(x0: torch.Tensor, t: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        xt = alphas[t].sqrt()[:, None, None] * x0 + (1 - alphas[t]).sqrt()[:, None, None] * torch.randn(
-            x0.shape, generator=g
-        )
+        xt = pipe.scheduler.add_noise(x0, torch.randn(x0.shape, generator=g), t)
         return apply_constraints(xt, [Constraint(index=0, start=act, values=x0[:, 0, act:])])
 
     x_eval, v_eval = data.sample(args.windows, generator=torch.Generator().manual_seed(args.seed + 123))
@@ -129,12 +124,14 @@ def standardized_experiment(
     build: Callable[[], UNet1DModel],
 ) -> dict[str, dict[str, float]]:
     """Train a fresh value network on standardized targets (Adam at the preset's learning rate and
-    batch, EMA as the trainer's) and return its R² by diffusion step every 2,000 steps (and at the
+    batch, diffusers' ``EMAModel`` as the trainer's) and return its R² by diffusion step every 2,000 steps (and at the
     last), in raw units (the standardization undone on its output)."""
+    from diffusers.training_utils import EMAModel
+
     mean, std = float(data.values.mean()), float(data.values.std())
     torch.manual_seed(seed)
-    model = build()
-    ema = copy.deepcopy(model)
+    model, scored = build(), build()
+    ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start)
     opt = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
     g = torch.Generator().manual_seed(seed)
     out, started = {}, time.perf_counter()
@@ -145,13 +142,10 @@ def standardized_experiment(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        decay = train.ema_decay if step > train.ema_start else 0.0
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
-                pe.mul_(decay).add_(p, alpha=1 - decay)
+        ema.step(model.parameters())
         if step % 2000 == 0 or step == steps:
-            out[str(step)] = r2(ema.eval(), mean, std)
-            ema.train()
+            ema.copy_to(scored.parameters())
+            out[str(step)] = r2(scored.eval(), mean, std)
             print(f"standardized, step {step} ({time.perf_counter() - started:.0f} s): {out[str(step)]}", flush=True)
     return out
 
