@@ -10,7 +10,8 @@ with training seeds, interval estimates and the probability of improvement.
 Rows: ``behavior`` (the dataset's own episodes), ``bc`` and ``iql`` (d3rlpy in `.venv-bench`,
 configured as d3rlpy's reproduction scripts, see benchmarks/d3rlpy_baselines.py; each gets the
 wall-clock training time of the diffplan run of the same dataset and seed, or less where its
-evaluation curve plateaued first), ``diffplan`` (the seed's method: the ``small`` preset, value-guided
+evaluation curve plateaued in the second half of that time; ``--full`` trains again a baseline
+whose budget fell below its diffplan run's time), ``diffplan`` (the seed's method: the ``small`` preset, value-guided
 U-Net, with the fast planner settings stored in the run) and the planner presets added with
 ``--methods`` (``small-dit`` on the multi-seed datasets). Runs live in ``runs/grid/<dataset>/<method>/seed<k>``.
 Every method is evaluated on the same episodes (reset seeds ``--eval-seed`` + i); scores are
@@ -243,19 +244,20 @@ def export_npz(dataset_id: str, path: Path) -> None:
 
 def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
     """Train and evaluate one d3rlpy baseline; returns the result file. An existing result is kept
-    unless the plateau rule stopped it before ``cfg.plateau_after`` of its planned steps (trained
-    again: the rule of results made before that setting existed)."""
+    unless the plateau rule stopped it before ``cfg.plateau_after`` of its planned steps (the rule of
+    results made before that setting existed) or its budget is under the matching diffplan run's
+    training time (the diffplan run has trained longer since): those are trained again."""
     from diffplan.io import atomic_write_json
 
     out = run_dir(cfg, name, algo, seed).with_suffix(".json")
     old = _read(out)
-    if old is not None and not stopped_too_early(old, cfg.plateau_after):
+    minutes = baseline_budget(cfg, name, seed)
+    if old is not None and not stopped_too_early(old, cfg.plateau_after) and not under_budget(old, minutes):
         return out
     if not cfg.bench_python.exists():
         raise FileNotFoundError(
             f"expected the d3rlpy environment at {cfg.bench_python}; create it with `make bench-venv`"
         )
-    minutes = baseline_budget(cfg, name, seed)
     env_id = make_env_id(cfg, name)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -276,6 +278,13 @@ def stopped_too_early(result: dict[str, Any], plateau_after: float) -> bool:
     """Whether a baseline result was stopped by the plateau rule before ``plateau_after`` of its planned steps."""
     planned = result.get("planned_steps") or 0
     return result.get("stopped") == "plateau" and result.get("steps", 0) < plateau_after * planned
+
+
+def under_budget(result: dict[str, Any], minutes: float, *, tolerance: float = 0.05) -> bool:
+    """Whether a baseline result had a training budget more than ``tolerance`` below ``minutes``
+    (results without a recorded budget are taken as matched)."""
+    budget = result.get("budget_minutes")
+    return budget is not None and budget < (1 - tolerance) * minutes
 
 
 def make_env_id(cfg: GridConfig, name: str) -> str:

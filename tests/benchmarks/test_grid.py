@@ -132,6 +132,18 @@ def test_grid_trains_again_a_baseline_stopped_before_the_plateau_rule_allows(
     assert grid.train_baseline(cfg, "hopper-random", "bc", 0) == path
 
 
+def test_grid_trains_again_a_baseline_whose_budget_is_under_the_diffplan_runs_time(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path
+) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, bench_python=tmp_path / "no-venv" / "python", baseline_minutes=20.0)
+    path = tmp_path / "hopper-random" / "bc" / "seed0.json"
+    _bc_result(path, [1.0, 2.0, 3.0], budget_minutes=19.5)  # within 5 % of the 20 minutes: kept
+    assert grid.train_baseline(cfg, "hopper-random", "bc", 0) == path
+    _bc_result(path, [1.0, 2.0, 3.0], budget_minutes=10.0)
+    with pytest.raises(FileNotFoundError, match="expected the d3rlpy environment"):  # trained again
+        grid.train_baseline(cfg, "hopper-random", "bc", 0)
+
+
 def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
     cfg = _config(grid, hopper_dataset, tmp_path, planners={})
     _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)
