@@ -30,6 +30,7 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {"fast_config": dict(fast)}
     for name, change in {
         "scale 0 (no guidance)": {"scale": 0.0},
+        "scale 0.03": {"scale": 0.03},
         "scale 0.3": {"scale": 0.3},
         "scale 1.0": {"scale": 1.0},
         "scale 3.0": {"scale": 3.0},
