@@ -62,8 +62,10 @@ def main() -> None:
 
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     info = pipe.info
-    if pipe.value_function is None or info is None or info.preset is None:
-        raise ValueError(f"{args.run} has no value network or no recorded preset; expected a locomotion run folder")
+    if pipe.value_function is None or info is None or info.preset is None or info.dataset_id is None:
+        raise ValueError(
+            f"{args.run} has no value network, recorded preset or dataset; expected a locomotion run folder"
+        )
     preset = Preset.from_dict(info.preset)  # reads both the current and the older key names
     data = WindowDataset(
         episodes=load_episodes(info.dataset_id, env_id=info.env_id),
