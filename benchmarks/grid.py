@@ -12,7 +12,8 @@ configured as d3rlpy's reproduction scripts, see benchmarks/d3rlpy_baselines.py;
 wall-clock training time of the diffplan run of the same dataset and seed, or less where its
 evaluation curve plateaued in the second half of that time; ``--full`` trains again a baseline
 whose budget fell below its diffplan run's time), ``diffplan`` (the seed's method: the ``small`` preset, value-guided
-U-Net, with the fast planner settings stored in the run) and the planner presets added with
+U-Net, with the fast planner settings stored in the run; on HalfCheetah the paper's horizon 4 and
+guidance scale 0.001) and the planner presets added with
 ``--methods`` (``small-dit`` on the multi-seed datasets). Runs live in ``runs/grid/<dataset>/<method>/seed<k>``.
 Every method is evaluated on the same episodes (reset seeds ``--eval-seed`` + i); scores are
 normalized by the dataset's reference returns. Statistics: :mod:`diffplan.stats` (rliable).
@@ -58,20 +59,32 @@ class PlannerRow:
         plan: planner settings stored with the run (used by its evaluation).
         train: ``TrainConfig`` fields replaced in the preset (e.g. step counts).
         datasets: the grid datasets this row covers (None: all).
+        families: per environment family (``"halfcheetah"``), ``{"train": {...}, "plan": {...}}``
+            replacing ``train`` and ``plan`` fields on that family's datasets.
     """
 
     preset: str
     plan: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     datasets: tuple[str, ...] | None = None
+    families: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def settings(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(train, plan)`` fields of the grid dataset ``name`` (e.g. ``"halfcheetah-medium"``)."""
+        family = self.families.get(name.split("-", 1)[0], {})
+        return self.train | family.get("train", {}), self.plan | family.get("plan", {})
 
 
 # 40,000 denoiser steps (≈ 38 min on one core), not the preset's 20,000: on hopper-medium-replay the
 # score rose from 22.2 to 29.4 with them (held-out seeds); not a uniform gain across datasets (RESULTS.md
 # "What sets the diffplan row's score")
 TRAIN = {"denoiser_steps": 40_000}
+# HalfCheetah as the paper configures it (jannerm/diffuser config/locomotion.py): plans of 4 steps,
+# guidance scale 0.001. With the Hopper settings (32 steps, scale 0.1) the runs scored 18.8 / 27.6 / 13.3
+# (medium / medium-replay / medium-expert) and guidance cost 6.5 points (RESULTS.md "HalfCheetah").
+PAPER_FAMILIES = {"halfcheetah": {"train": {"horizon": 4}, "plan": {"scale": 0.001}}}
 PLANNERS = {
-    "diffplan": PlannerRow("small", FAST, TRAIN),
+    "diffplan": PlannerRow("small", FAST, TRAIN, families=PAPER_FAMILIES),
     "small-dit": PlannerRow("small-dit", train=TRAIN, datasets=MULTI_SEED),
 }
 
@@ -184,17 +197,23 @@ def train_planner(cfg: GridConfig, name: str, method: str, seed: int, *, progres
     training state.
 
     Raises:
-        ValueError: the run has fewer steps than the row and no training state to go on from.
+        ValueError: the run has another horizon than the row, or fewer steps and no training state to
+            go on from.
     """
     from diffplan.presets import get_preset
     from diffplan.training import train
 
     out = run_dir(cfg, name, method, seed)
-    row = cfg.planners[method]
-    preset = get_preset(row.preset, **(row.train | {"seed": seed}))
-    preset = dataclasses.replace(preset, plan=dataclasses.replace(preset.plan, **row.plan))
+    train_fields, plan_fields = cfg.planners[method].settings(name)
+    preset = get_preset(cfg.planners[method].preset, **(train_fields | {"seed": seed}))
+    preset = dataclasses.replace(preset, plan=dataclasses.replace(preset.plan, **plan_fields))
     info = _read(out / "diffplan.json")
     if info is not None:
+        if info.get("horizon") != preset.train.horizon:
+            raise ValueError(
+                f"{out} was trained with horizon {info.get('horizon')}, the row's is {preset.train.horizon}: "
+                "move it away to train it again"
+            )
         done = info.get("extra", {}).get("train_steps") or {}
         wanted = {"unet": preset.train.denoiser_steps, "value_function": preset.train.value_steps}
         if all(done.get(phase, 0) >= steps for phase, steps in wanted.items()):

@@ -4,6 +4,7 @@ environment, so their result files are written here in the format d3rlpy_baselin
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -115,6 +116,21 @@ def test_grid_trains_on_when_the_rows_steps_are_raised(grid: ModuleType, hopper_
     cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": grid.PlannerRow(
         "tiny", plan=longer.plan, train={"denoiser_steps": 40, "value_steps": 20})})  # fmt: skip
     with pytest.raises(ValueError, match="holds no training state to go on from"):
+        grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+
+
+def test_grid_rows_family_settings_train_that_familys_runs(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path
+) -> None:
+    base = _config(grid, hopper_dataset, tmp_path, baselines=()).planners["diffplan"]
+    row = dataclasses.replace(base, families={"hopper": {"train": {"horizon": 4}, "plan": {"scale": 0.5}}})
+    assert row.settings("walker2d-medium") == (base.train, base.plan)  # another family: the row's own
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": row})
+    run = grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+    info = json.loads((run / "diffplan.json").read_text())
+    assert info["horizon"] == 4 and info["plan"]["planning_horizon"] == 4 and info["plan"]["scale"] == 0.5
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": base})  # horizon 8
+    with pytest.raises(ValueError, match="trained with horizon 4, the row's is 8"):
         grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
 
 
