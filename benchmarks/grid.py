@@ -51,6 +51,14 @@ FAST = {"batch_size": 16, "n_guide_steps": 1, "sampler": "ddim", "num_inference_
 
 
 @dataclass(frozen=True)
+class Overrides:
+    """``TrainConfig`` and ``PlanConfig`` fields a planner row replaces on one environment family."""
+
+    train: dict[str, Any] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PlannerRow:
     """How the runs of one diffplan row are trained.
 
@@ -59,20 +67,19 @@ class PlannerRow:
         plan: planner settings stored with the run (used by its evaluation).
         train: ``TrainConfig`` fields replaced in the preset (e.g. step counts).
         datasets: the grid datasets this row covers (None: all).
-        families: per environment family (``"halfcheetah"``), ``{"train": {...}, "plan": {...}}``
-            replacing ``train`` and ``plan`` fields on that family's datasets.
+        families: per environment family (``"halfcheetah"``), fields replaced on its datasets.
     """
 
     preset: str
     plan: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     datasets: tuple[str, ...] | None = None
-    families: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    families: dict[str, Overrides] = field(default_factory=dict)
 
     def settings(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(train, plan)`` fields of the grid dataset ``name`` (e.g. ``"halfcheetah-medium"``)."""
-        family = self.families.get(name.split("-", 1)[0], {})
-        return self.train | family.get("train", {}), self.plan | family.get("plan", {})
+        family = self.families.get(name.split("-", 1)[0], Overrides())
+        return self.train | family.train, self.plan | family.plan
 
 
 # 40,000 denoiser steps (≈ 38 min on one core), not the preset's 20,000: on hopper-medium-replay the
@@ -83,9 +90,7 @@ TRAIN = {"denoiser_steps": 40_000}
 # guidance scale 0.001. With the Hopper settings (32 steps, scale 0.1) the runs scored 18.8 / 27.6 / 13.3
 # (medium / medium-replay / medium-expert); with these 41.9 / 5.1 / 41.6 (RESULTS.md "HalfCheetah: the
 # paper's horizon").
-PAPER_FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
-    "halfcheetah": {"train": {"horizon": 4}, "plan": {"scale": 0.001}}
-}
+PAPER_FAMILIES = {"halfcheetah": Overrides(train={"horizon": 4}, plan={"scale": 0.001})}
 PLANNERS = {
     "diffplan": PlannerRow("small", FAST, TRAIN, families=PAPER_FAMILIES),
     "small-dit": PlannerRow("small-dit", train=TRAIN, datasets=MULTI_SEED),

@@ -123,7 +123,7 @@ def test_grid_rows_family_settings_train_that_familys_runs(
     grid: ModuleType, hopper_dataset: str, tmp_path: Path
 ) -> None:
     base = _config(grid, hopper_dataset, tmp_path, baselines=()).planners["diffplan"]
-    row = dataclasses.replace(base, families={"hopper": {"train": {"horizon": 4}, "plan": {"scale": 0.5}}})
+    row = dataclasses.replace(base, families={"hopper": grid.Overrides(train={"horizon": 4}, plan={"scale": 0.5})})
     assert row.settings("walker2d-medium") == (base.train, base.plan)  # another family: the row's own
     cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": row})
     run = grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
