@@ -372,8 +372,9 @@ def runs() -> int:
     names = list_runs()
     if not names:
         print("no runs are shipped with this version")
-    for name in names:
-        info = read_json(shipped_runs_dir() / name / RUN_INFO)
+    infos = {name: read_json(shipped_runs_dir() / name / RUN_INFO) for name in names}
+    width = max((len(n) for n in names), default=0) + 2
+    for name, info in infos.items():
         score = info.get("extra", {}).get("score")
         text = (
             f"IQM {score['iqm']:.1f} [{score['ci95'][0]:.1f}, {score['ci95'][1]:.1f}], mean {score['mean']:.1f} "
@@ -382,7 +383,7 @@ def runs() -> int:
             else "score: see RESULTS.md"
         )
         preset = (info.get("preset") or {}).get("name", "?")
-        print(f"{name:20s} {info.get('dataset_id') or '?':38s} {preset:17s} {text}")
+        print(f"{name:{width}s}{info.get('dataset_id') or '?':38s} {preset:22s} {text}")
     return 0
 
 
@@ -395,8 +396,8 @@ def presets() -> int:
         net = "DiT" if isinstance(p.unet, DiTConfig) else "U-Net"
         what = "states" if p.diffusion.states_only else "states+actions"
         levels = " + fine level" if p.fine is not None else ""
-        print(f"{name:22s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
-              + (f"\n{'':22s} {p.description}" if p.description else ""))  # fmt: skip
+        print(f"{name:24s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
+              + (f"\n{'':24s} {p.description}" if p.description else ""))  # fmt: skip
     return 0
 
 

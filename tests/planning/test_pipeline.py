@@ -161,6 +161,20 @@ def test_shipped_runs_load_and_plan() -> None:
     np.testing.assert_array_equal(first, again)  # no hidden state between calls
 
 
+def test_shipped_pointmaze_medium_is_the_states_only_dit_beside_the_diffuser_run() -> None:
+    from diffplan.transformer import DiT1DModel
+
+    obs, goal = np.array([1.0, 1.0, 0.0, 0.0]), np.array([-1.0, -1.0])
+    for name, denoiser, channels in (("pointmaze-medium", DiT1DModel, 4), ("pointmaze-medium-diffuser", None, 6)):
+        pipe = ValueGuidedRLPipeline.from_pretrained(name)
+        assert pipe.info.env_id == "PointMaze_Medium-v3"
+        assert (isinstance(pipe.unet, DiT1DModel)) == (denoiser is not None)
+        plan = pipe.plan(obs, goal=goal, batch_size=4, generator=torch.Generator().manual_seed(0))
+        assert plan.normalized.shape[-1] == channels  # states only (x, y, vx, vy) vs states + actions
+        action = pipe(obs, goal=goal, batch_size=4, generator=torch.Generator().manual_seed(0))
+        assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+
+
 def test_call_is_stateless_with_tensor_keywords(pipe: ValueGuidedRLPipeline) -> None:
     """Regression: a second call with a tensor in the keywords raised 'Boolean value of Tensor ... is ambiguous'."""
     from diffplan.diffusion import Constraint
