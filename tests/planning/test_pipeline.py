@@ -161,15 +161,22 @@ def test_shipped_runs_load_and_plan() -> None:
     np.testing.assert_array_equal(first, again)  # no hidden state between calls
 
 
-@pytest.mark.parametrize("maze", ["umaze", "medium"])
-def test_shipped_mazes_are_the_states_only_dit_beside_the_diffuser_run(maze: str) -> None:
+@pytest.mark.parametrize(
+    ("maze", "env_id", "dit"),
+    [
+        ("umaze", "PointMaze_UMaze-v3", True),
+        ("medium", "PointMaze_Medium-v3", True),
+        ("large", "PointMaze_Large-v3", False),
+    ],
+)
+def test_shipped_mazes_diffuse_states_only_beside_the_diffuser_run(maze: str, env_id: str, dit: bool) -> None:
     from diffplan.transformer import DiT1DModel
 
     obs, goal = np.array([1.0, 1.0, 0.0, 0.0]), np.array([-1.0, -1.0])
-    for name, dit, channels in ((f"pointmaze-{maze}", True, 4), (f"pointmaze-{maze}-diffuser", False, 6)):
+    for name, is_dit, channels in ((f"pointmaze-{maze}", dit, 4), (f"pointmaze-{maze}-diffuser", False, 6)):
         pipe = ValueGuidedRLPipeline.from_pretrained(name)
-        assert pipe.info.env_id == {"umaze": "PointMaze_UMaze-v3", "medium": "PointMaze_Medium-v3"}[maze]
-        assert isinstance(pipe.unet, DiT1DModel) == dit
+        assert pipe.info.env_id == env_id
+        assert isinstance(pipe.unet, DiT1DModel) == is_dit
         plan = pipe.plan(obs, goal=goal, batch_size=4, generator=torch.Generator().manual_seed(0))
         assert plan.normalized.shape[-1] == channels  # states only (x, y, vx, vy) vs states + actions
         action = pipe(obs, goal=goal, batch_size=4, generator=torch.Generator().manual_seed(0))
