@@ -372,9 +372,9 @@ def runs() -> int:
     names = list_runs()
     if not names:
         print("no runs are shipped with this version")
-    infos = {name: read_json(shipped_runs_dir() / name / RUN_INFO) for name in names}
     width = max((len(n) for n in names), default=0) + 2
-    for name, info in infos.items():
+    for name in names:
+        info = read_json(shipped_runs_dir() / name / RUN_INFO)
         score = info.get("extra", {}).get("score")
         text = (
             f"IQM {score['iqm']:.1f} [{score['ci95'][0]:.1f}, {score['ci95'][1]:.1f}], mean {score['mean']:.1f} "
