@@ -372,7 +372,7 @@ def runs() -> int:
     names = list_runs()
     if not names:
         print("no runs are shipped with this version")
-    width = max((len(n) for n in names), default=0) + 2
+    rows = []
     for name in names:
         info = read_json(shipped_runs_dir() / name / RUN_INFO)
         score = info.get("extra", {}).get("score")
@@ -382,8 +382,10 @@ def runs() -> int:
             if score
             else "score: see RESULTS.md"
         )
-        preset = (info.get("preset") or {}).get("name", "?")
-        print(f"{name:{width}s}{info.get('dataset_id') or '?':38s} {preset:22s} {text}")
+        rows.append((name, info.get("dataset_id") or "?", (info.get("preset") or {}).get("name", "?"), text))
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    for row in rows:
+        print("  ".join(f"{cell:{w}s}" for cell, w in zip(row, widths)) + f"  {row[3]}")
     return 0
 
 
@@ -392,12 +394,13 @@ def presets() -> int:
     from diffplan.config import DiTConfig
     from diffplan.presets import PRESETS
 
+    width = max(len(name) for name in PRESETS)
     for name, p in PRESETS.items():
         net = "DiT" if isinstance(p.unet, DiTConfig) else "U-Net"
         what = "states" if p.diffusion.states_only else "states+actions"
         levels = " + fine level" if p.fine is not None else ""
-        print(f"{name:24s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
-              + (f"\n{'':24s} {p.description}" if p.description else ""))  # fmt: skip
+        print(f"{name:{width}s} {net:5s} {what:14s} H{p.train.horizon} stride {p.train.stride}{levels}"
+              + (f"\n{'':{width}s} {p.description}" if p.description else ""))  # fmt: skip
     return 0
 
 
