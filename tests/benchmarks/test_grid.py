@@ -134,6 +134,24 @@ def test_grid_rows_family_settings_train_that_familys_runs(
         grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
 
 
+def test_grid_rows_chosen_settings_reach_the_evaluation_and_its_cache_key(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path
+) -> None:
+    base = _config(grid, hopper_dataset, tmp_path, baselines=()).planners["diffplan"]
+    chosen = dataclasses.replace(base, chosen={"hopper-random": {"scale": 0.0}})
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": chosen})
+    run = grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+    record = grid.evaluate_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+    assert record["plan_kwargs"] == {"scale": 0.0} and record["planner"]["scale"] == 0.0
+    assert json.loads((run / "diffplan.json").read_text())["plan"].get("scale") != 0.0  # stored settings kept
+    cells = grid.collect_scores(cfg, "hopper-random", progress=False)
+    assert cells["diffplan"]["runs"][0]["plan_kwargs"] == {"scale": 0.0}
+    plain = _config(grid, hopper_dataset, tmp_path, baselines=(), planners={"diffplan": base})
+    again = grid.evaluate_planner(plain, "hopper-random", "diffplan", 0, progress=False)  # not the cached one
+    assert again["plan_kwargs"] is None and "scale" not in again["planner"]
+    assert "plan_kwargs" not in grid.collect_scores(plain, "hopper-random", progress=False)["diffplan"]["runs"][0]
+
+
 def test_grid_trains_again_a_baseline_stopped_before_the_plateau_rule_allows(
     grid: ModuleType, hopper_dataset: str, tmp_path: Path
 ) -> None:
