@@ -14,7 +14,8 @@ evaluation curve plateaued in the second half of that time; ``--full`` trains ag
 whose budget fell below its diffplan run's time), ``diffplan`` (the seed's method: the ``small`` preset, value-guided
 U-Net, with the fast planner settings stored in the run; on HalfCheetah the paper's horizon 4 and
 guidance scale 0.001) and the planner presets added with
-``--methods`` (``small-dit`` on the multi-seed datasets). Runs live in ``runs/grid/<dataset>/<method>/seed<k>``.
+``--methods`` (``small-dit`` on the multi-seed datasets, ``small-dit-15k`` with issue 14's step counts).
+Runs live in ``runs/grid/<dataset>/<method>/seed<k>``.
 Every method is evaluated on the same episodes (reset seeds ``--eval-seed`` + i); scores are
 normalized by the dataset's reference returns. Statistics: :mod:`diffplan.stats` (rliable).
 
@@ -102,6 +103,12 @@ CHOSEN = {"walker2d-medium-replay": {"scale": 0.0}}
 PLANNERS = {
     "diffplan": PlannerRow("small", FAST, TRAIN, families=PAPER_FAMILIES, chosen=CHOSEN),
     "small-dit": PlannerRow("small-dit", train=TRAIN, datasets=MULTI_SEED),
+    # issue 14's transformer runs as they were trained there (15,000 + 10,000 steps, ≈ 18-21 min on one core)
+    "small-dit-15k": PlannerRow(
+        "small-dit",
+        train={"denoiser_steps": 15_000, "value_steps": 10_000},
+        datasets=("hopper-medium", "walker2d-medium"),
+    ),
 }
 
 
