@@ -109,6 +109,8 @@ PLANNERS = {
         train={"denoiser_steps": 15_000, "value_steps": 10_000},
         datasets=("hopper-medium", "walker2d-medium"),
     ),
+    # Diffusion Veteran's locomotion recipe at one-core size (the preset's own settings on every family)
+    "dv": PlannerRow("dv"),
 }
 
 
@@ -616,7 +618,7 @@ def main() -> None:
     out = Path(args.out)
     merged: dict[str, Any] = {}
     for dataset_id, entry in run_grid(cfg, full=args.full).items():
-        merged = update_json(out, [dataset_id], entry)  # other datasets' entries stay
+        merged = update_json(out, [dataset_id], entry, merge=True)  # other datasets' and methods' entries stay
     figure(merged, Path(args.figure))
     curves = Path(args.figure).with_name(Path(args.figure).stem + "_curves.png")
     curves_figure(merged, curves)

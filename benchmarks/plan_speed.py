@@ -13,6 +13,7 @@ Timing uses randomly initialised `paper` nets unless `--run` is given (cost does
 the weights). Also measures training steps/s of the `small` and `paper` presets.
 
     python benchmarks/plan_speed.py [--threads 2] [--decisions 20] [--run RUN --episodes 20]
+    python benchmarks/plan_speed.py --runs hopper-medium-dv --envs 1,10   # trained runs at their own settings
 
 Writes results/plan_speed.json (with `fast_config`: the keyword arguments of
 `pipe(obs, **fast_config)` for the recommended fast setting).
@@ -202,6 +203,24 @@ def train_speed(steps: int, device: str) -> dict:
     return out
 
 
+def run_speeds(runs: list[str], decisions: int, envs: list[int], device: str, out: Path) -> None:
+    """Seconds per decision of trained runs at their own stored planner settings, with each of
+    ``envs`` envs planned in one call; merged into ``out`` under ``"runs"``."""
+    from diffplan.io import update_json
+    from diffplan.planning import ValueGuidedRLPipeline
+
+    print(f"{'run':<44}{'envs':>6}{'s / decision':>14}{'s / call':>10}")
+    for run in runs:
+        pipe = ValueGuidedRLPipeline.from_pretrained(run).to(device)
+        rows = {str(k): episode_speed(pipe, {}, decisions, k, device) for k in envs}
+        for k, row in rows.items():
+            print(f"{run:<44}{k:>6}{row['seconds_per_decision']:>14.4f}{row['seconds_per_call']:>10.4f}")
+        record = {"plan": pipe.plan_config.to_dict(), "envs": rows, "date": date.today().isoformat(),
+                  "machine": machine(), "device": device, "torch_threads": torch.get_num_threads()}  # fmt: skip
+        update_json(out, ["runs", Path(run).name if Path(run).exists() else run], record)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -219,8 +238,17 @@ def main() -> None:
     )
     parser.add_argument("--envs", default="1,8,32", help="env counts planned in one call (fast setting)")
     parser.add_argument("--out", default=str(ROOT / "results" / "plan_speed.json"))
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        help="only time these trained runs (folders or shipped names) at their own planner settings, with "
+        "--envs envs per call; merged into --out under 'runs' (e.g. --runs hopper-medium-dv --envs 1,10)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.runs:
+        run_speeds(args.runs, args.decisions, [int(k) for k in args.envs.split(",")], args.device, Path(args.out))
+        return
     ours, theirs = build_pipes(args.run, args.device)
     rows: dict[str, dict[str, Any]] = {}
     t_diffusers = diffusers_speed(theirs, args.diffusers_decisions, args.device)
@@ -288,6 +316,9 @@ def main() -> None:
             )
     if "small_speedup" in result.get("train", {}):
         print(f"train small: device-resident hot path {result['train']['small_speedup']:.2f}x the path before it")
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    if "runs" in previous:  # the --runs timings stay
+        result["runs"] = previous["runs"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

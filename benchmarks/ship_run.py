@@ -55,7 +55,7 @@ def main() -> None:
     dest = ROOT / "src" / "diffplan" / "runs" / args.name
     staging = dest.with_name(f".{args.name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("training", "logs"))
+    shutil.copytree(src, staging, ignore=shutil.ignore_patterns("training", "logs", ".writer.*", "*.eval.json"))
     info = read_json(staging / RUN_INFO)
     plan = replace(PlanConfig.from_dict(info["plan"]), **json.loads(args.plan))
     info["plan"] = plan.to_dict()

@@ -103,6 +103,23 @@ def states_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="session")
+def dv_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``dv`` preset at test size: a tiny DiT on states over 4 steps (noise prediction, value-weighted
+    loss), inverse dynamics and a TD-learned state value; planned by its own defaults."""
+    from dataclasses import replace
+
+    from diffplan.config import DiTConfig
+    from diffplan.presets import get_preset
+    from diffplan.training import train
+
+    dv = get_preset("dv", batch_size=16, denoiser_steps=40, inverse_steps=100, state_value_steps=200)
+    preset = replace(dv, unet=DiTConfig(**TINY_DIT), plan=replace(dv.plan, batch_size=6, num_inference_steps=4))
+    out = tmp_path_factory.mktemp("runs") / "dv"
+    train(dataset=hopper_dataset, out=out, preset=preset, device="cpu", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
 def c2f_run(hopper_dataset: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny coarse-to-fine run: a U-Net of stride 2 over 8 steps, and a DiT fine level of 3 steps."""
     from dataclasses import replace

@@ -360,6 +360,20 @@ def test_unavailable_devices_and_wrong_output_paths_fail_before_any_work(
         (["render", str(tiny_run), "--out", str(a_file)], "is a file; expected a folder"),
         (["train", hopper_dataset, "--out", str(a_file), "--preset", "tiny"], "is a file; expected a run folder"),
         (["evaluate", str(tiny_run), "--plan.num-inference-steps", "-1"], "expected num_inference_steps >= 1, got -1"),
+        (["evaluate", str(tiny_run), "--json", str(a_file / "x.json")], f"cannot be written: {a_file} is a file"),
+        (["evaluate", str(tiny_run), "--plots", str(a_file / "p")], f"cannot be written: {a_file} is a file"),
+        (["demo", "--json", str(a_file / "x.json")], f"cannot be written: {a_file} is a file"),
+        (["train", hopper_dataset, "--out", str(a_file / "run")], f"cannot be written: {a_file} is a file"),
+        (["evaluate", str(tiny_run), "--seed", "-5"], "expected seed >= 0, got -5 (an integer)"),
+        (["evaluate", str(tiny_run), "--max-episode-steps", "0"], "expected max_episode_steps >= 1, got 0"),
+        (["evaluate", str(tiny_run), "--replan-every", "0"], "expected replan_every >= 1, got 0"),
+        (["render", str(tiny_run), "--seed", "-1"], "expected seed >= 0, got -1"),
+        (
+            ["collect", "Hopper-v5", "--behavior", "random", "--steps", "5", "--dataset-id", "t/x-v0", "--seed", "-2"],
+            "expected seed >= 0, got -2",
+        ),
+        (["demo", "--from-scratch", "--train-steps", "0"], "expected train_steps >= 1, got 0"),
+        (["train", hopper_dataset, "--out", str(tmp_path / "neg"), "--train.seed", "-3"], "expected seed >= 0, got -3"),
     ]
     if not torch.cuda.is_available():
         gpu_run = ["train", hopper_dataset, "--out", str(tmp_path / "gpu"), "--device", "cuda"]
@@ -368,7 +382,7 @@ def test_unavailable_devices_and_wrong_output_paths_fail_before_any_work(
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (argv, err)  # one line, no traceback
-    assert not (tmp_path / "gpu").exists()
+    assert not (tmp_path / "gpu").exists() and not (tmp_path / "neg").exists()
 
 
 def test_resume_keeps_the_stored_step_targets(

@@ -80,3 +80,37 @@ def test_train_killed_at_random_moments_resumes_bit_identical(hopper_dataset: st
         assert all(torch.equal(a[k], b[k]) for k in a), sub
     assert not list((tmp_path / "killed").rglob(".*-*"))  # no temporary leftovers
     print(f"train: {kills} kills in {time.perf_counter() - started:.0f} s, resumed bit-identical")
+
+
+def test_two_trainers_on_one_folder_the_second_refuses_and_a_killed_holders_lock_is_taken_over(
+    hopper_dataset: str, tmp_path: Path
+) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    base = ["train", hopper_dataset, "--preset", "tiny", "--device", "cpu", "--train.denoiser-steps", "3000",
+            "--train.value-steps", "200", "--train.checkpoint-every", "25"]  # fmt: skip
+    assert subprocess.run([*DIFFPLAN, *base, "--out", str(tmp_path / "straight")], env=env,
+                          capture_output=True).returncode == 0  # fmt: skip
+    run = ["--out", str(tmp_path / "run")]
+    first = subprocess.Popen([*DIFFPLAN, *base, *run], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "run" / "training" / "unet" / "state.json").exists():  # it is training
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.2)
+        started = time.perf_counter()
+        second = subprocess.run([*DIFFPLAN, *base, *run, "--resume"], env=env, capture_output=True, text=True)
+        refused_in = time.perf_counter() - started
+        assert second.returncode == 2, second.stderr
+        assert f"is being written by pid {first.pid} on " in second.stderr and second.stderr.count("\n") == 1
+        assert first.poll() is None  # the holder goes on
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    assert (tmp_path / "run" / ".writer.json").exists()  # the killed holder's record is left behind ...
+    third = subprocess.run([*DIFFPLAN, *base, *run, "--resume"], env=env, capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr  # ... and its lock, released by the OS, is taken over
+    for sub in ("unet", "value_function"):
+        a = load_file(str(tmp_path / "straight" / sub / "diffusion_pytorch_model.safetensors"))
+        b = load_file(str(tmp_path / "run" / sub / "diffusion_pytorch_model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), sub
+    print(f"second writer refused in {refused_in:.1f} s")

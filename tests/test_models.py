@@ -46,7 +46,7 @@ def test_horizon_checks() -> None:
 
 
 def test_unknown_preset_and_override() -> None:
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['dv-small', .*'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; expected one of \['dv', 'dv-small', .*'tiny'\]"):
         get_preset("huge")
     with pytest.raises(ValueError, match="unknown training settings"):
         get_preset("tiny", epochs=3)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from diffplan.config import PlanConfig, TrainConfig
+from diffplan.config import STEP_COUNTS, PlanConfig, TrainConfig
 
 
 def _overrides(cls: type, name: str) -> type:
@@ -60,16 +60,26 @@ def _print_eval(res: Any) -> None:
         print(f"{k:<{width}}  {v}")
 
 
-def _output_file(path: str | None) -> None:
-    """Refuse, before any work, an output file path that is a folder."""
-    if path is not None and Path(path).is_dir():
-        raise ValueError(f"{path} is a folder; expected a file name to write")
+def _output_file(path: str | None, flag: str = "--json") -> None:
+    """Refuse, before any work, an output file path that cannot be written (a folder, below a file)."""
+    from diffplan.io import check_output
+
+    check_output(path, kind="file", flag=flag)
 
 
-def _output_dir(path: str | None) -> None:
-    """Refuse, before any work, an output folder path that is a file."""
-    if path is not None and Path(path).exists() and not Path(path).is_dir():
-        raise ValueError(f"{path} is a file; expected a folder to write into")
+def _output_dir(path: str | None, flag: str = "--out") -> None:
+    """Refuse, before any work, an output folder path that cannot be written (a file, below a file)."""
+    from diffplan.io import check_output
+
+    check_output(path, kind="folder", flag=flag)
+
+
+def _integers(**flags: tuple[int | None, int]) -> None:
+    """Refuse, before any work, integer flags below their least value: ``name=(value, least)``; a
+    ``None`` value (unset) passes. The message is the planner settings' (``expected seed >= 0, ...``)."""
+    for name, (value, least) in flags.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"expected {name} >= {least}, got {value!r} (an integer)")
 
 
 def _write_json(path: str | None, data: dict[str, Any]) -> None:
@@ -107,6 +117,7 @@ def collect(
     """
     from diffplan.collect.collect import collect as run
 
+    _integers(steps=(steps, 1), seed=(seed, 0))
     res = run(env_id=env_id, behavior=behavior, steps=steps, seed=seed, dataset_id=dataset_id, policy=policy)
     print(f"wrote {res.dataset_id}: {res.episodes} episodes, {res.steps} steps, mean return {res.mean_return:.1f} "
           f"in {res.seconds:.1f} s")  # fmt: skip
@@ -191,17 +202,21 @@ def behavior(
     )
 
     if isinstance(command, BehaviorExportReplay):
+        _integers(until_step=(command.until_step, 1))
         n = export_replay(run_dir=command.run_dir, dataset_id=command.dataset_id, until_step=command.until_step)
         print(f"wrote {command.dataset_id}: {n} transitions")
         return 0
     if isinstance(command, BehaviorTrain):
         _output_dir(command.out)
+        _integers(steps=(command.steps, 1), seed=(command.seed, 0), snapshot_every=(command.snapshot_every, 1),
+                  learning_starts=(command.learning_starts, 0))  # fmt: skip
         cfg = BehaviorTrainConfig(env_id=command.env_id, total_steps=command.steps, seed=command.seed,
                                   snapshot_every=command.snapshot_every,
                                   learning_starts=command.learning_starts)  # fmt: skip
         chosen = select_snapshots(index_path=train_sac(config=cfg, out_dir=command.out))
     else:
-        _output_dir(command.dest)
+        _output_dir(command.dest, "--dest")
+        _integers(episodes=(command.episodes, 1))
         chosen = ship_policies(run_dir=command.run_dir, dest=command.dest, episodes=command.episodes)
     for name, snap in chosen.items():
         print(f"{name}: step {snap.get('step', snap.get('train_step'))}, mean return {snap['mean_return']:.1f}")
@@ -242,9 +257,11 @@ def train(
     from diffplan.training import train as run
     from diffplan.training.trainer import stored_preset
 
+    if not Path(out).is_file():  # a file: the trainer's own message ("expected a run folder"), also before work
+        _output_dir(out)
     overrides = _set(train)
     stored = stored_preset(out) if resume else None
-    for key in ("denoiser_steps", "value_steps", "inverse_steps", "critic_steps"):  # a resumed run keeps its targets
+    for key in STEP_COUNTS:  # a resumed run keeps its targets
         if stored is not None and key not in overrides:
             overrides[key] = getattr(stored.train, key)
     chosen = get_preset(preset, **overrides)
@@ -302,7 +319,9 @@ def evaluate(
     from diffplan.planning import ValueGuidedRLPipeline
 
     _output_file(json)
-    _output_dir(plots)
+    _output_dir(plots, "--plots")
+    _integers(episodes=(episodes, 1), seed=(seed, 0), num_envs=(num_envs, 1),
+              max_episode_steps=(max_episode_steps, 1), replan_every=(replan_every, 1))  # fmt: skip
     pipe = ValueGuidedRLPipeline.from_pretrained(run, device=device)
     if cuda_graphs:
         pipe.use_cuda_graphs()
@@ -348,6 +367,7 @@ def render(
     from diffplan.render import render_episode, render_maze
 
     _output_dir(out)
+    _integers(seed=(seed, 0), max_episode_steps=(max_episode_steps, 1))
     pipe = ValueGuidedRLPipeline.from_pretrained(run)
     target = env_id or (pipe.info.env_id if pipe.info else None)
     if target is not None and is_maze(target):
@@ -430,7 +450,9 @@ def demo(
     from diffplan.demo import run_demo, run_demo_from_scratch
 
     _output_file(json)
-    _output_dir(workdir)
+    _output_dir(workdir, "--workdir")
+    _integers(seed=(seed, 0), max_episode_steps=(max_episode_steps, 1), collect_steps=(collect_steps, 1),
+              train_steps=(train_steps, 1))  # fmt: skip
     if from_scratch:
         res = run_demo_from_scratch(workdir=Path(workdir), seed=seed, collect_steps=collect_steps,
                                     train_steps=train_steps, max_episode_steps=max_episode_steps or 200)  # fmt: skip
@@ -506,6 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"diffplan {command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk: one line (what, where, how much), the previous files intact
+        from diffplan.io import DiskFullError
+
+        if not isinstance(err, DiskFullError):
+            raise
+        print(f"diffplan {command}: error: {err.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"diffplan {command}: interrupted", file=sys.stderr)
         return 130

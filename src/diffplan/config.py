@@ -102,6 +102,13 @@ class DiffusionConfig(JsonConfig):
         states_only: diffuse the observations alone (Decision Diffuser, Diffusion Veteran); the
             plans' actions then come from the run's inverse dynamics model (which needs
             ``TrainConfig.inverse_steps > 0``).
+        value_weight: weight each window's loss by ``exp(value_weight * (v - 1))``, where ``v`` is
+            the window's discounted return-to-go mapped from the dataset's ``[min, max]`` to
+            ``[-1, 1]`` (advantage-weighted regression, as Diffusion Veteran's planner: the best
+            windows weigh 1, the worst ``exp(-2 * value_weight)``). ``0``: every window weighs 1.
+
+    Raises:
+        ValueError: ``value_weight`` negative or not finite.
     """
 
     num_train_timesteps: int = 20
@@ -109,6 +116,12 @@ class DiffusionConfig(JsonConfig):
     prediction_type: str = "sample"
     action_weight: float = 10.0
     states_only: bool = False
+    value_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        w = self.value_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < math.inf:
+            raise ValueError(f"expected value_weight >= 0 (a finite number), got {w!r}")
 
 
 @dataclass(frozen=True)
@@ -118,10 +131,31 @@ class ValueConfig(JsonConfig):
     Attributes:
         discount: gamma of the discounted return-to-go.
         termination_penalty: added to the reward of a terminal (not truncated) last step.
+        expectile: of the state value ``V(s)`` learned by temporal differences
+            (``TrainConfig.state_value_steps``): ``0.5`` is plain TD (the value of the data's
+            behaviour, Diffusion Veteran's), above it an optimistic expectile of the TD targets
+            (IQL's asymmetric squared loss, applied to ``r + gamma V'(s')``).
+        target_decay: Polyak decay of the TD target network ``V'`` (the EMA of ``V``).
+
+    Raises:
+        ValueError: ``expectile`` outside ``(0, 1)`` or ``target_decay`` outside ``[0, 1)``.
     """
 
     discount: float = 0.997
     termination_penalty: float = -100.0
+    expectile: float = 0.5
+    target_decay: float = 0.995
+
+    def __post_init__(self) -> None:
+        for name, lo, closed in (("expectile", 0.0, False), ("target_decay", 0.0, True)):
+            v = getattr(self, name)
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not number or not (lo <= v < 1 if closed else lo < v < 1):
+                raise ValueError(f"expected {lo} {'<=' if closed else '<'} {name} < 1, got {v!r}")
+
+
+# the optimiser step counts of the trained phases: what a resumed run may raise
+STEP_COUNTS = ("denoiser_steps", "value_steps", "inverse_steps", "critic_steps", "state_value_steps")
 
 
 @dataclass(frozen=True)
@@ -142,6 +176,10 @@ class TrainConfig(JsonConfig):
             always, for ``states_only`` runs).
         critic_steps: optimiser steps of the Q-function ``Q(s, a)`` fitted to the discounted
             returns of the dataset (0: none), which ranks plans with ``PlanConfig.rank_by="q"``.
+        state_value_steps: optimiser steps of the state value ``V(s)`` learned by temporal
+            differences on the dataset's transitions (0: none; see :class:`ValueConfig`), which
+            ranks plans by the sum of ``V`` over their planned states with
+            ``PlanConfig.rank_by="state_value"`` (Diffusion Veteran's selection).
         gradient_accumulation_steps: micro-batches per optimiser step.
         ema_decay: EMA decay of the weights used for planning.
         ema_start: optimiser step after which the EMA starts averaging (before it copies).
@@ -162,6 +200,7 @@ class TrainConfig(JsonConfig):
     value_steps: int = 200_000
     inverse_steps: int = 0
     critic_steps: int = 0
+    state_value_steps: int = 0
     gradient_accumulation_steps: int = 2
     ema_decay: float = 0.995
     ema_start: int = 2_000
@@ -171,8 +210,8 @@ class TrainConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         least = {"horizon": 1, "stride": 1, "batch_size": 1, "denoiser_steps": 1, "value_steps": 0,
-                 "inverse_steps": 0, "critic_steps": 0, "gradient_accumulation_steps": 1, "ema_start": 0,
-                 "checkpoint_every": 1, "log_every": 1, "seed": 0}  # fmt: skip
+                 "inverse_steps": 0, "critic_steps": 0, "state_value_steps": 0, "gradient_accumulation_steps": 1,
+                 "ema_start": 0, "checkpoint_every": 1, "log_every": 1, "seed": 0}  # fmt: skip
         for name, low in least.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -209,7 +248,9 @@ class PlanConfig(JsonConfig):
             plans; dynamic consistency for runs without one) or ``"q"`` (the run's Q-function on
             each plan's first state and action). With ``n_guide_steps=0`` this is Monte Carlo
             sampling with selection (Diffusion Veteran): plans sampled without value gradients,
-            the one the critic scores best kept.
+            the one the critic scores best kept. ``"state_value"``: the sum of the run's
+            TD-learned state value ``V(s)`` over each plan's planned states after the first (the
+            selection of Diffusion Veteran's locomotion planner).
         coarse_to_fine: for runs with a fine level (``fine/``): plan at the coarse stride, then
             plan the first coarse step again at full resolution with the fine level, its end
             inpainted to the coarse plan's second state (DiffuserLite); the fine plans are
@@ -227,7 +268,7 @@ class PlanConfig(JsonConfig):
     warm_start_steps: int | None = None
     replan_threshold: float = 1.0
     goal_arrivals: int | None = None
-    rank_by: Literal["value", "q"] = "value"
+    rank_by: Literal["value", "q", "state_value"] = "value"
     coarse_to_fine: bool = True
 
 

@@ -201,3 +201,39 @@ class QFunction(ModelMixin, ConfigMixin):
     def forward(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Values ``[B]`` of normalized ``state: [B, S]`` and ``action: [B, A]``."""
         return self.net(torch.cat([state, action], dim=1)).squeeze(-1)
+
+
+class StateValue(ModelMixin, ConfigMixin):
+    """A state value ``V(s)`` learned by temporal differences on the dataset's transitions.
+
+    An MLP on normalized states whose output is the discounted return divided by the run's
+    ``value_scale`` (the largest absolute discounted return of the dataset, so that the network
+    regresses numbers near 1). Plans are ranked by the sum of ``V`` over their planned states
+    (``rank_by="state_value"``), as Diffusion Veteran selects among its candidate plans.
+    Saved and loaded as a diffusers model folder.
+
+    Args:
+        obs_dim: observation dimensions S.
+        hidden: units per hidden layer.
+        layers: hidden layers.
+        value_scale: the return that the output 1 stands for (set by the trainer; for reading
+            values in the environment's units).
+    """
+
+    @register_to_config
+    def __init__(self, obs_dim: int, hidden: int = 256, layers: int = 2, value_scale: float = 1.0) -> None:
+        super().__init__()
+        if min(obs_dim, hidden, layers) < 1 or not value_scale > 0:
+            raise ValueError(
+                f"StateValue expects sizes >= 1 and value_scale > 0, got obs_dim={obs_dim} hidden={hidden} "
+                f"layers={layers} value_scale={value_scale}"
+            )
+        sizes = [obs_dim] + [hidden] * layers
+        blocks: list[torch.nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            blocks += [torch.nn.Linear(a, b), torch.nn.Mish()]
+        self.net = torch.nn.Sequential(*blocks, torch.nn.Linear(sizes[-1], 1))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        """Scaled values ``[...]`` of normalized states ``[..., S]``."""
+        return self.net(state).squeeze(-1)

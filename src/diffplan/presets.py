@@ -8,11 +8,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from diffplan.config import DiffusionConfig, DiTConfig, PlanConfig, Preset, TrainConfig, UNetConfig
+from diffplan.config import DiffusionConfig, DiTConfig, PlanConfig, Preset, TrainConfig, UNetConfig, ValueConfig
 
 # the transformer of the DiT presets: 4 blocks of width 64 (0.32 M weights for Hopper, the small U-Net
 # has 1.0 M): it trains at 19 steps/s on one CPU core, the U-Net at 22 (width 128: 7 steps/s)
 SMALL_DIT = DiTConfig(hidden_size=64, depth=4, num_heads=4)
+# the transformer of the ``dv`` preset: Diffusion Veteran's depth 2 and 32-unit heads at width 96 (its own is
+# 256): a horizon-4 step at batch 128 trains at ~46 steps/s on one core (width 128: ~31, width 64 x depth 4:
+# ~38; measured beside another job, RESULTS.md "The dv preset"), so 100,000 steps take ~37 minutes
+DV_DIT = DiTConfig(hidden_size=96, depth=2, num_heads=3)
 
 
 def _maze(
@@ -175,6 +179,39 @@ def _add_planner_choices(presets: dict[str, Preset]) -> None:
         diffusion=states,
         train=inverse,
         plan=mc,
+    )
+    presets["dv"] = Preset(
+        name="dv",
+        description="Diffusion Veteran's locomotion recipe sized for one CPU core: a DiT (width 96, depth 2) "
+        "diffusing states only over 4 steps (noise prediction, value-weighted loss, EMA 0.9999), 50 unguided "
+        "candidates (DDIM 20 steps), the one with the largest sum of a TD-learned V(s) over its planned states "
+        "kept, actions from inverse dynamics",
+        unet=DV_DIT,
+        value_net=small.value_net,  # unused: no value network (value_steps 0)
+        diffusion=DiffusionConfig(prediction_type="epsilon", states_only=True, value_weight=2.0),
+        value_targets=ValueConfig(discount=0.997, termination_penalty=-100.0, expectile=0.5),
+        train=TrainConfig(
+            horizon=4,
+            batch_size=128,
+            learning_rate=2e-4,
+            denoiser_steps=100_000,
+            value_steps=0,
+            inverse_steps=20_000,
+            state_value_steps=50_000,
+            gradient_accumulation_steps=1,
+            ema_decay=0.9999,
+            ema_start=1_000,
+            checkpoint_every=5_000,
+            log_every=500,
+        ),
+        plan=PlanConfig(
+            batch_size=50,
+            planning_horizon=4,
+            n_guide_steps=0,
+            sampler="ddim",
+            num_inference_steps=20,
+            rank_by="state_value",
+        ),
     )
     for maze in ("maze-umaze-small", "maze-medium-small", "maze-large-small"):
         base = presets[maze]  # already unguided, ranked by dynamic consistency, with inverse dynamics

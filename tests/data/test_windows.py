@@ -72,3 +72,30 @@ def test_sampling_is_seeded() -> None:
     a, _ = ds.sample(5, generator=torch.Generator().manual_seed(3))
     b, _ = ds.sample(5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
+
+
+def test_td_transitions_carry_the_penalty_on_the_terminal_step_only() -> None:
+    eps = EpisodeSet(episodes=[_episode(3, True), _episode(2, False, offset=10.0)], dataset_id="mem")
+    ds = WindowDataset(episodes=eps, horizon=1, discount=1.0, termination_penalty=-100.0)
+    state, reward, nxt, terminal = ds.td_transitions(200, generator=torch.Generator().manual_seed(0))
+    raw_s = ds.normalizer.unnormalize(np.concatenate([np.zeros((200, 1)), state.double().numpy()], 1))[:, 1]
+    raw_n = ds.normalizer.unnormalize(np.concatenate([np.zeros((200, 1)), nxt.double().numpy()], 1))[:, 1]
+    seen = {}
+    for s, r, n, d in zip(raw_s.round(3), reward.tolist(), raw_n.round(3), terminal.tolist()):
+        seen[float(s)] = (r, float(n), d)
+    # episode 1 (obs 0, 1, 2, terminated): the last step's reward holds the penalty and is terminal
+    assert seen[0.0] == (1.0, 1.0, False) and seen[1.0] == (1.0, 2.0, False)
+    assert seen[2.0] == (1.0 - 100.0, 2.0, True)
+    # episode 2 (obs 10, 11, timed out): no penalty, not terminal; its last step's next state is itself
+    assert seen[10.0] == (11.0, 11.0, False) and seen[11.0] == (11.0, 11.0, False)
+
+
+def test_value_weights_run_from_the_worst_to_the_best_window() -> None:
+    eps = EpisodeSet(episodes=[_episode(6, True), _episode(3, False, offset=10.0)], dataset_id="mem")
+    with pytest.warns(UserWarning):
+        ds = WindowDataset(episodes=eps, horizon=4, discount=1.0, termination_penalty=-100.0)
+    low, high = ds.value_range
+    assert (low, high) == (pytest.approx(-99.0), pytest.approx(33.0))
+    w = ds.value_weights(torch.tensor([low, high, (low + high) / 2]), factor=2.0)
+    np.testing.assert_allclose(w.numpy(), [np.exp(-4.0), 1.0, np.exp(-2.0)], rtol=1e-5)
+    assert ds.value_scale == pytest.approx(99.0)

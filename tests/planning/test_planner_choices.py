@@ -102,3 +102,21 @@ def test_coarse_to_fine_plans_are_executed_at_the_fine_stride(c2f_run: Path) -> 
     assert pipe.plan_stride() == 1 and pipe.plan_stride(coarse_to_fine=False) == 2
     assert PlannerPolicy(pipe, n_envs=1).replan_every == 1
     assert PlannerPolicy(pipe, n_envs=1, plan_kwargs={"coarse_to_fine": False}).replan_every == 2
+
+
+def test_ranking_by_the_summed_state_value(dv_run: Path, states_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(dv_run)
+    assert pipe.state_value is not None and pipe.value_function is None
+    assert pipe.plan_config.rank_by == "state_value" and pipe.plan_config.n_guide_steps == 0
+    plan = pipe.plan(_obs(1)[0], generator=_seeded())  # the run's own defaults: 6 plans of 4 states
+    assert plan.observations.shape == (6, 4, 11) and np.all(np.diff(plan.values) <= 0)
+    with torch.no_grad():
+        states = torch.as_tensor(pipe.normalizer.observations.normalize(plan.observations), dtype=torch.float32)
+        summed = pipe.state_value(states[:, 1:]).sum(dim=1)  # the planned states after the start
+    np.testing.assert_allclose(plan.values, summed.numpy(), rtol=1e-4, atol=1e-4)
+    # the first action goes from the start to the best plan's second state
+    first = pipe.inverse_action(state=plan.observations[:1, 0], target=plan.observations[:1, 1], lookahead=np.ones(1))
+    np.testing.assert_allclose(pipe(_obs(1)[0], generator=_seeded()), np.clip(first[0], -1, 1), atol=1e-4)
+    other = ValueGuidedRLPipeline.from_pretrained(states_run)
+    with pytest.raises(ValueError, match="rank_by='state_value' needs a run with a state value V"):
+        other.plan(_obs(1)[0], rank_by="state_value")

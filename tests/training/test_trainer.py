@@ -242,3 +242,130 @@ def test_coarse_to_fine_run_trains_and_resumes_its_fine_level(
     assert res.steps["fine/unet"] == 50 and res.steps["unet"] == 40
     assert (run / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == coarse_weights
     assert json.loads((run / "fine" / "diffplan.json").read_text())["extra"]["train_steps"]["unet"] == 50
+
+
+def _dv_tiny(**train_fields: int) -> object:
+    """The ``dv`` preset at test size (a tiny DiT, few steps), its recipe unchanged."""
+    from diffplan.config import DiTConfig
+
+    dv = get_preset("dv", horizon=4, batch_size=16, checkpoint_every=5, log_every=5, **train_fields)
+    return replace(dv, unet=DiTConfig(hidden_size=16, depth=1, num_heads=2))
+
+
+def test_dv_run_learns_a_td_state_value_and_resumes_bit_identically(hopper_dataset: str, tmp_path: Path) -> None:
+    import json
+
+    from diffplan.models import StateValue
+
+    steps = {"denoiser_steps": 12, "inverse_steps": 10, "state_value_steps": 300}
+    train(dataset=hopper_dataset, out=tmp_path / "straight", preset=_dv_tiny(**steps), device="cpu", progress=False)
+    part = {"denoiser_steps": 5, "inverse_steps": 10, "state_value_steps": 150}
+    train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=_dv_tiny(**part), device="cpu", progress=False)
+    train(dataset=hopper_dataset, out=tmp_path / "resumed", preset=_dv_tiny(**steps), device="cpu", progress=False,
+          resume=True)  # fmt: skip
+    for sub in ("unet", "state_value"):
+        a = load_file(str(tmp_path / "straight" / sub / "diffusion_pytorch_model.safetensors"))
+        b = load_file(str(tmp_path / "resumed" / sub / "diffusion_pytorch_model.safetensors"))
+        assert all((a[k] == b[k]).all() for k in a), sub
+    losses = np.array(
+        json.loads((tmp_path / "straight" / "training" / "state_value" / "state.json").read_text())["losses"]
+    )
+    assert losses[-10:, 1].mean() < 0.5 * losses[:5, 1].mean()
+    value = StateValue.from_pretrained(tmp_path / "straight" / "state_value")
+    # outputs are returns in units of the data's largest absolute return (random Hopper: about -1 near a fall)
+    assert 0.0 < value.config.value_scale and value.config.obs_dim == 11
+
+
+def _td_trainer(hopper_dataset: str, out: Path, **values: float) -> Trainer:
+    dv = _dv_tiny(state_value_steps=1)
+    preset = replace(dv, value_targets=replace(dv.value_targets, **values))
+    return Trainer(dataset=hopper_dataset, out=out, preset=preset, device="cpu", progress=False)
+
+
+def test_state_value_loss_is_the_squared_td_error_or_its_expectile(hopper_dataset: str, tmp_path: Path) -> None:
+    import torch
+
+    from diffplan.models import StateValue
+
+    plain = _td_trainer(hopper_dataset, tmp_path / "a", expectile=0.5, discount=0.9)
+    high = _td_trainer(hopper_dataset, tmp_path / "b", expectile=0.9, discount=0.9)
+    model = StateValue(obs_dim=11)
+    for trainer in (plain, high):  # the target network: a model whose output is 1 everywhere
+        trainer._target = type("EMA", (), {"shadow_params": [torch.zeros_like(p) for p in model.parameters()]})()
+        trainer._target.shadow_params[-1].fill_(1.0)
+    batch = plain._state_value_batch(0, 0)
+    state, reward, _, terminal = batch
+    with torch.no_grad():
+        u = reward / plain._value_scale + 0.9 * (~terminal) * 1.0 - model(state)
+        want_plain = (u**2).mean()
+        want_high = (2 * torch.where(u > 0, 0.9, 0.1) * u**2).mean()
+        torch.testing.assert_close(plain._state_value_loss(model, batch), want_plain)
+        torch.testing.assert_close(high._state_value_loss(model, batch), want_high)
+
+
+def test_value_weighted_loss_weighs_each_window_by_its_return(hopper_dataset: str, tmp_path: Path) -> None:
+    import torch
+
+    weighted = Trainer(dataset=hopper_dataset, out=tmp_path / "w", preset=_dv_tiny(), device="cpu", progress=False)
+    dv = _dv_tiny()
+    flat = replace(dv, diffusion=replace(dv.diffusion, value_weight=0.0))
+    plain = Trainer(dataset=hopper_dataset, out=tmp_path / "p", preset=flat, device="cpu", progress=False)
+    wb, pb = weighted._denoiser_batch(3, 0), plain._denoiser_batch(3, 0)
+    assert len(wb) == 4 and len(pb) == 3
+    assert all(torch.equal(a, b) for a, b in zip(wb[:3], pb))  # the same windows, noise and steps
+    _, values = weighted._windows(0, 3, 0)
+    torch.testing.assert_close(wb[3], weighted.data.value_weights(values, factor=2.0))
+    model = weighted._build("unet")
+    with torch.no_grad():
+        per = (weighted._weights * (model(wb[0], wb[1]).sample.permute(0, 2, 1) - wb[2]) ** 2).mean(dim=(1, 2))
+        torch.testing.assert_close(weighted._denoiser_loss(model, wb), (per * wb[3]).mean())
+        torch.testing.assert_close(plain._denoiser_loss(model, pb), per.mean())
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_resume_ends_bit_identical(
+    hopper_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import diffplan.training.checkpoint as checkpoint
+    from diffplan.io import DiskFullError
+
+    preset = get_preset("tiny", denoiser_steps=12, value_steps=4, checkpoint_every=4, gradient_accumulation_steps=1)
+    train(dataset=hopper_dataset, out=tmp_path / "straight", preset=preset, device="cpu", progress=False)
+    real, calls = checkpoint.save_file, []
+
+    def full_at_the_second_checkpoint(tensors: dict, path: str) -> None:
+        calls.append(path)
+        if len(calls) > 3:  # the first checkpoint's three files are written, then the disk is full
+            raise RuntimeError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                               'left on device" })')  # fmt: skip
+        real(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_at_the_second_checkpoint)
+    run = tmp_path / "run"
+    with pytest.raises(DiskFullError, match=r"could not write the checkpoint of step 8 .* no space left on device "
+                       r"\(.* MB free in .*training, about .* MB needed\)"):  # fmt: skip
+        train(dataset=hopper_dataset, out=run, preset=preset, device="cpu", progress=False)
+    import json
+
+    assert json.loads((run / "training" / "unet" / "state.json").read_text())["step"] == 4  # the last one, intact
+    assert sorted(p.name for p in (run / "training").iterdir()) == ["progress.json", "unet"]  # no half-written copy
+    monkeypatch.undo()  # space freed
+    train(dataset=hopper_dataset, out=run, preset=preset, device="cpu", progress=False, resume=True)
+    for sub in ("unet", "value_function"):
+        a = load_file(str(tmp_path / "straight" / sub / "diffusion_pytorch_model.safetensors"))
+        b = load_file(str(run / sub / "diffusion_pytorch_model.safetensors"))
+        assert all((a[k] == b[k]).all() for k in a), sub
+
+
+def test_a_second_trainer_on_a_folder_being_written_refuses_at_once(hopper_dataset: str, tmp_path: Path) -> None:
+    import os
+
+    from diffplan.io import FolderLockedError, writer_lock
+
+    run = tmp_path / "run"
+    preset = get_preset("tiny", denoiser_steps=4, value_steps=4)
+    with writer_lock(run):  # another writer holds the folder
+        with pytest.raises(FolderLockedError, match=rf"is being written by pid {os.getpid()} on "):
+            train(dataset=hopper_dataset, out=run, preset=preset, device="cpu", progress=False)
+        assert not (run / "training").exists()  # refused before any write
+    res = train(dataset=hopper_dataset, out=run, preset=preset, device="cpu", progress=False)
+    assert res.steps == {"unet": 4, "value_function": 4}

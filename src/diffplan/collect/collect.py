@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from diffplan.collect.policies import load_sac_actor, resolve_policy
+from diffplan.data.episodes import datasets_root
 from diffplan.envs.specs import is_maze, make_env, reference_scores
+from diffplan.io import disk_full_reported
 
 BEHAVIORS = ("random", "sac", "waypoint")
 
@@ -159,7 +161,12 @@ def collect(
     refs = reference_scores(env_id)
     import warnings
 
-    with warnings.catch_warnings(), staged_dataset(dataset_id):
+    needed = sum(_nbytes(b.observations) + _nbytes(b.actions) + 8 * len(b.rewards) for b in buffers)
+    with (
+        warnings.catch_warnings(),
+        staged_dataset(dataset_id),
+        disk_full_reported(f"the dataset {dataset_id}", datasets_root(), needed=needed),
+    ):
         warnings.simplefilter("ignore", UserWarning)
         minari.create_dataset_from_buffers(
             dataset_id=dataset_id,
@@ -184,8 +191,6 @@ def staged_dataset(dataset_id: str) -> Iterator[None]:
     """Write a new Minari dataset in a hidden staging folder of the datasets root and rename it into
     place only when it is complete: a collection killed while writing leaves no partial dataset (a
     hidden ``.collect-*`` folder, which Minari does not list and ``diffplan datasets`` reports)."""
-    from diffplan.data.episodes import datasets_root
-
     root = datasets_root()
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".collect-"))
     previous = os.environ.get("MINARI_DATASETS_PATH")
@@ -212,6 +217,13 @@ def staged_dataset(dataset_id: str) -> Iterator[None]:
         else:
             os.environ["MINARI_DATASETS_PATH"] = previous
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _nbytes(array: Any) -> int:
+    """Bytes of an array or of a dict of arrays (goal-conditioned observations)."""
+    if isinstance(array, dict):
+        return sum(_nbytes(a) for a in array.values())
+    return int(np.asarray(array).nbytes)
 
 
 def _stack(observations: list[Any]) -> Any:

@@ -93,11 +93,12 @@ class WindowDataset:
             )
         self.horizon, self.stride = horizon, stride
         self.obs_dim, self.act_dim = obs.shape[1], act.shape[1]
-        rows, starts, values = [], [], []
+        rows, starts, values, rewards, terminal = [], [], [], [], []
         offset = 0
         for ep in episodes.episodes:
             traj = np.concatenate([ep.actions, ep.observations], axis=1)
-            padded = np.concatenate([traj, np.repeat(traj[-1:], span - 1, axis=0)])
+            # at least one padding row: the "next state" of an episode's last step (TD transitions)
+            padded = np.concatenate([traj, np.repeat(traj[-1:], max(span - 1, 1), axis=0)])
             rows.append(padded)
             starts.append(offset + np.arange(len(ep)))
             values.append(
@@ -105,11 +106,18 @@ class WindowDataset:
                     ep.rewards, discount=discount, terminated=ep.terminated, termination_penalty=termination_penalty
                 )
             )
+            ends = np.zeros(len(ep), dtype=bool)
+            ends[-1] = ep.terminated
+            rewards.append(np.asarray(ep.rewards, dtype=np.float64) + termination_penalty * ends)
+            terminal.append(ends)
             offset += len(padded)
         flat = self.normalizer.normalize(np.concatenate(rows))
         self.data = torch.as_tensor(flat, dtype=torch.float32)
         self.starts = torch.as_tensor(np.concatenate(starts), dtype=torch.long)
         self.values = torch.as_tensor(np.concatenate(values), dtype=torch.float32)
+        self.rewards = torch.as_tensor(np.concatenate(rewards), dtype=torch.float32)  # [N] per start, penalty added
+        self.terminal = torch.as_tensor(np.concatenate(terminal), dtype=torch.bool)  # [N] per start
+        self.value_range = (float(self.values.min()), float(self.values.max()))
         self._offsets = torch.arange(horizon) * stride
 
     def to(self, device: str | torch.device) -> WindowDataset:
@@ -117,7 +125,40 @@ class WindowDataset:
         there, from a generator on that device); returns ``self``."""
         self.data, self.starts = self.data.to(device), self.starts.to(device)
         self.values, self._offsets = self.values.to(device), self._offsets.to(device)
+        self.rewards, self.terminal = self.rewards.to(device), self.terminal.to(device)
         return self
+
+    @property
+    def value_scale(self) -> float:
+        """The largest absolute discounted return-to-go of the data (at least 1e-6)."""
+        return max(abs(self.value_range[0]), abs(self.value_range[1]), 1e-6)
+
+    def value_weights(self, values: torch.Tensor, *, factor: float) -> torch.Tensor:
+        """Loss weights ``exp(factor * (v - 1))`` of windows whose returns-to-go are ``values: [B]``,
+        with ``v`` the return mapped from the data's ``[min, max]`` to ``[-1, 1]`` (1: the best window).
+
+        Returns:
+            ``[B]`` weights in ``[exp(-2 * factor), 1]``.
+        """
+        low, high = self.value_range
+        v = 2 * (values - low) / max(high - low, 1e-6) - 1
+        return torch.exp(factor * (v - 1))
+
+    def td_transitions(self, batch_size: int, *, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """Random ``(state, reward, next_state, terminal)`` of single environment steps.
+
+        ``reward`` carries the termination penalty on the terminal step of an episode; the next
+        state of an episode's last step is that step's own state (its padding), which a terminal
+        step never bootstraps from.
+
+        Returns:
+            ``state: [B, S]`` and ``next_state: [B, S]`` normalized, ``reward: [B]`` and
+            ``terminal: [B]`` (bool).
+        """
+        index = torch.randint(len(self), (batch_size,), generator=generator, device=self.device)
+        rows = self.starts[index]
+        now, later = self.data[rows, self.act_dim :], self.data[rows + 1, self.act_dim :]
+        return now, self.rewards[index], later, self.terminal[index]
 
     @property
     def device(self) -> torch.device:

@@ -41,14 +41,15 @@ from diffplan.diffusion.sampling import (
     guided_sample,
     run_schedule,
 )
-from diffplan.io import atomic_write_json, replace_dir
-from diffplan.models import InverseDynamics, QFunction, check_horizon, denoiser_config
+from diffplan.io import atomic_write_json, disk_full_reported, replace_dir
+from diffplan.models import InverseDynamics, QFunction, StateValue, check_horizon, denoiser_config
 from diffplan.planning.graphs import GraphedCall
 from diffplan.planning.runs import (
     CRITIC,
     FINE,
     INVERSE_DYNAMICS,
     RUN_INFO,
+    STATE_VALUE,
     RunInfo,
     load_components,
     load_optional,
@@ -177,6 +178,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         inverse_dynamics: action from a state to the next planned one (``replan`` with
             ``actions="inverse"``, and the actions of states-only plans).
         critic: Q-function ranking plans with ``rank_by="q"``.
+        state_value: TD-learned state value ranking plans with ``rank_by="state_value"``.
         fine: the fine level of a coarse-to-fine planner (a pipeline of stride 1 whose horizon is
             this run's stride + 1).
     """
@@ -197,6 +199,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         inverse_dynamics: InverseDynamics | None = None,
         critic: QFunction | None = None,
         fine: ValueGuidedRLPipeline | None = None,
+        state_value: StateValue | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(value_function=value_function, unet=unet, scheduler=scheduler)
@@ -224,6 +227,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         for name, dims in (
             ("inverse dynamics", None if inverse_dynamics is None else _dims(inverse_dynamics.config)),
             ("critic", None if critic is None else _dims(critic.config)),
+            ("state value", None if state_value is None else (int(state_value.config.obs_dim), normalizer.act_dim)),
             ("fine level", None if fine is None else (fine.obs_dim, fine.act_dim)),
         ):
             if dims is not None and dims != (normalizer.obs_dim, normalizer.act_dim):
@@ -235,6 +239,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         # not diffusers components: kept out of model_index.json, in subfolders of their own
         self.inverse_dynamics = inverse_dynamics
         self.critic = critic
+        self.state_value = state_value
         self.fine = fine
         self.normalizer = normalizer
         self.plan_config = plan_config or PlanConfig()
@@ -309,6 +314,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             info=info,
             inverse_dynamics=load_optional(path, INVERSE_DYNAMICS),
             critic=load_optional(path, CRITIC),
+            state_value=load_optional(path, STATE_VALUE),
             fine=fine,
         )
         return pipe.to(target) if target is not None else pipe
@@ -319,9 +325,15 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp:
+        parts = ((INVERSE_DYNAMICS, self.inverse_dynamics), (CRITIC, self.critic), (STATE_VALUE, self.state_value))
+        models = [m for m in (*self.components.values(), *(m for _, m in parts)) if isinstance(m, torch.nn.Module)]
+        needed = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+        with (
+            tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp,
+            disk_full_reported(f"the run folder {out}", out, needed=needed),
+        ):
             super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-            for sub, part in ((INVERSE_DYNAMICS, self.inverse_dynamics), (CRITIC, self.critic)):
+            for sub, part in parts:
                 if part is not None:
                     part.save_pretrained(Path(tmp) / sub, safe_serialization=True)
             if self.fine is not None:
@@ -552,7 +564,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 ``b`` uses arrival ``b % n``) and stay there; the earliest consistent arrival is
                 ranked first (see :class:`Plan`).
                 ``None``: the pipeline's default (``1``: the goal at the last step only).
-            rank_by: ``"value"`` or ``"q"`` (see :class:`~diffplan.config.PlanConfig`).
+            rank_by: ``"value"``, ``"q"`` or ``"state_value"`` (see :class:`~diffplan.config.PlanConfig`).
             coarse_to_fine: for a run with a fine level: refine the first coarse step with it
                 (the other settings apply to the coarse level; the fine level plans with its own).
             cost: ranking cost of finished plans, subtracted from their values:
@@ -626,6 +638,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             raise ValueError(
                 "rank_by='q' needs a run with a Q-function (critic/); train one with "
                 "`diffplan train ... --resume --train.critic-steps N`, or rank by 'value'"
+            )
+        if cfg.rank_by == "state_value" and self.state_value is None:
+            raise ValueError(
+                "rank_by='state_value' needs a run with a state value V(s) (state_value/); train one with "
+                "`diffplan train ... --resume --train.state-value-steps N`, or rank by 'value'"
             )
         kwargs = dict(goal=goal, generator=generator, constraints=constraints, cost=cost, callback=callback)
         if self.fine is None or not cfg.coarse_to_fine:
@@ -813,6 +830,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             if spec.rank_by == "q":  # the critic on each plan's first state and action
                 critic = _on_device(self.critic, x)
                 values = critic(states[:, 0], full[:, 0, :act_dim]).view(n_envs, batch)
+            elif spec.rank_by == "state_value":  # V summed over the planned states after the start
+                values = _on_device(self.state_value, x)(states[:, 1:]).sum(dim=1).view(n_envs, batch)
             elif value_function is None:  # goals by inpainting: the most dynamically consistent plan first
                 values = -(states[:, 1:] - states[:, :-1]).norm(dim=-1).amax(dim=1).view(n_envs, batch)
                 if arrival is not None and spec.n_arrivals > 1:

@@ -2,7 +2,7 @@
 
 A run folder is a diffusers pipeline folder (``model_index.json``, ``unet/``,
 ``value_function/``, ``scheduler/``) plus ``diffplan.json`` (this module's :class:`RunInfo`), and
-optionally ``inverse_dynamics/`` and ``critic/`` (diffusers model folders) and ``fine/`` (the fine
+optionally ``inverse_dynamics/``, ``critic/`` and ``state_value/`` (diffusers model folders) and ``fine/`` (the fine
 level of a coarse-to-fine planner: a run folder itself).
 """
 
@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 RUN_INFO = "diffplan.json"
 INVERSE_DYNAMICS = "inverse_dynamics"  # optional subfolders of a run (diffusers model folders)
 CRITIC = "critic"
+STATE_VALUE = "state_value"
 FINE = "fine"  # optional subfolder: the fine level's run folder
 _MODEL_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
@@ -158,17 +159,18 @@ def _load_scheduler(path: Path) -> Any:
 
 
 def load_optional(path: Path, sub: str) -> Any:
-    """The run's :class:`~diffplan.models.InverseDynamics` (``sub="inverse_dynamics"``) or
-    :class:`~diffplan.models.QFunction` (``sub="critic"``), or ``None`` when it has none.
+    """The run's :class:`~diffplan.models.InverseDynamics` (``sub="inverse_dynamics"``),
+    :class:`~diffplan.models.QFunction` (``sub="critic"``) or :class:`~diffplan.models.StateValue`
+    (``sub="state_value"``), or ``None`` when it has none.
 
     Raises:
         FileNotFoundError, ValueError: the folder exists but is incomplete or corrupt.
     """
-    from diffplan.models import InverseDynamics, QFunction
+    from diffplan.models import InverseDynamics, QFunction, StateValue
 
     if not (path / sub).is_dir():
         return None
-    return _load_model(path, sub, {INVERSE_DYNAMICS: InverseDynamics, CRITIC: QFunction}[sub])
+    return _load_model(path, sub, {INVERSE_DYNAMICS: InverseDynamics, CRITIC: QFunction, STATE_VALUE: StateValue}[sub])
 
 
 def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, Any, RunInfo | None]:

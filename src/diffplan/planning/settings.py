@@ -15,7 +15,7 @@ from typing import Any
 from diffplan.config import PlanConfig
 
 SAMPLER_NAMES = ("ddpm", "ddim", "dpmsolver++")
-RANKINGS = ("value", "q")
+RANKINGS = ("value", "q", "state_value")
 
 # setting -> (kind, least value); "count?" may also be None (the run's "unset")
 _RULES: dict[str, tuple[str, float]] = {

@@ -7,6 +7,7 @@ optimizer hyper-parameters, EMA counters). The folder is written beside its targ
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffplan.io import atomic_write_json, read_json, replace_dir
+from diffplan.io import atomic_write_json, disk_full_reported, read_json, replace_dir
 
 
 @dataclass
@@ -60,7 +61,8 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 def save_phase(
     *, folder: Path, model: torch.nn.Module, ema: Any, optimizer: torch.optim.Optimizer, state: PhaseState
 ) -> None:
-    """Write a phase checkpoint to ``folder`` atomically.
+    """Write a phase checkpoint to ``folder`` atomically: the files go to a hidden folder beside it,
+    which replaces ``folder`` only when complete (and is removed when a write fails).
 
     Args:
         folder: ``RUN/training/<phase>``.
@@ -68,17 +70,27 @@ def save_phase(
         ema: diffusers ``EMAModel`` of the network.
         optimizer: its optimizer.
         state: step and loss history.
+
+    Raises:
+        DiskFullError: no space for the checkpoint; the previous one is intact.
     """
+    weights = {k: _cpu(v) for k, v in model.state_dict().items()}
+    ema_state = ema.state_dict()
+    shadow = {f"{i}": _cpu(p) for i, p in enumerate(ema_state.pop("shadow_params"))}
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    meta = {"step": state.step, "losses": state.losses, "seconds": state.seconds, "optimizer": opt_meta}
+    needed = sum(t.numel() * t.element_size() for part in (weights, shadow, opt_tensors) for t in part.values())
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    save_file({k: _cpu(v) for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-    ema_state = ema.state_dict()
-    shadow = ema_state.pop("shadow_params")
-    save_file({f"{i}": _cpu(p) for i, p in enumerate(shadow)}, str(tmp / "ema.safetensors"))
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    meta = {"step": state.step, "losses": state.losses, "seconds": state.seconds, "optimizer": opt_meta}
-    atomic_write_json(tmp / "state.json", meta | {"ema": ema_state})
+    try:
+        with disk_full_reported(f"the checkpoint of step {state.step} ({folder})", folder.parent, needed=needed):
+            save_file(weights, str(tmp / "model.safetensors"))
+            save_file(shadow, str(tmp / "ema.safetensors"))
+            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+            atomic_write_json(tmp / "state.json", meta | {"ema": ema_state})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoint stays the only one
+        raise
     replace_dir(tmp, folder)
 
 

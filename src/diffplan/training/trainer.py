@@ -16,6 +16,7 @@ benchmarking, so a resumed run ends with the same weights on a GPU too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -27,17 +28,18 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from diffplan.config import Preset
+from diffplan.config import STEP_COUNTS, Preset
 from diffplan.cudnn import cudnn_settings
 from diffplan.data.episodes import EpisodeSet, load_episodes
 from diffplan.data.windows import WindowDataset
 from diffplan.devices import resolve_device
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.envs.specs import check_dims, reference_scores
-from diffplan.io import atomic_write_json, read_json, recover_dir
+from diffplan.io import atomic_write_json, check_unlocked, read_json, recover_dir, writer_lock
 from diffplan.models import (
     InverseDynamics,
     QFunction,
+    StateValue,
     build_denoiser,
     build_scheduler,
     build_value_function,
@@ -47,7 +49,7 @@ from diffplan.planning.runs import FINE, RunInfo
 from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
 from diffplan.training.graphs import CapturedStep
 
-PHASES = ("unet", "value_function", "inverse_dynamics", "critic")
+PHASES = ("unet", "value_function", "inverse_dynamics", "critic", "state_value")
 PROGRESS = "training/progress.json"
 
 
@@ -129,6 +131,7 @@ class Trainer:
         on_cpu = device is not None and resolve_device(device).type == "cpu"  # ValueError for a missing GPU
         if Path(out).exists() and not Path(out).is_dir():
             raise ValueError(f"--out {out} is a file; expected a run folder (new, or an existing run to resume)")
+        check_unlocked(out)  # a second writer is refused before the data are loaded (and again in train())
         if cuda_graphs and mixed_precision != "no":
             raise ValueError("cuda_graphs captures the float32 step: use it without mixed_precision")
         self.cuda_graphs = cuda_graphs
@@ -181,13 +184,8 @@ class Trainer:
                 f"cuda_graphs needs one process on a CUDA device; this run has "
                 f"{self.accelerator.num_processes} on {self.accelerator.device}"
             )
-        # the first write, once every check has passed in every process
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            atomic_write_json(self.out / PROGRESS, progress_record)
-            for stale in self.out.glob(".save-*"):  # a final write killed half-way (the run folder is intact)
-                shutil.rmtree(stale, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
+        self._progress_record = progress_record
+        self._resume = resume
         dev = torch.device("cpu") if _eager_host_path else self.accelerator.device
         self.data.to(dev)
         alphas = self.scheduler.alphas_cumprod.double()
@@ -195,6 +193,8 @@ class Trainer:
         self._level = (1 - alphas).sqrt().float().to(dev)
         self._weights = self._loss_weights().to(self.accelerator.device)
         self._generator = torch.Generator(device=dev)
+        self._target: Any = None  # the state value phase's EMA (its TD target network)
+        self._value_scale = self.data.value_scale
         self._trainer_args: dict[str, Any] = dict(
             dataset=dataset, env_id=env_id, device=device, progress=progress, compile=compile,
             mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
@@ -234,7 +234,7 @@ class Trainer:
                     f"{self.out} was trained on {old['dataset']} with preset {old['preset']['name']} "
                     "and other settings; resume with the same dataset and preset"
                 )
-        elif self.out.exists() and any(p.name != "logs" for p in self.out.iterdir()):
+        elif self.out.exists() and any(p.name != "logs" and not p.name.startswith(".") for p in self.out.iterdir()):
             raise ValueError(f"{self.out} exists and is not a diffplan run; choose an empty or new --out")
         return record
 
@@ -258,15 +258,21 @@ class Trainer:
         return apply_constraints(xt, cond), t, noise
 
     def _denoiser_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
-        """Noised windows ``[B, D, H]`` (channels first), their steps ``[B]`` and targets ``[B, H, D]``."""
-        x0, _ = self._windows(0, step, micro)
+        """Noised windows ``[B, D, H]`` (channels first), their steps ``[B]`` and targets ``[B, H, D]``,
+        and with ``DiffusionConfig.value_weight`` the windows' loss weights ``[B]``."""
+        x0, values = self._windows(0, step, micro)
         xt, t, noise = self._noised(x0, self._generator)
         target = x0 if self.preset.diffusion.prediction_type == "sample" else noise
+        factor = self.preset.diffusion.value_weight
+        if factor > 0:
+            return xt.permute(0, 2, 1), t, target, self.data.value_weights(values, factor=factor)
         return xt.permute(0, 2, 1), t, target
 
     def _denoiser_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        xt, t, target = batch
+        xt, t, target = batch[:3]
         pred = model(xt, t).sample.permute(0, 2, 1)
+        if len(batch) == 4:  # value-weighted regression: one weight per window
+            return ((self._weights * (pred.float() - target) ** 2).mean(dim=(1, 2)) * batch[3]).mean()
         return (self._weights * (pred.float() - target) ** 2).mean()
 
     def _value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
@@ -297,6 +303,26 @@ class Trainer:
         state, action, values = batch
         return ((model(state, action).float() - values) ** 2).mean()
 
+    def _state_value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+        """``(state [B, S], reward [B], next_state [B, S], terminal [B])`` of random steps (see
+        :meth:`WindowDataset.td_transitions`)."""
+        return self.data.td_transitions(self.preset.train.batch_size, generator=self._step_generator(4, step, micro))
+
+    def _state_value_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Expectile TD loss of ``V(s)`` against ``r / scale + gamma * V'(s')``, ``V'`` the phase's EMA
+        (the target network); expectile 0.5 is twice the plain TD loss's half, i.e. the squared error."""
+        state, reward, nxt, terminal = batch
+        values = self.preset.value_targets
+        assert self._target is not None, "the state value's target network is set by _run_phase"
+        with torch.no_grad():
+            names = [name for name, _ in model.named_parameters()]
+            target_params = dict(zip(names, self._target.shadow_params))
+            v_next = torch.func.functional_call(model, target_params, (nxt,)).float()
+            target = reward / self._value_scale + values.discount * (~terminal) * v_next
+        u = target - model(state).float()
+        weight = torch.where(u > 0, values.expectile, 1 - values.expectile)
+        return (2 * weight * u**2).mean()
+
     def phase_functions(
         self, phase: str
     ) -> tuple[
@@ -309,6 +335,7 @@ class Trainer:
             "value_function": (self._value_batch, self._value_loss),
             "inverse_dynamics": (self._inverse_batch, self._inverse_loss),
             "critic": (self._critic_batch, self._critic_loss),
+            "state_value": (self._state_value_batch, self._state_value_loss),
         }[phase]
         dev = self.accelerator.device
         if self.data.device == dev:
@@ -319,8 +346,7 @@ class Trainer:
         """``[H, D]`` loss weights: first action weighted, inpainted start state excluded."""
         w = torch.ones(self.preset.train.horizon, self.channels)
         w[0, : self.planned_act] = self.preset.diffusion.action_weight
-        if self.preset.diffusion.prediction_type == "sample":
-            w[0, self.planned_act :] = 0.0  # known exactly: inpainted at sampling time
+        w[0, self.planned_act :] = 0.0  # known exactly: inpainted at sampling time
         return w
 
     # ------------------------------------------------------------------ phases
@@ -334,6 +360,8 @@ class Trainer:
             )
         if phase == "critic":
             return QFunction(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim)
+        if phase == "state_value":
+            return StateValue(obs_dim=self.data.obs_dim, value_scale=self.data.value_scale)
         return build_value_function(config=self.preset.value_net, transition_dim=self.channels)
 
     def _total_steps(self, phase: str) -> int:
@@ -343,6 +371,7 @@ class Trainer:
             "value_function": train.value_steps,
             "inverse_dynamics": train.inverse_steps,
             "critic": train.critic_steps,
+            "state_value": train.state_value_steps,
         }[phase]
 
     @cudnn_settings(deterministic=True, benchmark=False)  # a resumed run picks the same algorithms
@@ -357,7 +386,12 @@ class Trainer:
         optimizer = torch.optim.Adam(
             model.parameters(), lr=train.learning_rate, fused=fast, foreach=False, capturable=self.cuda_graphs
         )
-        ema = EMAModel(model.parameters(), decay=train.ema_decay, update_after_step=train.ema_start, foreach=fast)
+        if phase == "state_value":  # the EMA is the TD target network, averaging from the first step
+            decay, after = self.preset.value_targets.target_decay, 0
+        else:
+            decay, after = train.ema_decay, train.ema_start
+        ema = EMAModel(model.parameters(), decay=decay, update_after_step=after, foreach=fast)
+        self._target = ema if phase == "state_value" else None
         folder = self.out / "training" / phase
         if self.accelerator.is_main_process:  # what a kill during a checkpoint write left behind
             recover_dir(folder)
@@ -431,14 +465,32 @@ class Trainer:
         return final, state, rate
 
     def train(self) -> TrainResult:
-        """Train the phases (skipping finished ones and those without steps) and write the run folder.
+        """Train the phases (skipping finished ones and those without steps) and write the run folder,
+        holding the folder's writer lock (:func:`diffplan.io.writer_lock`) throughout.
 
         Returns:
             A summary with steps, final losses and steps per second.
+
+        Raises:
+            FolderLockedError: another process is writing the run folder.
+            DiskFullError: a checkpoint or the run folder could not be written for lack of space
+                (the last checkpoint is intact; ``--resume`` continues from it).
         """
+        lock = writer_lock(self.out) if self.accelerator.is_main_process else contextlib.nullcontext()
+        with lock:
+            return self._train()
+
+    def _train(self) -> TrainResult:
+        # the first write, once every check has passed in every process (again under the lock: another
+        # writer may have started this run since the constructor looked)
         if self.accelerator.is_main_process:
+            self._check_progress(self._progress_record["dataset"], self._resume)
+            atomic_write_json(self.out / PROGRESS, self._progress_record)
+            for stale in self.out.glob(".save-*"):  # a final write killed half-way (the run folder is intact)
+                shutil.rmtree(stale, ignore_errors=True)
             self.accelerator.init_trackers("diffplan")
-        models: dict[str, torch.nn.Module | None] = {"value_function": None, "inverse_dynamics": None, "critic": None}
+        self.accelerator.wait_for_everyone()
+        models: dict[str, torch.nn.Module | None] = dict.fromkeys(PHASES[1:])
         states, rates = {}, {}
         for phase in PHASES:
             if phase != "unet" and self._total_steps(phase) == 0:
@@ -497,6 +549,7 @@ class Trainer:
             info=info,
             inverse_dynamics=cast("InverseDynamics | None", models["inverse_dynamics"]),
             critic=cast("QFunction | None", models["critic"]),
+            state_value=cast("StateValue | None", models["state_value"]),
         )
         pipe.save_pretrained(self.out)
         _plot_losses(self.out / "training" / "losses.png", states)
@@ -515,7 +568,7 @@ def _without_step_counts(preset: dict) -> dict:
     preset = Preset.from_dict(preset).to_dict()
     preset.pop("plan", None)
     preset.pop("description", None)
-    for key in ("denoiser_steps", "value_steps", "inverse_steps", "critic_steps"):
+    for key in STEP_COUNTS:
         preset["train"].pop(key, None)
     if preset.get("fine") is not None:
         preset["fine"] = _without_step_counts(preset["fine"])
