@@ -6,13 +6,13 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.diffplan-installed
 
-.PHONY: demo test check install bench bench-venv clean sysdeps
+.PHONY: demo test check docs install bench bench-venv clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,6 +38,11 @@ check: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src/diffplan
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
+
+# the documentation site (MkDocs Material, API reference from the docstrings) at http://127.0.0.1:8000
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_speed.py
@@ -49,4 +54,4 @@ bench-venv:
 	.venv-bench/bin/python -m pip install -q "d3rlpy==2.8.1" "gymnasium[mujoco]==1.0.0"
 
 clean:
-	rm -rf $(VENV) .venv-bench diffplan-demo .pytest_cache
+	rm -rf $(VENV) .venv-bench diffplan-demo .pytest_cache .site

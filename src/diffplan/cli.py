@@ -224,11 +224,13 @@ def behavior(
 
 
 def train(
-    dataset: str,
+    datasets: tyro.conf.Positional[tuple[str, ...]],
     /,
     *,
     out: str,
     preset: str = "small",
+    seeds: tuple[int, ...] = (),
+    one_by_one: bool = False,
     env_id: str | None = None,
     device: str | None = None,
     resume: bool = False,
@@ -238,14 +240,18 @@ def train(
     train: TrainFlags = TrainFlags(),  # noqa: B008 (frozen: tyro's default instance)
     plan: PlanFlags = PlanFlags(),  # noqa: B008
 ) -> int:
-    """Train a run folder: the denoiser, value network, inverse dynamics and Q-function (those with steps).
+    """Train a run folder: the denoiser, value network, inverse dynamics, Q-function and state value
+    (those with steps); or, with several datasets or --seeds, one run per dataset and seed in this process.
 
     Args:
-        dataset: Minari dataset id or D4RL-style .hdf5 file.
-        out: run folder.
+        datasets: Minari dataset ids or D4RL-style .hdf5 files (one for a single run).
+        out: run folder; with several datasets or --seeds, the folder of the runs OUT/<dataset>/seed<k>.
         preset: a preset name (`diffplan presets` lists them).
+        seeds: train one run per seed (and dataset) together in this process; each run folder, its
+            checkpoints and --resume are those of a single run.
+        one_by_one: several runs: train them one after another instead of as one batched network.
         env_id: environment (default: the dataset's).
-        device: cpu, cuda, ... (default: accelerate's choice).
+        device: cpu, cuda, ... (default: accelerate's choice; several runs: cpu).
         resume: continue an interrupted run (or raise its step counts).
         compile: torch.compile the networks (GPU; the first steps pay the compilation).
         mixed_precision: bf16 autocast of the forward passes (GPUs with bf16).
@@ -255,23 +261,36 @@ def train(
     """
     from diffplan.presets import get_preset
     from diffplan.training import train as run
+    from diffplan.training.group import group_runs, make_trainers, train_group
     from diffplan.training.trainer import stored_preset
 
+    if not datasets:
+        raise ValueError("expected at least one dataset, got none")
+    many = len(datasets) > 1 or bool(seeds)
     if not Path(out).is_file():  # a file: the trainer's own message ("expected a run folder"), also before work
         _output_dir(out)
     overrides = _set(train)
-    stored = stored_preset(out) if resume else None
+    runs = group_runs(datasets=datasets, seeds=seeds or (overrides.get("seed", 0),), out=out) if many else []
+    if many and (compile or cuda_graphs or mixed_precision != "no"):
+        raise ValueError("several runs in one process train without --compile, --cuda-graphs and --mixed-precision")
+    stored = stored_preset(runs[0][2] if many else out) if resume else None
     for key in STEP_COUNTS:  # a resumed run keeps its targets
         if stored is not None and key not in overrides:
             overrides[key] = getattr(stored.train, key)
     chosen = get_preset(preset, **overrides)
     chosen = dataclasses.replace(chosen, plan=dataclasses.replace(chosen.plan, **_set(plan)))
-    res = run(dataset=dataset, out=out, preset=chosen, env_id=env_id, device=device, resume=resume, compile=compile,
-              mixed_precision=mixed_precision, cuda_graphs=cuda_graphs)  # fmt: skip
-    for phase in res.steps:
-        print(f"{phase}: {res.steps[phase]} steps, final loss {res.final_loss[phase]:.4g}, "
-              f"{res.steps_per_second[phase]:.1f} steps/s")  # fmt: skip
-    print(f"run folder: {res.run_dir}")
+    if many:
+        trainers = make_trainers(datasets=datasets, seeds=list(seeds) or [chosen.train.seed], out=out,
+                                 preset=chosen, resume=resume, device=device or "cpu", env_id=env_id)  # fmt: skip
+        results = train_group(trainers, stacked=not one_by_one)
+    else:
+        results = [run(dataset=datasets[0], out=out, preset=chosen, env_id=env_id, device=device, resume=resume,
+                       compile=compile, mixed_precision=mixed_precision, cuda_graphs=cuda_graphs)]  # fmt: skip
+    for res in results:
+        for phase in res.steps:
+            print(f"{phase}: {res.steps[phase]} steps, final loss {res.final_loss[phase]:.4g}, "
+                  f"{res.steps_per_second[phase]:.1f} steps/s")  # fmt: skip
+        print(f"run folder: {res.run_dir}")
     return 0
 
 

@@ -131,7 +131,8 @@ class Trainer:
         on_cpu = device is not None and resolve_device(device).type == "cpu"  # ValueError for a missing GPU
         if Path(out).exists() and not Path(out).is_dir():
             raise ValueError(f"--out {out} is a file; expected a run folder (new, or an existing run to resume)")
-        check_unlocked(out)  # a second writer is refused before the data are loaded (and again in train())
+        if int(os.environ.get("RANK", "0")) == 0:  # the writing process; again under the lock in train()
+            check_unlocked(out)  # a second writer is refused before the data are loaded
         if cuda_graphs and mixed_precision != "no":
             raise ValueError("cuda_graphs captures the float32 step: use it without mixed_precision")
         self.cuda_graphs = cuda_graphs
@@ -375,12 +376,12 @@ class Trainer:
         }[phase]
 
     @cudnn_settings(deterministic=True, benchmark=False)  # a resumed run picks the same algorithms
-    def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
+    def phase_objects(self, phase: str) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any, PhaseState]:
+        """A phase's network, Adam, EMA (diffusers ``EMAModel``) and progress, restored from its last
+        checkpoint when there is one (what a kill during a checkpoint write left behind is cleared first)."""
         from diffusers.training_utils import EMAModel
-        from tqdm.auto import tqdm
 
         train = self.preset.train
-        total = self._total_steps(phase)
         model = self._build(phase).to(self.accelerator.device)
         fast = not self._eager_host_path
         optimizer = torch.optim.Adam(
@@ -391,8 +392,7 @@ class Trainer:
         else:
             decay, after = train.ema_decay, train.ema_start
         ema = EMAModel(model.parameters(), decay=decay, update_after_step=after, foreach=fast)
-        self._target = ema if phase == "state_value" else None
-        folder = self.out / "training" / phase
+        folder = self.phase_folder(phase)
         if self.accelerator.is_main_process:  # what a kill during a checkpoint write left behind
             recover_dir(folder)
             for stale in folder.parent.glob(f".{phase}-*"):
@@ -402,6 +402,25 @@ class Trainer:
         if (folder / "state.json").exists():
             state = load_phase(folder=folder, model=model, ema=ema, optimizer=optimizer)
         ema.to(self.accelerator.device)
+        return model, optimizer, ema, state
+
+    def phase_folder(self, phase: str) -> Path:
+        """``training/<phase>``: the phase's checkpoint."""
+        return self.out / "training" / phase
+
+    def phases(self) -> list[str]:
+        """The phases this run trains, in order: the denoiser, then those with steps."""
+        return [p for p in PHASES if p == "unet" or self._total_steps(p) > 0]
+
+    def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
+        from tqdm.auto import tqdm
+
+        train = self.preset.train
+        total = self._total_steps(phase)
+        fast = not self._eager_host_path
+        model, optimizer, ema, state = self.phase_objects(phase)
+        self._target = ema if phase == "state_value" else None
+        folder = self.phase_folder(phase)
         model, optimizer = self.accelerator.prepare(model, optimizer)
         batch_fn, loss_fn = self.phase_functions(phase)
         acc = self.accelerator
@@ -478,11 +497,17 @@ class Trainer:
         """
         lock = writer_lock(self.out) if self.accelerator.is_main_process else contextlib.nullcontext()
         with lock:
-            return self._train()
+            self.begin()
+            models: dict[str, torch.nn.Module | None] = dict.fromkeys(PHASES[1:])
+            states, rates = {}, {}
+            for phase in self.phases():
+                models[phase], states[phase], rates[phase] = self._run_phase(phase)
+            return self.finish(models, states, rates)
 
-    def _train(self) -> TrainResult:
-        # the first write, once every check has passed in every process (again under the lock: another
-        # writer may have started this run since the constructor looked)
+    def begin(self) -> None:
+        """The run's first write (its progress record), once every check has passed in every process,
+        and again checked (the caller holds the writer lock: another writer may have started this run
+        since the constructor looked)."""
         if self.accelerator.is_main_process:
             self._check_progress(self._progress_record["dataset"], self._resume)
             atomic_write_json(self.out / PROGRESS, self._progress_record)
@@ -490,12 +515,11 @@ class Trainer:
                 shutil.rmtree(stale, ignore_errors=True)
             self.accelerator.init_trackers("diffplan")
         self.accelerator.wait_for_everyone()
-        models: dict[str, torch.nn.Module | None] = dict.fromkeys(PHASES[1:])
-        states, rates = {}, {}
-        for phase in PHASES:
-            if phase != "unet" and self._total_steps(phase) == 0:
-                continue  # e.g. goal-reaching by inpainting alone: no value network
-            models[phase], states[phase], rates[phase] = self._run_phase(phase)
+
+    def finish(
+        self, models: dict[str, torch.nn.Module | None], states: dict[str, PhaseState], rates: dict[str, float]
+    ) -> TrainResult:
+        """Write the run folder of the trained phases, train the fine level (if any), and summarize."""
         if self.accelerator.is_main_process:
             self._write_run(models, states)
         if self.preset.fine is None:
