@@ -311,7 +311,8 @@ class Trainer:
 
     def _state_value_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Expectile TD loss of ``V(s)`` against ``r / scale + gamma * V'(s')``, ``V'`` the phase's EMA
-        (the target network); expectile 0.5 is twice the plain TD loss's half, i.e. the squared error."""
+        (the target network): the squared error weighted ``2 * |expectile - 1(u < 0)|``, so that expectile
+        0.5 is the plain squared TD error."""
         state, reward, nxt, terminal = batch
         values = self.preset.value_targets
         assert self._target is not None, "the state value's target network is set by _run_phase"
