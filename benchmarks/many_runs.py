@@ -8,8 +8,9 @@ aggregate = N x the group's steps/s; speedup = aggregate / the single run's step
 
     python benchmarks/many_runs.py [--device cpu] [--threads 1] [--presets small dv] [--n 1 3 9 27]
 
-Writes results/many_runs.json (and, with ``--gpu-check FILE``, the keys ``many_runs_n27_speedup``,
-``many_runs_n27_steps_per_s`` and ``many_runs_preset`` into that file, as benchmarks/gpu_check.sh does).
+Writes results/many_runs.json (``{device: {preset: {"rows": {N: {"steps_per_s", "speedup"}}, ...}}}``)
+and, with ``--gpu-check FILE``, the keys ``many_runs_n27_speedup``, ``many_runs_n27_steps_per_s`` and
+``many_runs_preset`` into that file, as benchmarks/gpu_check.sh does.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ def measure(preset_name: str, n: int, *, dataset: str, root: Path, warmup: int, 
     from diffplan.presets import get_preset
     from diffplan.training.group import make_trainers, train_group
 
-    preset = get_preset(preset_name, value_steps=0, inverse_steps=0, critic_steps=0, state_value_steps=0,
+    # the denoiser phase is timed; the other phases get no steps (a states-only preset keeps the least
+    # inverse dynamics it needs: one step)
+    inverse = 1 if get_preset(preset_name).diffusion.states_only else 0
+    preset = get_preset(preset_name, value_steps=0, inverse_steps=inverse, critic_steps=0, state_value_steps=0,
                         checkpoint_every=10**9, log_every=10**9)  # fmt: skip
-    if preset.diffusion.states_only:  # the denoiser alone is timed: no inverse dynamics needed for that
-        preset = replace(preset, diffusion=replace(preset.diffusion, states_only=False))
     out = root / f"{preset_name}-{n}"
     rate = 0.0
     for total, resume in ((warmup, False), (warmup + steps, True)):
@@ -80,9 +82,11 @@ def main() -> None:
             for n, row in rows.items():
                 print(f"{name:<8} N={n:<3} {row['steps_per_s']:9.1f} aggregate steps/s  {row['speedup']:5.2f}x alone",
                       flush=True)  # fmt: skip
-    record = {"runs": table, "device": args.device, "threads": args.threads, "steps": args.steps,
-              "warmup": args.warmup, "machine": machine(), "date": date.today().isoformat()}  # fmt: skip
-    update_json(args.out, [args.device.split(":")[0]], record)
+    device = args.device.split(":")[0]
+    for name, rows in table.items():  # other presets' rows of this device stay
+        record = {"rows": rows, "threads": args.threads, "steps": args.steps, "warmup": args.warmup,
+                  "machine": machine(), "date": date.today().isoformat()}  # fmt: skip
+        update_json(args.out, [device, name], record)
     if args.gpu_check:
         best = args.presets[-1]
         top = table[best].get("27")

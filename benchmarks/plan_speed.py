@@ -132,15 +132,17 @@ def diffusers_speed(theirs: Any, decisions: int, device: str) -> float:
     return float(np.median(times))
 
 
-def episode_speed(pipe: Any, config: dict[str, Any], decisions: int, n_envs: int, device: str) -> dict[str, float]:
-    """Seconds per decision over ``decisions`` consecutive decisions in Hopper-v5 envs.
+def episode_speed(
+    pipe: Any, config: dict[str, Any], decisions: int, n_envs: int, device: str, env_id: str = "Hopper-v5"
+) -> dict[str, float]:
+    """Seconds per decision over ``decisions`` consecutive decisions in ``env_id`` envs.
 
     Warm starts are forced (``replan_threshold=inf``): with untrained nets the states jump.
     Envs that fall are reset; the first (cold) decision is excluded as warm-up.
     """
     from diffplan.planning.planner import Planner
 
-    envs = [gym.make("Hopper-v5") for _ in range(n_envs)]
+    envs = [gym.make(env_id) for _ in range(n_envs)]
     obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)])
     planner = Planner(pipe, n_envs=n_envs, replan_threshold=float("inf"), **config)
     g = torch.Generator(device=pipe.device).manual_seed(0)  # noise drawn where the plans are
@@ -212,7 +214,7 @@ def run_speeds(runs: list[str], decisions: int, envs: list[int], device: str, ou
     print(f"{'run':<44}{'envs':>6}{'s / decision':>14}{'s / call':>10}")
     for run in runs:
         pipe = ValueGuidedRLPipeline.from_pretrained(run).to(device)
-        rows = {str(k): episode_speed(pipe, {}, decisions, k, device) for k in envs}
+        rows = {str(k): episode_speed(pipe, {}, decisions, k, device, pipe.info.env_id) for k in envs}
         for k, row in rows.items():
             print(f"{run:<44}{k:>6}{row['seconds_per_decision']:>14.4f}{row['seconds_per_call']:>10.4f}")
         record = {"plan": pipe.plan_config.to_dict(), "envs": rows, "date": date.today().isoformat(),

@@ -120,3 +120,22 @@ def test_ranking_by_the_summed_state_value(dv_run: Path, states_run: Path) -> No
     other = ValueGuidedRLPipeline.from_pretrained(states_run)
     with pytest.raises(ValueError, match="rank_by='state_value' needs a run with a state value V"):
         other.plan(_obs(1)[0], rank_by="state_value")
+
+
+@pytest.mark.parametrize("name", ["hopper-medium-dv", "walker2d-medium-dv"])
+def test_shipped_dv_runs_plan_with_their_stored_settings_and_carry_their_figures(name: str) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(name)
+    cfg = pipe.plan_config
+    assert (cfg.rank_by, cfg.batch_size, cfg.sampler, cfg.num_inference_steps, cfg.n_guide_steps) == (
+        "state_value",
+        50,
+        "ddim",
+        20,
+        0,
+    )
+    assert pipe.info is not None and pipe.info.preset["name"] == "dv"
+    score = pipe.info.extra["score"]
+    assert score["episodes"] == 50 and score["eval_seed"] == 0 and score["mean"] > 60
+    obs = _obs(1)[0] if name.startswith("hopper") else np.array([1.25] + [0.0] * 16)
+    plan = pipe.plan(obs, generator=_seeded())
+    assert plan.observations.shape == (50, 4, obs.shape[0]) and np.all(np.diff(plan.values) <= 0)
