@@ -270,7 +270,8 @@ def train(
     if not Path(out).is_file():  # a file: the trainer's own message ("expected a run folder"), also before work
         _output_dir(out)
     overrides = _set(train)
-    runs = group_runs(datasets=datasets, seeds=seeds or (overrides.get("seed", 0),), out=out) if many else []
+    seed_list = list(seeds) or [overrides.get("seed", 0)]
+    runs = group_runs(datasets=datasets, seeds=seed_list, out=out) if many else []  # checked before any work
     if many and (compile or cuda_graphs or mixed_precision != "no"):
         raise ValueError("several runs in one process train without --compile, --cuda-graphs and --mixed-precision")
     stored = stored_preset(runs[0][2] if many else out) if resume else None
@@ -280,7 +281,7 @@ def train(
     chosen = get_preset(preset, **overrides)
     chosen = dataclasses.replace(chosen, plan=dataclasses.replace(chosen.plan, **_set(plan)))
     if many:
-        trainers = make_trainers(datasets=datasets, seeds=list(seeds) or [chosen.train.seed], out=out,
+        trainers = make_trainers(datasets=datasets, seeds=seed_list, out=out,
                                  preset=chosen, resume=resume, device=device or "cpu", env_id=env_id)  # fmt: skip
         results = train_group(trainers, stacked=not one_by_one)
     else:

@@ -296,7 +296,7 @@ def test_state_value_loss_is_the_squared_td_error_or_its_expectile(hopper_datase
     batch = plain._state_value_batch(0, 0)
     state, reward, _, terminal = batch
     with torch.no_grad():
-        u = reward / plain._value_scale + 0.9 * (~terminal) * 1.0 - model(state)
+        u = reward / plain.data.value_scale + 0.9 * (~terminal) * 1.0 - model(state)
         want_plain = (u**2).mean()
         want_high = (2 * torch.where(u > 0, 0.9, 0.1) * u**2).mean()
         torch.testing.assert_close(plain._state_value_loss(model, batch), want_plain)

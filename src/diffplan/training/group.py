@@ -70,17 +70,19 @@ class _Stacked:
 
         self.trainers, self.phase = list(trainers), phase
         solo = [tr.phase_objects(phase) for tr in self.trainers]
-        self.models = [m for m, _, _, _ in solo]
+        models = [m for m, _, _, _ in solo]
         self.states: list[PhaseState] = [st for _, _, _, st in solo]
-        params, self.buffers = stack_module_state(self.models)
+        self.batch_fns = [tr.phase_functions(phase)[0] for tr in self.trainers]
+        params, self.buffers = stack_module_state(models)
         self.names = list(params)
         self.params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
         train = self.trainers[0].preset.train
         self.optimizer = torch.optim.Adam(list(self.params.values()), lr=train.learning_rate, fused=True)
         first_opt, first_ema = solo[0][1], solo[0][2]
         if first_opt.state:  # resumed: stack each run's Adam moments (the step count is the runs' common one)
+            per_run = [list(m.parameters()) for m in models]
             for i, p in enumerate(self.params.values()):
-                runs = [opt.state[list(m.parameters())[i]] for m, opt, _, _ in solo]
+                runs = [opt.state[weights[i]] for weights, (_, opt, _, _) in zip(per_run, solo)]
                 self.optimizer.state[p] = {
                     k: (v.clone() if k == "step" else torch.stack([r[k] for r in runs])) for k, v in runs[0].items()
                 }
@@ -90,7 +92,7 @@ class _Stacked:
         record["shadow_params"] = [torch.stack(s) for s in zip(*(ema.shadow_params for _, _, ema, _ in solo))]
         self.ema.load_state_dict(record)
         self.solo = solo
-        base = copy.deepcopy(self.models[0]).to("meta")
+        base = copy.deepcopy(models[0]).to("meta")
         loss_fn = self.trainers[0].phase_functions(phase)[1]
 
         def one_run(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *batch: torch.Tensor) -> torch.Tensor:
@@ -106,7 +108,7 @@ class _Stacked:
         accumulation = self.trainers[0].preset.train.gradient_accumulation_steps
         total = torch.zeros(())
         for micro in range(accumulation):
-            batches = [tr.phase_functions(self.phase)[0](step, micro) for tr in self.trainers]
+            batches = [batch_fn(step, micro) for batch_fn in self.batch_fns]
             stacked = [torch.stack(parts) for parts in zip(*batches)]
             losses = self.losses(self.params, self.buffers, *stacked) / accumulation
             losses.sum().backward()
@@ -140,8 +142,8 @@ class _Stacked:
 
 
 def _stackable(trainers: Sequence[Trainer], phase: str) -> bool:
-    """Whether the runs of a phase can share one batched network: a stackable phase, equal shapes,
-    equal progress, one process on one device."""
+    """Whether the runs of a phase can share one batched network: a stackable phase, equal shapes, one
+    process on one device, no CUDA graphs (equal progress is checked once their checkpoints are read)."""
     first = trainers[0]
     same = all(
         tr.channels == first.channels and (tr.data.obs_dim, tr.data.act_dim) == (first.data.obs_dim, first.data.act_dim)

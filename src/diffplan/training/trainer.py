@@ -195,7 +195,6 @@ class Trainer:
         self._weights = self._loss_weights().to(self.accelerator.device)
         self._generator = torch.Generator(device=dev)
         self._target: Any = None  # the state value phase's EMA (its TD target network)
-        self._value_scale = self.data.value_scale
         self._trainer_args: dict[str, Any] = dict(
             dataset=dataset, env_id=env_id, device=device, progress=progress, compile=compile,
             mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
@@ -271,10 +270,10 @@ class Trainer:
 
     def _denoiser_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         xt, t, target = batch[:3]
-        pred = model(xt, t).sample.permute(0, 2, 1)
+        error = self._weights * (model(xt, t).sample.permute(0, 2, 1).float() - target) ** 2
         if len(batch) == 4:  # value-weighted regression: one weight per window
-            return ((self._weights * (pred.float() - target) ** 2).mean(dim=(1, 2)) * batch[3]).mean()
-        return (self._weights * (pred.float() - target) ** 2).mean()
+            return (error.mean(dim=(1, 2)) * batch[3]).mean()
+        return error.mean()
 
     def _value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
         """Noised windows ``[B, D, H]``, their steps ``[B]`` and value targets ``[B]``."""
@@ -320,7 +319,7 @@ class Trainer:
             names = [name for name, _ in model.named_parameters()]
             target_params = dict(zip(names, self._target.shadow_params))
             v_next = torch.func.functional_call(model, target_params, (nxt,)).float()
-            target = reward / self._value_scale + values.discount * (~terminal) * v_next
+            target = reward / self.data.value_scale + values.discount * (~terminal) * v_next
         u = target - model(state).float()
         weight = torch.where(u > 0, values.expectile, 1 - values.expectile)
         return (2 * weight * u**2).mean()
