@@ -21,9 +21,11 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid import ROOT, GridConfig, grid_datasets, run_dir  # noqa: E402
-from learning_curves import evaluate_snapshot  # noqa: E402
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT  # noqa: E402
+from benchmarks.grid import GridConfig, grid_datasets, run_dir  # noqa: E402
+from benchmarks.learning_curves import evaluate_snapshot  # noqa: E402
 
 OUT = ROOT / "results" / "dv_value_choice.json"
 

@@ -9,6 +9,7 @@ and compare the files: a refactoring of the episode layer must give identical nu
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 from dataclasses import replace
@@ -73,8 +74,11 @@ def main() -> None:
                                    replan_every=2, plan_kwargs={"batch_size": 2}),
     }  # fmt: skip
     out = {}
+    settings_object = "plan" in inspect.signature(evaluate).parameters  # since one PlanConfig goes end to end
     for name, kwargs in cases.items():
         kwargs.setdefault("max_episode_steps", 20)
+        if settings_object and "plan_kwargs" in kwargs:
+            kwargs["plan"] = kwargs["pipe"].plan_config.override(**kwargs.pop("plan_kwargs"))
         res = evaluate(progress=False, **kwargs).to_dict()
         out[name] = {k: res[k] for k in ("returns", "lengths", "success_rate", "planner", "normalized_score")}
         ratio = res["seconds_per_decision"] / res["seconds_per_plan"] if res["seconds_per_plan"] else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import traceback
@@ -19,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from plan_speed import CONFIGS, FAST, ROOT, build_pipes, diffusers_speed, episode_speed, machine
-from profile_split import planning_split, random_hopper_dataset, train_rate, training_split
+
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, build_pipes, machine, random_hopper_dataset  # noqa: E402
+from benchmarks.plan_speed import CONFIGS, FAST, diffusers_speed, episode_speed  # noqa: E402
+from benchmarks.profile_split import planning_split, train_rate, training_split  # noqa: E402
 
 IDENTICAL = "ddpm-20 (identical settings)"
 

@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,13 +41,16 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, fast_settings, machine  # noqa: E402
+
 FAMILIES = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5"}
 KINDS = ("medium", "medium-replay", "medium-expert")
 MULTI_SEED = ("hopper-medium", "hopper-medium-replay", "walker2d-medium")
 BASELINES = ("bc", "iql")
 # the shipped locomotion runs' planner settings (results/plan_speed.json fast_config)
-FAST = {"batch_size": 16, "n_guide_steps": 1, "sampler": "ddim", "num_inference_steps": 5, "warm_start_steps": 2}
+FAST = fast_settings()
 
 
 @dataclass(frozen=True)
@@ -170,18 +172,6 @@ def grid_datasets(names: list[str] | None = None) -> dict[str, str]:
     if unknown:
         raise ValueError(f"expected grid datasets among {sorted(every)}, got {unknown}")
     return {n: every[n] for n in names} if names else every
-
-
-def machine() -> str:
-    """CPU model, cores and torch build of this machine."""
-    import torch
-
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def dataset_hash(dataset_id: str) -> str:
@@ -358,7 +348,8 @@ def evaluate_planner(cfg: GridConfig, name: str, method: str, seed: int, *, prog
         return cached
     pipe = ValueGuidedRLPipeline.from_pretrained(run)
     res = evaluate(pipe=pipe, episodes=cfg.episodes, seed=cfg.eval_seed, num_envs=cfg.num_envs,
-                   max_episode_steps=cfg.max_episode_steps, plan_kwargs=chosen, progress=progress)  # fmt: skip
+                   max_episode_steps=cfg.max_episode_steps, plan=pipe.plan_config.override(**(chosen or {})),
+                   progress=progress)  # fmt: skip
     info = _read(run / "diffplan.json") or {}
     record = key | {
         "returns": res.returns,

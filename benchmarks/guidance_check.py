@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, machine  # noqa: E402
+
 OUT = ROOT / "results" / "guidance_check.json"
 
 
@@ -85,7 +88,7 @@ def main() -> None:
         "seed": args.seed,
         "settings": fast,
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+        "machine": f"{machine()}, 1 thread",
     }
     update_json(args.out, [str(args.run)], record)
     print(f"wrote {args.out}")

@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid import PLANNERS, ROOT, GridConfig, grid_datasets, machine, run_dir, train_minutes  # noqa: E402
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, machine  # noqa: E402
+from benchmarks.grid import PLANNERS, GridConfig, grid_datasets, run_dir, train_minutes  # noqa: E402
 
 OUT = ROOT / "results" / "learning_curves.json"
 FIGURE = ROOT / "docs" / "images" / "learning_curves.png"
@@ -75,21 +77,21 @@ def evaluate_snapshot(
     eval_seed: int,
     num_envs: int,
     progress: bool,
-    plan_kwargs: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score one copy on ``episodes`` episodes from ``eval_seed`` with its stored planner settings
-    (``plan_kwargs`` replaces some), cached in the copy's folder."""
+    (``overrides`` replaces some), cached in the copy's folder."""
     from diffplan.evaluation import evaluate
     from diffplan.io import atomic_write_json, read_json
     from diffplan.planning import ValueGuidedRLPipeline
 
-    suffix = "".join(f"-{k}={v}" for k, v in sorted((plan_kwargs or {}).items()))
+    suffix = "".join(f"-{k}={v}" for k, v in sorted((overrides or {}).items()))
     cache = snap / f"eval-seed{eval_seed}-{episodes}{suffix}.json"
     if cache.is_file():
         return read_json(cache)
     pipe = ValueGuidedRLPipeline.from_pretrained(snap)
     res = evaluate(pipe=pipe, episodes=episodes, seed=eval_seed, num_envs=num_envs, max_episode_steps=1000,
-                   plan_kwargs=plan_kwargs, progress=progress)  # fmt: skip
+                   plan=pipe.plan_config.override(**(overrides or {})), progress=progress)  # fmt: skip
     record = {
         "score": res.normalized_score,
         "stderr": res.stderr,
@@ -180,7 +182,7 @@ def main() -> None:
         return
     for steps, snap in zip(sorted(args.steps), snaps):
         rec = evaluate_snapshot(snap, episodes=args.episodes, eval_seed=args.eval_seed, num_envs=args.num_envs,
-                                progress=True, plan_kwargs=overrides or None)  # fmt: skip
+                                progress=True, overrides=overrides or None)  # fmt: skip
         update_json(OUT, [args.dataset, label, f"seed{args.seed}", str(steps)], rec)
         print(f"{args.dataset} {label} seed {args.seed} @ {steps}: {rec['score']:.1f} ± {rec['stderr']:.1f}")
 

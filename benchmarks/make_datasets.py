@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT  # noqa: E402
 
 
 def stats(dataset_id: str, seconds: float) -> dict:
@@ -50,7 +53,7 @@ def main() -> None:
 
     from diffplan.collect.behavior import export_replay
     from diffplan.collect.collect import collect, dataset_exists
-    from diffplan.envs.specs import is_maze
+    from diffplan.envs.family import is_maze
     from diffplan.io import update_json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -23,9 +23,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grid import ROOT, machine  # noqa: E402
-from profile_split import random_hopper_dataset  # noqa: E402
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    machine,
+    random_hopper_dataset,  # noqa: E402
+)
 
 
 def measure(preset_name: str, n: int, *, dataset: str, root: Path, warmup: int, steps: int, device: str) -> float:

@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT  # noqa: E402
 
 
 def export_goal_npz(dataset_id: str, path: Path) -> None:
@@ -104,7 +107,7 @@ def main() -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     dataset_id = pipe.info.dataset_id
     out_path = ROOT / "results" / "scores_maze.json"
-    plan_kwargs = json.loads(args.plan_kwargs)
+    plan = pipe.plan_config.override(**json.loads(args.plan_kwargs))
     variants = [(mode, actions) for mode in args.modes for actions in (args.actions if mode == "replan" else ["plan"])]
     for mode, actions in variants:
         name = (f"{mode}-inverse" if actions == "inverse" else mode) + ("+walls" if args.walls else "") + args.label
@@ -118,7 +121,7 @@ def main() -> None:
                 mode=mode,
                 replan_every=args.replan_every,
                 task=task,
-                plan_kwargs=plan_kwargs,
+                plan=plan,
                 plots_dir=plots,
                 actions=actions,
                 walls=args.walls,

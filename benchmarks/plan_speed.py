@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-OBS_DIM, ACT_DIM = 11, 3
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, build_pipes, fast_settings, machine, sync  # noqa: E402
 
 # name -> keyword arguments of pipe.plan / Planner (None: identical settings)
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -50,66 +49,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
         batch_size=64, n_guide_steps=1, sampler="ddim", num_inference_steps=5, warm_start_steps=1
     ),
     "ddim-4, 16 plans, 1 guide": dict(batch_size=16, n_guide_steps=1, sampler="ddim", num_inference_steps=4),
-    "ddim-5, 16 plans, warm start 2, 1 guide": dict(
-        batch_size=16, n_guide_steps=1, sampler="ddim", num_inference_steps=5, warm_start_steps=2
-    ),
 }
 FAST = "ddim-5, 16 plans, warm start 2, 1 guide"
-
-
-class _D4RLStandIn:
-    """What diffusers' pipeline reads from a D4RL env (spaces and get_dataset())."""
-
-    def __init__(self) -> None:
-        rng = np.random.default_rng(0)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,))
-        self.action_space = gym.spaces.Box(-1, 1, (ACT_DIM,))
-        self.data = {"observations": rng.normal(size=(1000, OBS_DIM)), "actions": rng.uniform(-1, 1, (1000, ACT_DIM))}
-
-    def get_dataset(self) -> dict:
-        return self.data
-
-
-def machine() -> str:
-    """CPU model, core count and torch version, for the record."""
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-
-def build_pipes(run: str | None, device: str) -> tuple[Any, Any]:
-    """Ours and diffusers' pipeline on the same nets (a trained run's, or random `paper` nets)."""
-    from diffusers.experimental import ValueGuidedRLPipeline as DiffusersPipeline
-
-    from diffplan.data.normalization import TrajectoryNormalizer
-    from diffplan.models import build_denoiser, build_scheduler, build_value_function
-    from diffplan.planning import ValueGuidedRLPipeline
-    from diffplan.presets import PRESETS
-
-    env = _D4RLStandIn()
-    if run:
-        ours = ValueGuidedRLPipeline.from_pretrained(run)
-    else:
-        torch.manual_seed(0)
-        preset = PRESETS["paper"]
-        unet = build_denoiser(config=preset.unet, transition_dim=OBS_DIM + ACT_DIM)
-        vf = build_value_function(config=preset.value_net, transition_dim=OBS_DIM + ACT_DIM)
-        sched = build_scheduler(num_train_timesteps=20, beta_schedule="squaredcos_cap_v2", prediction_type="sample")
-        norm = TrajectoryNormalizer.fit(observations=env.data["observations"], actions=env.data["actions"])
-        ours = ValueGuidedRLPipeline(value_function=vf, unet=unet, scheduler=sched, normalizer=norm)
-    theirs = DiffusersPipeline(value_function=ours.value_function, unet=ours.unet, scheduler=ours.scheduler, env=env)
-    return ours.to(device), theirs.to(device)
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+CONFIGS[FAST] = fast_settings()
 
 
 def diffusers_speed(theirs: Any, decisions: int, device: str) -> float:
@@ -125,7 +67,7 @@ def diffusers_speed(theirs: Any, decisions: int, device: str) -> float:
         for _ in range(decisions):
             t0 = time.perf_counter()
             theirs(obs, batch_size=64, planning_horizon=32, n_guide_steps=2, scale=0.1)
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - t0)
     finally:
         tqdm.tqdm = orig
@@ -140,17 +82,19 @@ def episode_speed(
     Warm starts are forced (``replan_threshold=inf``): with untrained nets the states jump.
     Envs that fall are reset; the first (cold) decision is excluded as warm-up.
     """
+    import gymnasium as gym
+
     from diffplan.planning.planner import Planner
 
     envs = [gym.make(env_id) for _ in range(n_envs)]
     obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)])
-    planner = Planner(pipe, n_envs=n_envs, replan_threshold=float("inf"), **config)
+    planner = Planner(pipe, n_envs=n_envs, settings=pipe.plan_config.override(replan_threshold=float("inf"), **config))
     g = torch.Generator(device=pipe.device).manual_seed(0)  # noise drawn where the plans are
     times = []
     for step in range(decisions + 1):
         t0 = time.perf_counter()
         actions = planner.act(obs, generator=g)
-        _sync(device)
+        sync(device)
         if step:
             times.append(time.perf_counter() - t0)
         for i, e in enumerate(envs):
@@ -173,7 +117,8 @@ def episode_speed(
 def score(pipe: Any, config: dict[str, Any], episodes: int, num_envs: int) -> dict[str, float]:
     from diffplan.evaluation import evaluate
 
-    res = evaluate(pipe=pipe, episodes=episodes, seed=0, num_envs=num_envs, plan_kwargs=config, progress=True)
+    res = evaluate(pipe=pipe, episodes=episodes, seed=0, num_envs=num_envs,
+                   plan=pipe.plan_config.override(**config), progress=True)  # fmt: skip
     return {
         "normalized_score": res.normalized_score,
         "stderr": res.stderr,
@@ -184,25 +129,16 @@ def score(pipe: Any, config: dict[str, Any], episodes: int, num_envs: int) -> di
 
 
 def train_speed(steps: int, device: str) -> dict:
-    """Training steps/s of the `small` and `paper` presets (denoiser phase, random Hopper data).
-
-    On the CPU the `small` preset is also timed with the device-resident hot path switched off
-    (data on the host, per-parameter Adam and EMA, the loss read every step), in the same process.
-    """
-    from profile_split import random_hopper_dataset, train_rate
+    """Training steps/s of the `small` and `paper` presets (denoiser phase, random Hopper data)."""
+    from benchmarks.common import random_hopper_dataset
+    from benchmarks.profile_split import train_rate
 
     train_device = "cpu" if device == "cpu" else None
-    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         dataset = random_hopper_dataset(Path(tmp))
-        for name in ("small", "paper"):
-            out[name] = train_rate(dataset, preset_name=name, steps=steps, device=train_device)
-        if device == "cpu":
-            out["small_before"] = train_rate(
-                dataset, preset_name="small", steps=steps, device=train_device, eager_host_path=True
-            )
-            out["small_speedup"] = out["small"]["steps_per_s"] / out["small_before"]["steps_per_s"]
-    return out
+        return {
+            name: train_rate(dataset, preset_name=name, steps=steps, device=train_device) for name in ("small", "paper")
+        }
 
 
 def run_speeds(runs: list[str], decisions: int, envs: list[int], device: str, out: Path) -> None:
@@ -316,8 +252,6 @@ def main() -> None:
                 f"train {name:<12} {row['steps_per_s']:7.1f} steps/s, {row['samples_per_s']:8.0f} samples/s "
                 f"(batch {row['batch_size']} x accumulation {row['gradient_accumulation_steps']})"
             )
-    if "small_speedup" in result.get("train", {}):
-        print(f"train small: device-resident hot path {result['train']['small_speedup']:.2f}x the path before it")
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     if "runs" in previous:  # the --runs timings stay
         result["runs"] = previous["runs"]

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, machine  # noqa: E402
+
 DDPM = "ddpm-20, 64 plans, 2 guides (reference)"
 
 
@@ -86,7 +89,12 @@ def main() -> None:
             continue
         episodes = args.ddpm_episodes if row == DDPM else args.episodes
         res = evaluate(
-            pipe=pipe, episodes=episodes, seed=args.seed, num_envs=episodes, max_episode_steps=1000, plan_kwargs=config
+            pipe=pipe,
+            episodes=episodes,
+            seed=args.seed,
+            num_envs=episodes,
+            max_episode_steps=1000,
+            plan=pipe.plan_config.override(**config),
         )
         table["rows"][row] = {
             "config": config,
@@ -111,7 +119,7 @@ def main() -> None:
             "seed": args.seed,
             "threads": args.threads,
             "date": date.today().isoformat(),
-            "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+            "machine": machine(),
         }
         atomic_write_json(out_path, table)  # after every row: an interrupted sweep keeps what it measured
     print(f"wrote {out_path}")

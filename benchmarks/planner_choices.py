@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, fast_settings  # noqa: E402
+
 OUT = ROOT / "results" / "planner_choices.json"
 
 # Diffuser's stored fast settings of the shipped locomotion runs (results/plan_speed.json fast_config)
-FAST = {"batch_size": 16, "n_guide_steps": 1, "sampler": "ddim", "num_inference_steps": 5, "warm_start_steps": 2}
+FAST = fast_settings()
 COLD = {k: v for k, v in FAST.items() if k != "warm_start_steps"}
 # Monte Carlo sampling with selection (the mc and dv presets' stored settings): no value gradients
 MC = {"batch_size": 32, "n_guide_steps": 0, "sampler": "ddim", "num_inference_steps": 5}
@@ -104,7 +108,7 @@ def evaluate_row(
     name: str, row: Row, *, episodes: int, seed: int, num_envs: int, modes: list[str] | None = None
 ) -> dict[str, Any]:
     """Scores of every execution of ``row`` (both tasks on mazes), or of those in ``modes``."""
-    from diffplan.envs.specs import is_maze
+    from diffplan.envs.family import is_maze
     from diffplan.evaluation import evaluate
 
     pipe = _pipe(row.run)
@@ -114,8 +118,8 @@ def evaluate_row(
         if modes and mode not in modes:
             continue
         for task in ("single", "multi") if maze else ("multi",):
-            plan = dict(row.plan, **(MAZE_REPLAN if maze and mode == "replan" else {}))
-            res = evaluate(pipe=pipe, episodes=episodes, seed=seed, num_envs=num_envs, plan_kwargs=plan, mode=mode,
+            plan = pipe.plan_config.override(**(row.plan | (MAZE_REPLAN if maze and mode == "replan" else {})))
+            res = evaluate(pipe=pipe, episodes=episodes, seed=seed, num_envs=num_envs, plan=plan, mode=mode,
                            replan_every=every, actions=actions, task=task, progress=True)  # fmt: skip
             key = f"{mode}{'-inverse' if actions == 'inverse' else ''}/{task}"
             out[key] = {
@@ -145,7 +149,7 @@ def decision_ms(row: Row, *, decisions: int = 40) -> float:
     env = make_env(pipe.info.env_id)
     obs, _ = env.reset(seed=0)
     state = obs["observation"] if isinstance(obs, dict) else obs
-    planner = Planner(pipe, n_envs=1, **row.plan)
+    planner = Planner(pipe, n_envs=1, settings=pipe.plan_config.override(**row.plan))
     generator = torch.Generator().manual_seed(0)
     times = []
     for _ in range(decisions + 5):

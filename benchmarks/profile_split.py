@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -32,12 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from plan_speed import CONFIGS, FAST, ROOT, build_pipes, machine
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, build_pipes, fast_settings, machine, random_hopper_dataset, sync  # noqa: E402
 
 
 class _Clock:
@@ -49,10 +47,10 @@ class _Clock:
 
     def wrap(self, category: str, fn: Any) -> Any:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            _sync(self.device)
+            sync(self.device)
             t0 = time.perf_counter()
             out = fn(*args, **kwargs)
-            _sync(self.device)
+            sync(self.device)
             self.seconds[category] += time.perf_counter() - t0
             return out
 
@@ -65,7 +63,8 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
     from diffplan.planning.planner import Planner
 
     obs = np.tile(pipe.normalizer.observations.shift, (n_envs, 1))
-    planner = Planner(pipe, n_envs=n_envs, replan_threshold=float("inf"), **CONFIGS[FAST])
+    settings = pipe.plan_config.override(replan_threshold=float("inf"), **fast_settings())
+    planner = Planner(pipe, n_envs=n_envs, settings=settings)
     g = torch.Generator().manual_seed(0)
     planner.act(obs, generator=g)  # cold start; later calls are warm starts
     times = []
@@ -79,11 +78,11 @@ def planning_split(pipe: Any, *, n_envs: int, decisions: int, device: torch.devi
     pipe.value_function.forward = clock.wrap("networks", originals["value_function"])
     torch.autograd.grad = clock.wrap("networks", originals["grad"])
     try:
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for _ in range(decisions):
             planner.act(obs, generator=g)
-        _sync(device)
+        sync(device)
         instrumented = (time.perf_counter() - t0) / decisions * 1e3
     finally:
         pipe.unet.forward, pipe.value_function.forward = originals["unet"], originals["value_function"]
@@ -121,7 +120,6 @@ def training_split(
     steps: int,
     device: str | None,
     batch_size: int | None = None,
-    eager_host_path: bool = False,
     compile: bool = False,
     mixed_precision: str = "no",
 ) -> dict[str, Any]:
@@ -131,8 +129,7 @@ def training_split(
 
     with tempfile.TemporaryDirectory() as tmp:
         tr = _denoiser_trainer(dataset, Path(tmp), preset_name=preset_name, steps=steps + 5, batch_size=batch_size,
-                               device=device, compile=compile, mixed_precision=mixed_precision,
-                               _eager_host_path=eager_host_path)  # fmt: skip
+                               device=device, compile=compile, mixed_precision=mixed_precision)  # fmt: skip
         preset = tr.preset
         dev = tr.accelerator.device
         clock = _Clock(dev)
@@ -143,7 +140,7 @@ def training_split(
 
         def batch(step: int, micro: int) -> Any:
             if micro == 0:
-                _sync(dev)
+                sync(dev)
                 starts.append(time.perf_counter())
                 if step == 5:
                     clock.seconds.clear()
@@ -171,7 +168,6 @@ def training_split(
         "ms_per_step": step_ms,
         "parts_ms": parts,
         "outside_fraction": max(0.0, 1 - core / step_ms),
-        "eager_host_path": eager_host_path,
         "compile": compile,
         "mixed_precision": mixed_precision,
     }
@@ -185,7 +181,6 @@ def train_rate(
     device: str | None,
     batch_size: int | None = None,
     warmup: int = 10,
-    eager_host_path: bool = False,
     compile: bool = False,
     mixed_precision: str = "no",
     cuda_graphs: bool = False,
@@ -195,15 +190,15 @@ def train_rate(
     marks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tr = _denoiser_trainer(dataset, Path(tmp), preset_name=preset_name, steps=steps + warmup, batch_size=batch_size,
-                               device=device, compile=compile, mixed_precision=mixed_precision, cuda_graphs=cuda_graphs,
-                               _eager_host_path=eager_host_path)  # fmt: skip
+                               device=device, compile=compile, mixed_precision=mixed_precision,
+                               cuda_graphs=cuda_graphs)  # fmt: skip
         preset = tr.preset
         dev = tr.accelerator.device
         batch_fn, loss_fn = tr.phase_functions("unet")
 
         def batch(step: int, micro: int) -> Any:
             if step == warmup and micro == 0 and "start" not in marks:
-                _sync(dev)
+                sync(dev)
                 marks["start"] = time.perf_counter()
                 marks["compile_s"] = marks["start"] - marks["begin"]
             return batch_fn(step, micro)
@@ -226,7 +221,6 @@ def train_rate(
         "steps_measured": steps,
         "warmup_steps": warmup,
         "warmup_seconds": marks["compile_s"],
-        "eager_host_path": eager_host_path,
         "compile": compile,
         "mixed_precision": mixed_precision,
         "cuda_graphs": cuda_graphs,
@@ -241,7 +235,7 @@ def _patch_save(marks: dict[str, float], dev: torch.device) -> Any:
 
     def marking(**kwargs: Any) -> None:
         if "end" not in marks:
-            _sync(dev)
+            sync(dev)
             marks["end"] = time.perf_counter()
         original(**kwargs)
 
@@ -251,17 +245,6 @@ def _patch_save(marks: dict[str, float], dev: torch.device) -> Any:
         trainer_module.save_phase = original
 
     return undo
-
-
-def random_hopper_dataset(root: Path, steps: int = 3000) -> str:
-    """A random-policy Hopper-v5 Minari dataset in ``root`` (MINARI_DATASETS_PATH is set to it)."""
-    from diffplan.collect.collect import collect
-
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
-    collect(
-        env_id="Hopper-v5", behavior="random", steps=steps, seed=0, dataset_id="bench/hopper-random-v0", progress=False
-    )
-    return "bench/hopper-random-v0"
 
 
 def main() -> None:
@@ -283,7 +266,7 @@ def main() -> None:
             training_split(dataset, preset_name=name, steps=args.train_steps, device=train_device)
             for name in ("small", "paper")
         ]
-    print(f"\nplanning ({FAST}) on {args.device}:")
+    print(f"\nplanning (fast settings: {fast_settings()}) on {args.device}:")
     for row in plans:
         print(
             f"  {row['n_envs']:>3} envs: {row['ms_per_call']:8.2f} ms per call, {row['ms_in_networks']:8.2f} in the "

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT  # noqa: E402
+
 LOCOMOTION = ["Hopper-v5", "Walker2d-v5", "HalfCheetah-v5"]
 MAZES = ["PointMaze_UMaze-v3", "PointMaze_Medium-v3", "PointMaze_Large-v3"]
 

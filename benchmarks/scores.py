@@ -22,9 +22,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from grid import export_npz
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT  # noqa: E402
+from benchmarks.grid import export_npz  # noqa: E402
 
 
 def summary(normalized: list[float]) -> dict:
@@ -113,7 +115,7 @@ def main() -> None:
             seed=args.seed,
             num_envs=args.num_envs,
             max_episode_steps=1000,
-            plan_kwargs=json.loads(args.plan_kwargs),
+            plan=pipe.plan_config.override(**json.loads(args.plan_kwargs)),
         )
         row[args.method] = summary([refs.normalize(r) for r in res.returns]) | {
             "seconds_per_decision": res.seconds_per_decision,

@@ -19,7 +19,7 @@ Merges {run: {"r2_by_t": {t: r2}, "standardized": {steps: {t: r2}}, ...}} into r
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
 from collections.abc import Callable
 from datetime import date
@@ -37,7 +37,10 @@ if TYPE_CHECKING:
 Noiser = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 Scorer = Callable[..., dict[str, float]]
 
-ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import ROOT, machine  # noqa: E402
+
 OUT = ROOT / "results" / "value_fit.json"
 
 
@@ -102,7 +105,7 @@ def main() -> None:
         "value_steps": (info.extra.get("train_steps") or {}).get("value_function"),
         "windows": args.windows,
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
+        "machine": f"{machine()}, 1 thread",
     }
     print(f"{args.run}: R² by diffusion step {record['r2_by_t']}", flush=True)
     if args.standardized_steps:

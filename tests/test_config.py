@@ -57,3 +57,22 @@ def test_get_preset_overrides_training_and_keeps_the_planner_horizon_in_step() -
 def test_training_settings_that_make_no_sense_are_refused(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         get_preset("tiny", **overrides)
+
+
+def test_plan_config_is_checked_when_made_and_overridden_by_name() -> None:
+    import pytest
+
+    from diffplan.config import PlanConfig
+
+    with pytest.raises(ValueError, match=r"expected batch_size >= 1, got 0 \(a count: an integer\)"):
+        PlanConfig(batch_size=0)
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        PlanConfig(sampler="euler")  # type: ignore[arg-type]
+    base = PlanConfig(batch_size=8)
+    changed = base.override(batch_size=4, sampler="ddim", num_inference_steps=None)  # None: keep
+    assert (changed.batch_size, changed.sampler, changed.num_inference_steps) == (4, "ddim", None)
+    assert changed.changes_from(base) == {"batch_size": 4, "sampler": "ddim"}
+    with pytest.raises(ValueError, match=r"unknown planner settings \['bogus'\]"):
+        base.override(bogus=1)
+    with pytest.raises(ValueError, match=r"expected scale >= 0.0, got nan \(a finite number\)"):
+        base.override(scale=float("nan"))

@@ -15,7 +15,13 @@ def pipe(tiny_run: Path) -> ValueGuidedRLPipeline:
 
 def test_batched_evaluation_fields(pipe: ValueGuidedRLPipeline) -> None:
     res = evaluate(
-        pipe=pipe, episodes=3, seed=4, num_envs=2, max_episode_steps=15, progress=False, plan_kwargs={"batch_size": 4}
+        pipe=pipe,
+        episodes=3,
+        seed=4,
+        num_envs=2,
+        max_episode_steps=15,
+        progress=False,
+        plan=pipe.plan_config.override(batch_size=4),
     )
     d = res.to_dict()
     assert d["success_rate"] is None and d["seed"] == 4  # a locomotion task has no goal
@@ -39,8 +45,22 @@ def test_batched_evaluation_fields(pipe: ValueGuidedRLPipeline) -> None:
 
 
 def test_same_seed_same_returns(pipe: ValueGuidedRLPipeline) -> None:
-    a = evaluate(pipe=pipe, episodes=2, seed=1, max_episode_steps=10, progress=False, plan_kwargs={"batch_size": 2})
-    b = evaluate(pipe=pipe, episodes=2, seed=1, max_episode_steps=10, progress=False, plan_kwargs={"batch_size": 2})
+    a = evaluate(
+        pipe=pipe,
+        episodes=2,
+        seed=1,
+        max_episode_steps=10,
+        progress=False,
+        plan=pipe.plan_config.override(batch_size=2),
+    )
+    b = evaluate(
+        pipe=pipe,
+        episodes=2,
+        seed=1,
+        max_episode_steps=10,
+        progress=False,
+        plan=pipe.plan_config.override(batch_size=2),
+    )
     assert a.returns == b.returns
 
 
@@ -86,7 +106,7 @@ def test_walls_in_evaluation(maze_run: Path, tiny_run: Path) -> None:
         progress=False,
         mode="track",
         walls=True,
-        plan_kwargs={"batch_size": 3},
+        plan=pipe.plan_config.override(batch_size=3),
     )
     assert res.planner["walls"] is True and res.lengths == [4, 4]
     with pytest.raises(ValueError, match="walls=True ranks plans by a PointMaze map; got env 'Hopper-v5'"):
@@ -104,7 +124,7 @@ def test_replan_with_the_inverse_dynamics(maze_run: Path, tmp_path: Path) -> Non
         progress=False,
         mode="replan",
         actions="inverse",
-        plan_kwargs={"batch_size": 2, "goal_arrivals": 2},
+        plan=pipe.plan_config.override(batch_size=2, goal_arrivals=2),
     )
     assert res.planner["actions"] == "inverse" and res.lengths == [6, 6]
     with pytest.raises(ValueError, match="actions='inverse' needs mode='replan'"):
@@ -125,7 +145,13 @@ def test_replan_with_the_inverse_dynamics(maze_run: Path, tmp_path: Path) -> Non
 def test_goal_env_evaluation_reports_success(maze_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
     res = evaluate(
-        pipe=pipe, episodes=2, seed=0, num_envs=2, max_episode_steps=8, progress=False, plan_kwargs={"batch_size": 2}
+        pipe=pipe,
+        episodes=2,
+        seed=0,
+        num_envs=2,
+        max_episode_steps=8,
+        progress=False,
+        plan=pipe.plan_config.override(batch_size=2),
     )
     # a success is a step in the goal's radius; the PointMaze reward is 1 exactly there (continuing task)
     assert res.success_rate == np.mean([r > 0 for r in res.returns])
@@ -145,7 +171,7 @@ def test_track_and_sparse_replan_modes_with_pictures(maze_run: Path, tmp_path: P
         mode=mode,
         replan_every=every,
         plots_dir=tmp_path,
-        plan_kwargs={"batch_size": 3},
+        plan=pipe.plan_config.override(batch_size=3),
     )
     plans_per_episode = 1 if mode == "track" else 3
     assert res.seconds_per_plan == pytest.approx(res.seconds_per_decision * 9 / plans_per_episode, rel=1e-6)
@@ -179,7 +205,13 @@ def test_replan_every_defaults_to_the_runs_stride(maze_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
     pipe.info = replace(pipe.info, stride=3)
     res = evaluate(
-        pipe=pipe, episodes=1, seed=0, max_episode_steps=9, progress=False, mode="replan", plan_kwargs={"batch_size": 2}
+        pipe=pipe,
+        episodes=1,
+        seed=0,
+        max_episode_steps=9,
+        progress=False,
+        mode="replan",
+        plan=pipe.plan_config.override(batch_size=2),
     )
     assert res.planner["replan_every"] == 3
     assert res.seconds_per_plan == pytest.approx(res.seconds_per_decision * 9 / 3, rel=1e-6)

@@ -13,7 +13,13 @@ def test_video_has_one_frame_per_step_and_is_not_blank(tiny_run: Path, tmp_path:
 
     pipe = ValueGuidedRLPipeline.from_pretrained(tiny_run)
     res = render_episode(
-        pipe=pipe, out_dir=tmp_path, seed=0, max_episode_steps=6, plan_kwargs={"batch_size": 2}, width=96, height=64
+        pipe=pipe,
+        out_dir=tmp_path,
+        seed=0,
+        max_episode_steps=6,
+        plan=pipe.plan_config.override(batch_size=2),
+        width=96,
+        height=64,
     )
     assert res.video.is_file() and res.plot.is_file()
     frames = [np.asarray(f) for f in imageio.mimread(res.video)]

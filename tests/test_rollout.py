@@ -3,8 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
-from diffplan.planning.execution import CallablePolicy
-from diffplan.rollout import Observer, rollout
+from diffplan.rollout import CallablePolicy, Observer, rollout
 
 
 def _scripted(state: np.ndarray, goal: np.ndarray | None) -> np.ndarray:

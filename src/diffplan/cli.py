@@ -343,10 +343,11 @@ def evaluate(
     _integers(episodes=(episodes, 1), seed=(seed, 0), num_envs=(num_envs, 1),
               max_episode_steps=(max_episode_steps, 1), replan_every=(replan_every, 1))  # fmt: skip
     pipe = ValueGuidedRLPipeline.from_pretrained(run, device=device)
+    settings = pipe.plan_config.override(**_set(plan))
     if cuda_graphs:
         pipe.use_cuda_graphs()
     res = score(pipe=pipe, episodes=episodes, seed=seed, env_id=env_id, num_envs=num_envs,
-                max_episode_steps=max_episode_steps, plan_kwargs=_set(plan), mode=mode, replan_every=replan_every,
+                max_episode_steps=max_episode_steps, plan=settings, mode=mode, replan_every=replan_every,
                 plots_dir=plots, task=task, actions=actions, walls=walls)  # fmt: skip
     _print_eval(res)
     _write_json(json, res.to_dict())
@@ -382,23 +383,24 @@ def render(
         task: PointMaze: a random goal (multi) or the maze's fixed goal (single).
         plan: planner settings (default: the run's stored ones).
     """
-    from diffplan.envs.specs import is_maze
+    from diffplan.envs.family import family
     from diffplan.planning import ValueGuidedRLPipeline
     from diffplan.render import render_episode, render_maze
 
     _output_dir(out)
     _integers(seed=(seed, 0), max_episode_steps=(max_episode_steps, 1))
     pipe = ValueGuidedRLPipeline.from_pretrained(run)
+    settings = pipe.plan_config.override(**_set(plan))
     target = env_id or (pipe.info.env_id if pipe.info else None)
-    if target is not None and is_maze(target):
+    if target is not None and family(target).has_map:
         maze = render_maze(pipe=pipe, out_dir=out, seed=seed, env_id=env_id, mode=mode, task=task,
-                           max_episode_steps=max_episode_steps, plan_kwargs=_set(plan), actions=actions,
+                           max_episode_steps=max_episode_steps, plan=settings, actions=actions,
                            walls=walls)  # fmt: skip
         print(f"{'reached' if maze.success else 'missed'} the goal, return {maze.episode_return:.1f}")
         print(f"maze picture: {maze.picture}\ndenoising strip: {maze.denoising}")
         return 0
     res = render_episode(pipe=pipe, out_dir=out, seed=seed, env_id=env_id, max_episode_steps=max_episode_steps,
-                         plan_kwargs=_set(plan))  # fmt: skip
+                         plan=settings)  # fmt: skip
     print(f"return {res.episode_return:.1f} in {res.steps} steps")
     print(f"video: {res.video} ({res.frames} frames)\nplot: {res.plot}")
     return 0

@@ -7,15 +7,18 @@ in a run folder's ``diffplan.json`` without pickling anything.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, get_args
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a dataclass from a dict, turning lists back into tuples and rejecting unknown keys."""
-    names = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    names = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; expected {sorted(names)}")
@@ -28,7 +31,7 @@ class JsonConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of this object."""
-        return asdict(self)  # type: ignore[call-overload]
+        return asdict(cast("DataclassInstance", self))
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -223,9 +226,58 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"expected {lo} < {name} < {hi}, got {value!r}")
 
 
+Sampler = Literal["ddpm", "ddim", "dpmsolver++"]
+Ranking = Literal["value", "q", "state_value"]
+SAMPLER_NAMES: tuple[str, ...] = get_args(Sampler)
+RANKINGS: tuple[str, ...] = get_args(Ranking)
+
+# planner setting -> (kind, least value); "count?" may also be None (the run's "unset")
+_PLAN_RULES: dict[str, tuple[str, float]] = {
+    "batch_size": ("count", 1),
+    "planning_horizon": ("count", 1),
+    "n_guide_steps": ("count", 0),
+    "t_stopgrad": ("count", 0),
+    "num_inference_steps": ("count?", 1),
+    "warm_start_steps": ("count?", 1),
+    "goal_arrivals": ("count?", 1),
+    "scale": ("number", 0.0),
+    "replan_threshold": ("threshold", 0.0),
+}
+
+
+def _check_plan_setting(name: str, value: Any) -> None:
+    """One planner setting's rule: counts are integers (not booleans or floats) in their range,
+    numbers finite and not negative, names among the known ones."""
+    if name == "sampler":
+        if value not in SAMPLER_NAMES:
+            raise ValueError(f"unknown sampler {value!r}; expected one of {sorted(SAMPLER_NAMES)}")
+        return
+    if name == "rank_by":
+        if value not in RANKINGS:
+            raise ValueError(f"unknown rank_by {value!r}; expected one of {list(RANKINGS)}")
+        return
+    if name in ("scale_grad_by_var", "coarse_to_fine"):
+        if not isinstance(value, bool):
+            raise ValueError(f"expected {name} to be True or False, got {value!r}")
+        return
+    kind, least = _PLAN_RULES[name]
+    if kind == "count?" and value is None:
+        return
+    if kind.startswith("count"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"expected {name} >= {int(least)}, got {value!r} (a count: an integer)")
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    allowed_inf = kind == "threshold"  # inf: always warm-start
+    if not number or math.isnan(value) or (math.isinf(value) and not allowed_inf) or value < least:
+        finite = "a number" if allowed_inf else "a finite number"
+        raise ValueError(f"expected {name} >= {least}, got {value!r} ({finite})")
+
+
 @dataclass(frozen=True)
 class PlanConfig(JsonConfig):
-    """Planner defaults (the keyword arguments of ``ValueGuidedRLPipeline.plan``).
+    """Planner settings (the keyword arguments of ``ValueGuidedRLPipeline.plan``), checked when made:
+    a bad value is a ``ValueError`` naming the setting, what was expected and what arrived.
 
     Attributes:
         batch_size: plans sampled per decision.
@@ -264,12 +316,33 @@ class PlanConfig(JsonConfig):
     t_stopgrad: int = 2
     scale_grad_by_var: bool = True
     num_inference_steps: int | None = None
-    sampler: Literal["ddpm", "ddim", "dpmsolver++"] = "ddpm"
+    sampler: Sampler = "ddpm"
     warm_start_steps: int | None = None
     replan_threshold: float = 1.0
     goal_arrivals: int | None = None
-    rank_by: Literal["value", "q", "state_value"] = "value"
+    rank_by: Ranking = "value"
     coarse_to_fine: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            _check_plan_setting(f.name, getattr(self, f.name))
+
+    def override(self, **given: Any) -> PlanConfig:
+        """These settings with ``given`` ones replaced (``None``: keep this object's value).
+
+        Raises:
+            ValueError: an unknown setting, or a value out of its range (same words for every entry
+                point: ``pipe()``, ``pipe.plan``, ``Planner``, ``evaluate`` and the CLI).
+        """
+        names = {f.name for f in fields(PlanConfig)}
+        unknown = set(given) - names
+        if unknown:
+            raise ValueError(f"unknown planner settings {sorted(unknown)}; expected some of {sorted(names)}")
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
+
+    def changes_from(self, base: PlanConfig) -> dict[str, Any]:
+        """The settings that differ from ``base`` (field order), e.g. to record what a caller chose."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from diffplan.envs.specs import check_dims, is_maze, make_env, reference_scores
-from diffplan.planning.execution import CallablePolicy, PlannerPolicy
-from diffplan.rollout import Observer, Policy, RolloutResult, rollout
+from diffplan.config import PlanConfig
+from diffplan.envs.family import family
+from diffplan.envs.specs import check_dims, make_env, reference_scores
+from diffplan.planning.execution import PlannerPolicy
+from diffplan.rollout import CallablePolicy, Observer, PlanView, Policy, RolloutResult, rollout
 
 if TYPE_CHECKING:
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
@@ -64,13 +66,13 @@ class _EpisodePictures(Observer):
 
     def __init__(self, env_id: str, plots_dir: str | Path, mode: str) -> None:
         self.env_id, self.plots_dir, self.mode = env_id, Path(plots_dir), mode
-        self.first: dict[int, tuple[Any, np.ndarray | None]] = {}
+        self.first: dict[int, tuple[PlanView | None, np.ndarray | None]] = {}
         self.visited: dict[int, list[np.ndarray]] = {}
 
     def acted(
         self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None, policy: Policy
     ) -> None:
-        self.first.setdefault(episode, (policy.plans[env_index], goal))  # type: ignore[attr-defined]
+        self.first.setdefault(episode, (policy.plans[env_index], goal))
         self.visited.setdefault(episode, []).append(np.asarray(state, dtype=np.float64))
 
     def ended(self, *, env_index: int, episode: int) -> None:
@@ -81,7 +83,7 @@ class _EpisodePictures(Observer):
         if plan is None or not visited:
             return
         out = self.plots_dir / f"episode_{episode:03d}.png"
-        if is_maze(self.env_id):
+        if family(self.env_id).has_map:
             env = make_env(self.env_id)
             plot_maze(
                 env=env,
@@ -115,30 +117,42 @@ def planner_policy(
     replan_every: int | None = None,
     actions: str = "plan",
     walls: bool = False,
-    plan_kwargs: dict[str, Any] | None = None,
+    plan: PlanConfig | None = None,
 ) -> PlannerPolicy:
-    """The run's planner executed in ``mode``, its noise seeded by ``seed`` on the pipeline's device
-    (``walls``: PointMaze map cost; see :class:`~diffplan.planning.execution.PlannerPolicy`)."""
-    from diffplan.envs.maze import WallCost
-
-    wall_cost = None
-    if walls:
-        if not is_maze(env_id):
-            raise ValueError(f"walls=True ranks plans by a PointMaze map; got env {env_id!r}")
-        map_env = make_env(env_id)
-        wall_cost = WallCost(map_env)
-        map_env.close()
+    """The run's planner executed in ``mode`` with settings ``plan`` (default: the run's), its noise
+    seeded by ``seed`` on the pipeline's device, tracking and wall costs those of the environment's
+    family (``walls``: rank plans through the map's walls last; see
+    :class:`~diffplan.planning.execution.PlannerPolicy`)."""
+    fam = family(env_id)
+    if walls and fam.wall_cost is None:
+        raise ValueError(f"walls=True ranks plans by a PointMaze map; got env {env_id!r}")
+    wall_cost = fam.wall_cost(env_id) if walls and fam.wall_cost is not None else None
     generator = torch.Generator(device=pipe.device).manual_seed(seed)
-    return PlannerPolicy(
-        pipe,
-        n_envs=n_envs,
-        mode=mode,
-        replan_every=replan_every,
-        actions=actions,
-        wall_cost=wall_cost,
-        generator=generator,
-        plan_kwargs=plan_kwargs,
-    )
+    return PlannerPolicy(pipe, n_envs=n_envs, mode=mode, replan_every=replan_every, actions=actions,
+                         wall_cost=wall_cost, tracker=fam.track, generator=generator, settings=plan)  # fmt: skip
+
+
+def _check_request(
+    *, pipe: ValueGuidedRLPipeline | None, policy: object, env_id: str | None, mode: str, replan_every: int | None,
+    walls: bool, task: str, episodes: int, num_envs: int,
+) -> str:  # fmt: skip
+    """The environment of an :func:`evaluate` call after checking its arguments (see its Raises)."""
+    if (pipe is None) == (policy is None):
+        raise ValueError("pass exactly one of pipe= (a diffplan run) and policy= (a baseline)")
+    if policy is not None and (mode != "replan" or replan_every not in (None, 1) or walls):
+        raise ValueError("a policy acts every step: use mode='replan' with replan_every=1 and no walls")
+    env_id = env_id or (pipe.info.env_id if pipe is not None and pipe.info else None)
+    if env_id is None:
+        raise ValueError("the run records no env id; pass env_id=")
+    if mode == "track" and family(env_id).track is None:
+        raise ValueError(f"mode 'track' PD-follows the planned positions of a PointMaze; {env_id} is not one: "
+                         "use mode 'replan'")  # fmt: skip
+    family(env_id).reset_options(env_id, task)  # checks the task
+    if episodes < 1 or num_envs < 1:
+        raise ValueError(f"expected episodes >= 1 and num_envs >= 1, got {episodes} and {num_envs}")
+    if pipe is not None:
+        check_dims(env_id, obs_dim=pipe.obs_dim, act_dim=pipe.act_dim, what="this checkpoint (the run's planner)")
+    return env_id
 
 
 def evaluate(
@@ -149,7 +163,7 @@ def evaluate(
     env_id: str | None = None,
     num_envs: int = 1,
     max_episode_steps: int | None = None,
-    plan_kwargs: dict[str, Any] | None = None,
+    plan: PlanConfig | None = None,
     progress: bool = True,
     mode: str = "replan",
     replan_every: int | None = None,
@@ -168,16 +182,16 @@ def evaluate(
         env_id: environment (default: the run's).
         num_envs: environments stepped together and planned in one batched call.
         max_episode_steps: cut episodes at this many steps (default: the env's limit).
-        plan_kwargs: keyword arguments of ``pipe.plan``.
+        plan: planner settings (default: the run's, ``pipe.plan_config``; those that differ from
+            it are recorded in :attr:`EvalResult.planner`).
         progress: show a progress bar.
         mode: ``"replan"`` (closed loop: plan every ``replan_every`` steps and execute the
             planner's own actions) or ``"track"`` (plan once per episode, then follow the planned
             states with a PD controller, as Diffuser's Maze2D results did).
         replan_every: steps between plans in ``replan`` mode (default: the run's ``stride``).
-        plots_dir: write a picture of each episode's first plans and executed path (maze picture
-            for goal envs, planned-vs-executed states otherwise).
+        plots_dir: write a picture of each episode's first plans and executed path.
         task: PointMaze only: ``"multi"`` (a random goal each episode, Multi2D) or ``"single"``
-            (the fixed goal cell of ``diffplan.envs.maze.FIXED_GOAL_CELLS``, Maze2D).
+            (the maze's fixed goal cell, :attr:`~diffplan.envs.family.EnvFamily.fixed_goals`, Maze2D).
         policy: instead of ``pipe``, a baseline acting every step on the same episodes:
             ``policy(states [n, obs_dim], goals [n, goal_dim] | None) -> actions [n, act_dim]``.
         actions: ``replan`` mode: ``"plan"`` or ``"inverse"`` (see :mod:`diffplan.planning.execution`).
@@ -187,68 +201,28 @@ def evaluate(
         ValueError: no env id, bad counts, not exactly one of ``pipe`` and ``policy``, or a run
             whose dimensions do not match the env.
     """
-    from diffplan.envs.maze import FIXED_GOAL_CELLS
-
-    if (pipe is None) == (policy is None):
-        raise ValueError("pass exactly one of pipe= (a diffplan run) and policy= (a baseline)")
-    if policy is not None and (mode != "replan" or replan_every not in (None, 1) or walls):
-        raise ValueError("a policy acts every step: use mode='replan' with replan_every=1 and no walls")
-    env_id = env_id or (pipe.info.env_id if pipe is not None and pipe.info else None)
-    if env_id is None:
-        raise ValueError("the run records no env id; pass env_id=")
-    if mode == "track" and not is_maze(env_id):
-        raise ValueError(f"mode 'track' PD-follows the planned positions of a PointMaze; {env_id} is not one: "
-                         "use mode 'replan'")  # fmt: skip
-    if task not in ("multi", "single"):
-        raise ValueError(f"unknown task {task!r}; expected 'multi' or 'single'")
-    if task == "single" and env_id not in FIXED_GOAL_CELLS:
-        raise ValueError(f"task 'single' needs a fixed goal; known for {sorted(FIXED_GOAL_CELLS)}, not {env_id}")
-    if episodes < 1 or num_envs < 1:
-        raise ValueError(f"expected episodes >= 1 and num_envs >= 1, got {episodes} and {num_envs}")
+    env_id = _check_request(pipe=pipe, policy=policy, env_id=env_id, mode=mode, replan_every=replan_every,
+                            walls=walls, task=task, episodes=episodes, num_envs=num_envs)  # fmt: skip
     num_envs = min(num_envs, episodes)
+    actor: Policy
     if pipe is not None:
-        check_dims(env_id, obs_dim=pipe.obs_dim, act_dim=pipe.act_dim, what="this checkpoint (the run's planner)")
-        executed = planner_policy(
-            pipe,
-            n_envs=num_envs,
-            seed=seed,
-            env_id=env_id,
-            mode=mode,
-            replan_every=replan_every,
-            actions=actions,
-            walls=walls,
-            plan_kwargs=plan_kwargs,
-        )
-        actor: Policy = executed
-        planner = {"mode": mode, "replan_every": executed.replan_every} | (
-            {"actions": actions} if mode == "replan" else {}
-        )
+        executed = planner_policy(pipe, n_envs=num_envs, seed=seed, env_id=env_id, mode=mode,
+                                  replan_every=replan_every, actions=actions, walls=walls, plan=plan)  # fmt: skip
+        chosen = {} if plan is None else plan.changes_from(pipe.plan_config)
+        actor, planner = executed, chosen | {"mode": mode, "replan_every": executed.replan_every}
+        planner |= {"actions": actions} if mode == "replan" else {}
     else:
-        actor, planner = CallablePolicy(policy, num_envs), {"mode": "replan", "replan_every": 1}  # type: ignore[arg-type]
-    observers = [_EpisodePictures(env_id, plots_dir, mode)] if plots_dir is not None else []
+        assert policy is not None  # checked above: exactly one of the two
+        actor, planner = CallablePolicy(policy, num_envs), {"mode": "replan", "replan_every": 1}
     result = rollout(
-        env_id=env_id,
-        policy=actor,
-        episodes=episodes,
-        seed=seed,
-        num_envs=num_envs,
+        env_id=env_id, policy=actor, episodes=episodes, seed=seed, num_envs=num_envs,
         env_kwargs={} if max_episode_steps is None else {"max_episode_steps": max_episode_steps},
-        reset_options={"goal_cell": np.array(FIXED_GOAL_CELLS[env_id])} if task == "single" else None,
-        observers=observers,
+        reset_options=family(env_id).reset_options(env_id, task),
+        observers=[_EpisodePictures(env_id, plots_dir, mode)] if plots_dir is not None else [],
         progress=progress,
-    )
-    goal_env = result.success is not None
-    return summarize(
-        pipe=pipe,
-        env_id=env_id,
-        seed=seed,
-        result=result,
-        num_envs=num_envs,
-        planner=dict(plan_kwargs or {})
-        | planner
-        | ({"walls": True} if walls else {})
-        | ({"task": task} if goal_env else {}),
-    )
+    )  # fmt: skip
+    extra = ({"walls": True} if walls else {}) | ({"task": task} if result.success is not None else {})
+    return summarize(pipe=pipe, env_id=env_id, seed=seed, result=result, num_envs=num_envs, planner=planner | extra)
 
 
 def summarize(

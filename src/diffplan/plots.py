@@ -6,6 +6,7 @@ Only matplotlib drawing lives here (no episodes are run): :mod:`diffplan.evaluat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ import numpy as np
 from diffplan.io import atomic_path
 
 if TYPE_CHECKING:
+    from diffplan.config import PlanConfig
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 
@@ -142,7 +144,7 @@ def plot_denoising(
     env: Any = None,
     panels: int = 5,
     seed: int = 0,
-    plan_kwargs: dict[str, Any] | None = None,
+    plan: PlanConfig | None = None,
 ) -> Path:
     """A strip of one plan at several denoising steps, from noise to the final plan.
 
@@ -157,7 +159,7 @@ def plot_denoising(
         env: a PointMaze env for the walls.
         panels: number of denoising steps shown (evenly spaced, the last one included).
         seed: planner seed.
-        plan_kwargs: keyword arguments of ``pipe.plan``.
+        plan: planner settings (default: the run's; two plans are sampled, the first drawn).
 
     Returns:
         The PNG path.
@@ -170,13 +172,12 @@ def plot_denoising(
 
     snapshots: list[tuple[int, np.ndarray]] = []
 
-    def keep(pipe: ValueGuidedRLPipeline, i: int, t: int, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        states = tensors["x"][0, :, pipe.plan_act_dim :].detach().double().cpu().numpy()  # states-only runs too
+    def keep(i: int, t: int, x: torch.Tensor) -> None:
+        states = x[0, :, pipe.plan_act_dim :].detach().double().cpu().numpy()  # states-only runs too
         snapshots.append((t, pipe.normalizer.observations.unnormalize(states)))
-        return tensors
 
-    kwargs = dict(plan_kwargs or {}) | {"batch_size": 2}  # the first plan is drawn
-    pipe.plan(obs, goal=goal, generator=torch.Generator().manual_seed(seed), callback_on_step_end=keep, **kwargs)
+    settings = replace(pipe.plan_config if plan is None else plan, batch_size=2)  # the first plan is drawn
+    pipe.sample(obs, settings=settings, goal=goal, generator=torch.Generator().manual_seed(seed), callback=keep)
     picks = np.unique(np.linspace(0, len(snapshots) - 1, min(panels, len(snapshots))).round().astype(int))
     fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3), squeeze=False)
     for ax, i in zip(axes[0], picks):

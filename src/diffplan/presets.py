@@ -129,12 +129,17 @@ def _fine_level(base: Preset, *, horizon: int) -> Preset:
     )  # fmt: skip
 
 
+# the shipped locomotion runs' planner defaults (results/plan_speed.json fast_config): 16 plans, one
+# value-gradient step, DDIM 5 steps, warm starts of 2 steps; the benchmarks read them from here
+FAST_PLAN: dict[str, Any] = {
+    "batch_size": 16, "n_guide_steps": 1, "sampler": "ddim", "num_inference_steps": 5, "warm_start_steps": 2
+}  # fmt: skip
+
+
 def _add_planner_choices(presets: dict[str, Preset]) -> None:
     """The later planners' choices on top of ``small``, alone (ablations) and combined."""
     small = presets["small"]
-    # the shipped locomotion runs' planner defaults (results/plan_speed.json fast_config): 16 plans, one
-    # value-gradient step, DDIM 5 steps, warm starts of 2 steps
-    fast = {"batch_size": 16, "n_guide_steps": 1, "sampler": "ddim", "num_inference_steps": 5, "warm_start_steps": 2}
+    fast = FAST_PLAN
     # Monte Carlo sampling with selection: no value gradients, DDIM 5 steps, 32 plans, the best by a critic
     mc = {"n_guide_steps": 0, "batch_size": 32, "sampler": "ddim", "num_inference_steps": 5, "warm_start_steps": None}
     states = {"states_only": True}

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from diffplan.envs.specs import is_maze
+from diffplan.envs.family import family
 from diffplan.evaluation import evaluate, planner_policy
 from diffplan.io import atomic_path
 from diffplan.plots import plot_denoising, plot_plan_vs_executed
 from diffplan.rollout import Observer, Policy, RolloutResult, rollout
 
 if TYPE_CHECKING:
+    from diffplan.config import PlanConfig
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 
@@ -69,8 +70,9 @@ class _Recorder(Observer):
         self, *, env_index: int, episode: int, state: np.ndarray, goal: np.ndarray | None, policy: Policy
     ) -> None:
         self.states.append(np.asarray(state, dtype=np.float64))
-        if self.first_plan is None:  # the plan the first decision was taken from, not a second sample
-            self.first_plan = policy.plans[env_index].observations[0]  # type: ignore[attr-defined]
+        plan = policy.plans[env_index]
+        if self.first_plan is None and plan is not None:  # the plan the first decision was taken from
+            self.first_plan = plan.observations[0]
 
     def stepped(self, envs: Any) -> None:
         self.frames.append(envs.render()[0])
@@ -83,7 +85,7 @@ def render_episode(
     seed: int = 0,
     env_id: str | None = None,
     max_episode_steps: int | None = None,
-    plan_kwargs: dict[str, Any] | None = None,
+    plan: PlanConfig | None = None,
     width: int = 320,
     height: int = 240,
     fps: int = 30,
@@ -100,7 +102,7 @@ def render_episode(
         seed: reset seed and planner seed.
         env_id: environment (default: the run's).
         max_episode_steps: cut the episode at this many steps.
-        plan_kwargs: keyword arguments of ``pipe.plan``.
+        plan: planner settings (default: the run's).
         width: frame width in pixels.
         height: frame height in pixels.
         fps: video frame rate.
@@ -117,11 +119,12 @@ def render_episode(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {"render_mode": "rgb_array", "width": width, "height": height}
-    if not is_maze(env_id):
-        kwargs["camera_name"] = "track"  # the locomotion models' camera that follows the body
+    camera = family(env_id).render_camera
+    if camera is not None:
+        kwargs["camera_name"] = camera
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    policy = planner_policy(pipe, n_envs=1, seed=seed, env_id=env_id, plan_kwargs=plan_kwargs)
+    policy = planner_policy(pipe, n_envs=1, seed=seed, env_id=env_id, plan=plan)
     recorder = _Recorder()
     result = rollout(
         env_id=env_id, policy=policy, episodes=1, seed=seed, env_kwargs=kwargs, observers=[recorder], progress=False
@@ -178,7 +181,7 @@ def render_maze(
     mode: str = "track",
     task: str = "multi",
     max_episode_steps: int | None = None,
-    plan_kwargs: dict[str, Any] | None = None,
+    plan: PlanConfig | None = None,
     actions: str = "plan",
     walls: bool = False,
 ) -> MazeRenderResult:
@@ -196,18 +199,17 @@ def render_maze(
         mode: ``"track"`` or ``"replan"`` (see :func:`diffplan.evaluation.evaluate`).
         task: ``"multi"`` or ``"single"``.
         max_episode_steps: cut the episode at this many steps.
-        plan_kwargs: keyword arguments of ``pipe.plan``.
+        plan: planner settings (default: the run's).
         actions: ``replan`` mode's actions, ``"plan"`` or ``"inverse"`` (see ``evaluate``).
         walls: rank plans through the maze's walls last (see ``evaluate``).
 
     Returns:
         Paths of the pictures and the episode's outcome.
     """
-    from diffplan.envs.maze import FIXED_GOAL_CELLS
     from diffplan.envs.specs import make_env
 
     env_id = env_id or (pipe.info.env_id if pipe.info else None)
-    if env_id is None or not is_maze(env_id):
+    if env_id is None or not family(env_id).has_map:
         raise ValueError(f"render_maze needs a PointMaze run, got env {env_id!r}")
     out = Path(out_dir)
     res = evaluate(
@@ -219,16 +221,13 @@ def render_maze(
         task=task,
         plots_dir=out,
         max_episode_steps=max_episode_steps,
-        plan_kwargs=plan_kwargs,
+        plan=plan,
         progress=False,
         actions=actions,
         walls=walls,
     )
     env = make_env(env_id)
-    options: dict[str, Any] | None = None
-    if task == "single":
-        options = {"goal_cell": np.asarray(FIXED_GOAL_CELLS[env_id])}
-    obs, _ = env.reset(seed=seed, options=options)  # the episode's start and goal
+    obs, _ = env.reset(seed=seed, options=family(env_id).reset_options(env_id, task))  # the episode's start and goal
     strip = plot_denoising(
         pipe=pipe,
         obs=obs["observation"],
@@ -236,7 +235,7 @@ def render_maze(
         env=env,
         path=out / "denoising.png",
         seed=seed,
-        plan_kwargs=plan_kwargs,
+        plan=plan,
     )
     env.close()
     return MazeRenderResult(

@@ -10,7 +10,7 @@ without the loop knowing about videos or pictures.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,10 +19,29 @@ import numpy as np
 from diffplan.envs.specs import make_env
 
 
+class PlanView(Protocol):
+    """What observers read of a policy's latest plans (a :class:`diffplan.planning.pipeline.Plan`)."""
+
+    @property
+    def observations(self) -> np.ndarray:
+        """``[B, H, obs_dim]`` planned states, best plan first."""
+        ...
+
+    @property
+    def actions(self) -> np.ndarray:
+        """``[B, H, act_dim]`` planned actions, best plan first."""
+        ...
+
+
 class Policy(Protocol):
     """Observations in, actions out, for ``n`` envs at once."""
 
     plans_made: int  # plans (or decisions) made so far, for seconds-per-plan figures
+
+    @property
+    def plans(self) -> Sequence[PlanView | None]:
+        """Per env, its latest plans (``None`` before its first plan, or for a policy that makes none)."""
+        ...
 
     def act(self, state: np.ndarray, goal: np.ndarray | None, active: np.ndarray) -> np.ndarray:
         """``[n, act_dim]`` actions for ``state: [n, obs_dim]`` (``goal: [n, goal_dim]`` in goal
@@ -32,6 +51,23 @@ class Policy(Protocol):
     def reset(self, mask: np.ndarray) -> None:
         """Forget what the envs in ``mask: [n]`` remembered (their episodes ended)."""
         ...
+
+
+class CallablePolicy:
+    """A plain policy ``fn(states [n, S], goals [n, G] | None) -> actions [n, A]`` acting every step (a
+    baseline, a behaviour policy)."""
+
+    def __init__(self, fn: Callable[[np.ndarray, np.ndarray | None], np.ndarray], n_envs: int) -> None:
+        self.fn, self.plans_made = fn, 0
+        self.plans: list[PlanView | None] = [None] * n_envs  # a plain policy makes no plans
+
+    def act(self, state: np.ndarray, goal: np.ndarray | None, active: np.ndarray) -> np.ndarray:
+        """The function's actions, zero where not ``active``."""
+        self.plans_made += int(np.sum(active))
+        return np.asarray(self.fn(state, goal), dtype=np.float64) * np.asarray(active)[:, None]
+
+    def reset(self, mask: np.ndarray) -> None:
+        """Nothing to forget."""
 
 
 class Observer:

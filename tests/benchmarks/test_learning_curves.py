@@ -53,9 +53,9 @@ def test_stages_are_copies_of_one_run_and_scored_on_held_out_episodes(
         (snaps[0] / "diffplan.json").unlink()  # as if the first copy were lost after the run went on
         curves.train_stage(cfg, "hopper-random", "tiny", 0, 6, progress=False)
     rec = curves.evaluate_snapshot(snaps[1], episodes=2, eval_seed=1000, num_envs=2, progress=False,
-                                   plan_kwargs={"n_guide_steps": 0})  # fmt: skip
+                                   overrides={"n_guide_steps": 0})  # fmt: skip
     assert rec["eval_seed"] == 1000 and len(rec["returns"]) == 2 and rec["planner"]["n_guide_steps"] == 0
     assert (snaps[1] / "eval-seed1000-2-n_guide_steps=0.json").is_file()
     again = curves.evaluate_snapshot(snaps[1], episodes=2, eval_seed=1000, num_envs=2, progress=False,
-                                     plan_kwargs={"n_guide_steps": 0})  # fmt: skip
+                                     overrides={"n_guide_steps": 0})  # fmt: skip
     assert again == rec  # cached

@@ -7,7 +7,6 @@ from diffplan.envs.specs import (
     ReferenceScores,
     check_dims,
     env_dims,
-    is_maze,
     make_env,
     measured_references,
     reference_scores,
@@ -23,11 +22,6 @@ def test_dimensions_of_locomotion_and_goal_envs() -> None:
         check_dims("Hopper-v5", obs_dim=4, act_dim=2, what="a run")
     with pytest.raises(ValueError, match="unknown environment id 'Hopper-v0"):
         make_env("Hopper-v0")
-
-
-def test_is_maze() -> None:
-    assert is_maze("PointMaze_Large-v3") and is_maze("PointMaze_UMaze-v3")
-    assert not is_maze("Hopper-v5") and not is_maze("AntMaze_UMaze-v5") and not is_maze(None)
 
 
 def test_reference_scores_prefer_dataset_metadata_then_measured_then_d4rl() -> None:

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from diffplan.envs.family import POINTMAZE
 from diffplan.planning import ValueGuidedRLPipeline
-from diffplan.planning.execution import CallablePolicy, PlannerPolicy
+from diffplan.planning.execution import PlannerPolicy
+from diffplan.rollout import CallablePolicy
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,11 @@ def test_replan_holds_each_planned_action_for_the_stride(pipe: ValueGuidedRLPipe
         info=replace(pipe.info, stride=2),
     )
     policy = PlannerPolicy(
-        strided, n_envs=2, generator=torch.Generator().manual_seed(0), plan_kwargs={"batch_size": 3}, replan_every=4
+        strided,
+        n_envs=2,
+        generator=torch.Generator().manual_seed(0),
+        settings=strided.plan_config.override(batch_size=3),
+        replan_every=4,
     )
     active = np.ones(2, dtype=bool)
     actions = [policy.act(_state(2), None, active) for _ in range(4)]
@@ -50,7 +56,12 @@ def test_replan_holds_each_planned_action_for_the_stride(pipe: ValueGuidedRLPipe
 def test_track_plans_once_per_episode(maze_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
     policy = PlannerPolicy(
-        pipe, n_envs=1, mode="track", generator=torch.Generator().manual_seed(0), plan_kwargs={"batch_size": 2}
+        pipe,
+        n_envs=1,
+        mode="track",
+        tracker=POINTMAZE.track,
+        generator=torch.Generator().manual_seed(0),
+        settings=pipe.plan_config.override(batch_size=2),
     )
     state, goal, active = np.array([[-1.0, -1.0, 0.0, 0.0]]), np.array([[1.0, 1.0]]), np.ones(1, dtype=bool)
     for _ in range(5):
@@ -78,3 +89,9 @@ def test_callable_policy_acts_where_active() -> None:
     a = policy.act(np.ones((3, 4)), None, np.array([True, False, True]))
     np.testing.assert_array_equal(a, [[2.0, 2.0], [0.0, 0.0], [2.0, 2.0]])
     assert policy.plans_made == 2 and policy.plans == [None, None, None]
+
+
+def test_track_mode_needs_a_tracker(maze_run: Path) -> None:
+    pipe = ValueGuidedRLPipeline.from_pretrained(maze_run)
+    with pytest.raises(ValueError, match="mode 'track' follows the planned states with the environment's tracker"):
+        PlannerPolicy(pipe, n_envs=1, mode="track")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from diffplan.collect.collect import collect
+from diffplan.config import PlanConfig
 from diffplan.planning import ValueGuidedRLPipeline
 from diffplan.planning.runs import list_runs, resolve_run
 from diffplan.presets import get_preset
@@ -344,7 +345,8 @@ def test_bad_settings_are_refused_the_same_way_everywhere(pipe: ValueGuidedRLPip
     from diffplan.planning.planner import Planner
 
     for call in (lambda: pipe.plan(_obs(), **settings), lambda: pipe(_obs(), **settings),
-                 lambda: Planner(pipe, n_envs=1, **settings).act(_obs()[None])):  # fmt: skip
+                 lambda: Planner(pipe, n_envs=1, settings=pipe.plan_config.override(**settings)).act(_obs()[None]),
+                 lambda: PlanConfig(**settings)):  # fmt: skip
         with pytest.raises(ValueError, match=message):
             call()
 

@@ -56,7 +56,9 @@ def test_warm_start_runs_only_the_last_k_steps(pipe: ValueGuidedRLPipeline) -> N
 
 
 def test_planner_warm_starts_after_the_first_decision(pipe: ValueGuidedRLPipeline) -> None:
-    planner = Planner(pipe, n_envs=3, batch_size=4, warm_start_steps=2, replan_threshold=1e9)
+    planner = Planner(
+        pipe, n_envs=3, settings=pipe.plan_config.override(batch_size=4, warm_start_steps=2, replan_threshold=1e9)
+    )
     g = torch.Generator().manual_seed(0)
     first = planner.act(_obs(3), generator=g)
     assert first.shape == (3, 3) and planner.stats.cold == 3 and planner.stats.warm == 0
@@ -73,7 +75,9 @@ def test_planner_warm_starts_after_the_first_decision(pipe: ValueGuidedRLPipelin
 
 
 def test_a_state_jump_forces_a_cold_start(pipe: ValueGuidedRLPipeline) -> None:
-    planner = Planner(pipe, n_envs=1, batch_size=4, warm_start_steps=2, replan_threshold=0.5)
+    planner = Planner(
+        pipe, n_envs=1, settings=pipe.plan_config.override(batch_size=4, warm_start_steps=2, replan_threshold=0.5)
+    )
     g = torch.Generator().manual_seed(0)
     planner.act(_obs(1), generator=g)
     jumped = _obs(1) + 50 * pipe.normalizer.observations.scale
@@ -102,7 +106,7 @@ def test_warm_starts_live_in_the_planner_not_in_the_pipeline_call(pipe: ValueGui
             counter.n = 0
             assert pipe(obs, **fast).shape == (3,)
             assert counter.n == 5
-        planner = Planner(pipe, n_envs=1, replan_threshold=1e9, **fast)
+        planner = Planner(pipe, n_envs=1, settings=pipe.plan_config.override(replan_threshold=1e9, **fast))
         for expected in (5, 2):  # the planner's first decision is cold, the next warm-started
             counter.n = 0
             assert planner.act(obs[None]).shape == (1, 3)
@@ -163,7 +167,7 @@ def test_tiny_model_reaches_a_nearby_goal_more_often_than_random_actions(minari_
     pipe = ValueGuidedRLPipeline.from_pretrained(tmp_path / "run")
     options = {"reset_cell": np.array([1, 1]), "goal_cell": np.array([1, 2])}
     generator = torch.Generator().manual_seed(0)
-    planner = Planner(pipe, n_envs=1, batch_size=4)
+    planner = Planner(pipe, n_envs=1, settings=pipe.plan_config.override(batch_size=4))
 
     def diffplan_act(obs: dict, t: int) -> np.ndarray:
         if t % 4 == 0:

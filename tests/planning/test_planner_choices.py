@@ -39,7 +39,11 @@ def test_states_only_plans_act_by_inverse_dynamics(states_run: Path) -> None:
 
 def test_states_only_warm_starts_use_state_channels(states_run: Path) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(states_run)
-    planner = Planner(pipe, n_envs=2, batch_size=4, warm_start_steps=3, replan_threshold=float("inf"))
+    planner = Planner(
+        pipe,
+        n_envs=2,
+        settings=pipe.plan_config.override(batch_size=4, warm_start_steps=3, replan_threshold=float("inf")),
+    )
     obs = _obs(2)
     first = planner.act(obs, generator=_seeded())
     second = planner.act(obs, generator=_seeded())
@@ -87,7 +91,9 @@ def test_coarse_to_fine_refines_the_first_coarse_step(c2f_run: Path, tmp_path: P
     )
     np.testing.assert_allclose(pipe(obs, 4, generator=_seeded()), np.clip(fine.actions[:, 0, 0], -1, 1))
     with pytest.raises(ValueError, match="coarse-to-fine planning starts from noise"):
-        planner = Planner(pipe, n_envs=2, warm_start_steps=2, replan_threshold=float("inf"))
+        planner = Planner(
+            pipe, n_envs=2, settings=pipe.plan_config.override(warm_start_steps=2, replan_threshold=float("inf"))
+        )
         planner.act(obs)
         planner.act(obs)
     pipe.save_pretrained(tmp_path / "copy")
@@ -101,7 +107,7 @@ def test_coarse_to_fine_plans_are_executed_at_the_fine_stride(c2f_run: Path) -> 
     pipe = ValueGuidedRLPipeline.from_pretrained(c2f_run)
     assert pipe.plan_stride() == 1 and pipe.plan_stride(coarse_to_fine=False) == 2
     assert PlannerPolicy(pipe, n_envs=1).replan_every == 1
-    assert PlannerPolicy(pipe, n_envs=1, plan_kwargs={"coarse_to_fine": False}).replan_every == 2
+    assert PlannerPolicy(pipe, n_envs=1, settings=pipe.plan_config.override(coarse_to_fine=False)).replan_every == 2
 
 
 def test_ranking_by_the_summed_state_value(dv_run: Path, states_run: Path) -> None:

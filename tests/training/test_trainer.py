@@ -113,23 +113,22 @@ def _long_horizon(dataset: str, tmp_path: Path) -> None:
     Trainer(dataset=dataset, out=tmp_path / "b", preset=replace(preset, unet=wide, value_net=wide), device="cpu")
 
 
-def test_each_trainer_gets_its_own_accelerate_settings(hopper_dataset: str, tmp_path: Path) -> None:
-    """accelerate keeps one process-wide state: a later trainer's precision and compilation still apply."""
+def test_each_trainer_gets_its_own_precision_and_compilation(hopper_dataset: str, tmp_path: Path) -> None:
+    """accelerate keeps one process-wide state; each trainer applies its own precision and compilation, so
+    trainers of other settings follow each other in one process (no private accelerate reset)."""
     first = Trainer(dataset=hopper_dataset, out=tmp_path / "a", preset=get_preset("tiny"), device="cpu")
-    assert first.accelerator.mixed_precision == "no"
-    second = Trainer(
-        dataset=hopper_dataset,
-        out=tmp_path / "b",
-        preset=get_preset("tiny"),
-        device="cpu",
-        mixed_precision="bf16",
-        compile=True,
-    )
-    assert second.accelerator.mixed_precision == "bf16"
-    assert second.accelerator.state.dynamo_plugin.backend.value.lower() == "inductor"
+    second = Trainer(dataset=hopper_dataset, out=tmp_path / "b", preset=get_preset("tiny"), device="cpu",
+                     mixed_precision="bf16", compile=True)  # fmt: skip
     third = Trainer(dataset=hopper_dataset, out=tmp_path / "c", preset=get_preset("tiny"), device="cpu")
-    assert third.accelerator.mixed_precision == "no"
-    assert third.accelerator.state.dynamo_plugin.backend.value.lower() == "no"
+    assert (first.mixed_precision, second.mixed_precision, third.mixed_precision) == ("no", "bf16", "no")
+    assert second.compile and not third.compile
+    model = first._build("unet")
+    losses = []
+    for tr in (first, second, third):
+        batch_fn, loss_fn = tr.phase_functions("unet")
+        losses.append(float(loss_fn(model, batch_fn(0, 0))))
+    assert losses[0] == losses[2]  # float32, the same batch
+    assert losses[1] != losses[0] and abs(losses[1] - losses[0]) < 0.05 * losses[0]  # bf16 autocast: close, not equal
 
 
 def test_captured_step_plumbing_matches_the_eager_step(hopper_dataset: str, tmp_path: Path) -> None:
@@ -293,7 +292,7 @@ def test_state_value_loss_is_the_squared_td_error_or_its_expectile(hopper_datase
     for trainer in (plain, high):  # the target network: a model whose output is 1 everywhere
         trainer._target = type("EMA", (), {"shadow_params": [torch.zeros_like(p) for p in model.parameters()]})()
         trainer._target.shadow_params[-1].fill_(1.0)
-    batch = plain._state_value_batch(0, 0)
+    batch = plain.phase_functions("state_value")[0](0, 0)
     state, reward, _, terminal = batch
     with torch.no_grad():
         u = reward / plain.data.value_scale + 0.9 * (~terminal) * 1.0 - model(state)
@@ -310,10 +309,10 @@ def test_value_weighted_loss_weighs_each_window_by_its_return(hopper_dataset: st
     dv = _dv_tiny()
     flat = replace(dv, diffusion=replace(dv.diffusion, value_weight=0.0))
     plain = Trainer(dataset=hopper_dataset, out=tmp_path / "p", preset=flat, device="cpu", progress=False)
-    wb, pb = weighted._denoiser_batch(3, 0), plain._denoiser_batch(3, 0)
+    wb, pb = weighted.phase_functions("unet")[0](3, 0), plain.phase_functions("unet")[0](3, 0)
     assert len(wb) == 4 and len(pb) == 3
     assert all(torch.equal(a, b) for a, b in zip(wb[:3], pb))  # the same windows, noise and steps
-    _, values = weighted._windows(0, 3, 0)
+    _, values = weighted._windows(weighted._step_generator(0, 3, 0))
     torch.testing.assert_close(wb[3], weighted.data.value_weights(values, factor=2.0))
     model = weighted._build("unet")
     with torch.no_grad():

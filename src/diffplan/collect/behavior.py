@@ -57,8 +57,7 @@ def evaluate_policy_returns(*, policy: Any, env_id: str, episodes: int, seed: in
         One return per episode.
     """
     from diffplan.envs.specs import make_env
-    from diffplan.planning.execution import CallablePolicy
-    from diffplan.rollout import rollout
+    from diffplan.rollout import CallablePolicy, rollout
 
     env = make_env(env_id)
     act = policy(env)

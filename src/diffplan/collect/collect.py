@@ -15,7 +15,8 @@ import numpy as np
 
 from diffplan.collect.policies import load_sac_actor, resolve_policy
 from diffplan.data.episodes import datasets_root
-from diffplan.envs.specs import is_maze, make_env, reference_scores
+from diffplan.envs.family import family
+from diffplan.envs.specs import make_env, reference_scores
 from diffplan.io import disk_full_reported
 
 BEHAVIORS = ("random", "sac", "waypoint")
@@ -105,20 +106,18 @@ def collect(
         raise ValueError(f"{err} A namespace has at least two characters, e.g. diffplan/hopper-random-v0.") from err
     if dataset_exists(dataset_id):
         raise ValueError(f"dataset {dataset_id!r} already exists; choose a new --dataset-id (nothing was overwritten)")
-    maze = is_maze(env_id)
-    if (behavior == "waypoint") != maze and behavior != "random":
+    fam = family(env_id)
+    if behavior not in (fam.behavior, "random"):
         raise ValueError(
             f"behavior {behavior!r} does not apply to {env_id}: use 'waypoint' for PointMaze envs, 'sac' for locomotion"
         )
-    env = make_env(env_id, continuing_task=True, reset_target=True) if maze else make_env(env_id)
+    env = make_env(env_id, **fam.collect_env_kwargs)
     torch.manual_seed(seed)
     act: Callable[[Any], np.ndarray]
     if behavior == "random":
         act = _random_policy(env, seed)
-    elif behavior == "waypoint":
-        from diffplan.envs.maze import WaypointController
-
-        act = WaypointController(env)
+    elif fam.expert is not None:  # a scripted expert (the mazes' waypoint controller)
+        act = fam.expert(env)
     else:
         if policy is None:
             raise ValueError("behavior 'sac' needs --policy medium|expert|PATH")

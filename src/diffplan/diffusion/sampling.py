@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet1DModel
+from diffusers import DDIMScheduler, DDPMScheduler, SchedulerMixin, UNet1DModel
 
 from diffplan.diffusion.conditioning import Constraint, apply_constraints
 from diffplan.diffusion.guidance import posterior_variances, value_and_grad
@@ -87,7 +87,7 @@ class DenoisingSchedule:
         )
 
 
-def denoising_schedule(scheduler: object, timesteps: Sequence[int] | None = None) -> DenoisingSchedule:
+def denoising_schedule(scheduler: SchedulerMixin, timesteps: Sequence[int] | None = None) -> DenoisingSchedule:
     """Constants of ``timesteps`` (default: ``scheduler.timesteps``) for :func:`run_schedule`.
 
     The affine coefficients are those of diffusers' ``DDPMScheduler.step`` (``variance_type
@@ -99,10 +99,10 @@ def denoising_schedule(scheduler: object, timesteps: Sequence[int] | None = None
         scheduler: a diffusers scheduler on which ``set_timesteps`` was called.
         timesteps: the steps to run, descending.
     """
-    steps = tuple(int(t) for t in (scheduler.timesteps if timesteps is None else timesteps))  # type: ignore[attr-defined]
-    a = scheduler.alphas_cumprod.detach().double().cpu()  # type: ignore[attr-defined]
+    steps = tuple(int(t) for t in (scheduler.timesteps if timesteps is None else timesteps))
+    a = scheduler.alphas_cumprod.detach().double().cpu()
     variances = tuple(posterior_variances(a, list(steps)))
-    cfg = scheduler.config  # type: ignore[attr-defined]
+    cfg = scheduler.config
     signal = tuple(math.sqrt(float(a[t])) for t in steps)
     noise_level = tuple(math.sqrt(1.0 - float(a[t])) for t in steps)
     plain = (
@@ -112,14 +112,14 @@ def denoising_schedule(scheduler: object, timesteps: Sequence[int] | None = None
     )
     ddpm = type(scheduler) is DDPMScheduler and cfg.get("variance_type") == "fixed_small"
     ddim = type(scheduler) is DDIMScheduler
-    ddim = ddim and scheduler.num_inference_steps is not None  # type: ignore[attr-defined]
+    ddim = ddim and scheduler.num_inference_steps is not None
     if not plain or not (ddpm or ddim):
         return DenoisingSchedule(steps, variances, signal=signal, noise_level=noise_level)
     if ddim:
         final = 1.0 if cfg.get("set_alpha_to_one", True) else float(a[0])
-        jump = cfg["num_train_timesteps"] // scheduler.num_inference_steps  # type: ignore[attr-defined]
+        jump = cfg["num_train_timesteps"] // scheduler.num_inference_steps
     else:
-        order = [int(t) for t in scheduler.timesteps]  # type: ignore[attr-defined]
+        order = [int(t) for t in scheduler.timesteps]
     model_coef, sample_coef, noise_std = [], [], []
     for t in steps:
         a_t = float(a[t])
@@ -249,7 +249,7 @@ def _guide(
 def guided_sample(
     *,
     unet: UNet1DModel,
-    scheduler: object,
+    scheduler: SchedulerMixin,
     x: torch.Tensor,
     constraints: Sequence[Constraint],
     guidance: Guidance | None = None,
@@ -295,6 +295,6 @@ def guided_sample(
         x = _guide(x, t_batch, t, schedule.variances[i], guidance, constraints)
         with torch.no_grad():
             model_output = unet(x.permute(0, 2, 1), t_batch).sample.permute(0, 2, 1)
-            x = scheduler.step(model_output, t, x, generator=generator).prev_sample  # type: ignore[attr-defined]
+            x = scheduler.step(model_output, t, x, generator=generator).prev_sample
         x = _after_step(apply_constraints(x, constraints), i, t, callback, constraints)
     return x

@@ -49,8 +49,10 @@ def shortest_path(free: np.ndarray, start: tuple[int, int], goal: tuple[int, int
     if goal not in prev:
         raise ValueError(f"goal cell {goal} cannot be reached from {start}")
     path = [goal]
-    while prev[path[-1]] is not None:
-        path.append(prev[path[-1]])  # type: ignore[arg-type]
+    back = prev[goal]
+    while back is not None:
+        path.append(back)
+        back = prev[back]
     return path[::-1]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,6 @@ D4RL_REFERENCES: dict[str, ReferenceScores] = {
 }
 
 
-def is_maze(env_id: str | None) -> bool:
-    """Whether ``env_id`` is a Gymnasium-Robotics point maze (goal-conditioned, planned by inpainting goals)."""
-    return env_id is not None and env_id.startswith("PointMaze")
-
-
 def _register_robotics(env_id: str) -> None:
     if env_id.startswith(("PointMaze", "AntMaze")):
         import gymnasium_robotics
@@ -74,6 +71,23 @@ def env_dims(env: gym.Env) -> tuple[int, int]:
     if obs_shape is None or act_shape is None:
         raise ValueError(f"expected Box observation and action spaces, got {space} and {env.action_space}")
     return int(obs_shape[0]), int(act_shape[0])
+
+
+@functools.cache
+def action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` ``[act_dim]`` of an environment's Box action space (read once per id).
+
+    Raises:
+        ValueError: an unknown id, or actions that are not a Box.
+    """
+    env = make_env(env_id)
+    space = env.action_space
+    env.close()
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"expected a Box action space in {env_id}, got {space}")
+    low, high = np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64)
+    low.flags.writeable = high.flags.writeable = False  # shared by every caller of the cache
+    return low, high
 
 
 def check_dims(env_id: str, *, obs_dim: int, act_dim: int, what: str) -> None:

@@ -41,6 +41,7 @@ from diffplan.diffusion.sampling import (
     guided_sample,
     run_schedule,
 )
+from diffplan.envs.specs import action_bounds
 from diffplan.io import atomic_write_json, disk_full_reported, replace_dir
 from diffplan.models import InverseDynamics, QFunction, StateValue, check_horizon, denoiser_config
 from diffplan.planning.graphs import GraphedCall
@@ -55,7 +56,6 @@ from diffplan.planning.runs import (
     load_optional,
     resolve_run,
 )
-from diffplan.planning.settings import resolve_settings
 
 # A goal plan counts as dynamically consistent when its largest jump between planned steps is at
 # most this multiple of the smoothest plan's (plans that must arrive too early jump 3-5x more).
@@ -253,7 +253,6 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         self._graph_mode: str | None = None  # "cuda": capture CUDA graphs; "emulate": the same plumbing, eager
         self._graphs: dict[_CallSpec, GraphedCall] = {}
         self._compiled: dict[str, Any] = {}
-        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def obs_dim(self) -> int:
@@ -579,9 +578,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Returns:
             The plans, best first (see :class:`Plan`).
         """
-        samples = self._sample(
-            obs,
-            goal=goal,
+        settings = self.plan_config.override(
             batch_size=batch_size,
             planning_horizon=planning_horizon,
             n_guide_steps=n_guide_steps,
@@ -590,13 +587,18 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             scale_grad_by_var=scale_grad_by_var,
             num_inference_steps=num_inference_steps,
             sampler=sampler,
-            generator=generator,
-            constraints=constraints,
-            init=init,
             warm_start_steps=warm_start_steps,
             goal_arrivals=goal_arrivals,
             rank_by=rank_by,
             coarse_to_fine=coarse_to_fine,
+        )
+        samples = self.sample(
+            obs,
+            settings=settings,
+            goal=goal,
+            generator=generator,
+            constraints=constraints,
+            init=init,
             cost=cost,
             callback=self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs),
         )
@@ -618,22 +620,34 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
         return step
 
-    def _sample(
+    def sample(
         self,
         obs: Any,
         *,
+        settings: PlanConfig | None = None,
         goal: Any = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
         cost: Callable[[np.ndarray], np.ndarray] | None = None,
         callback: StepCallback | None = None,
-        **settings: Any,
     ) -> Samples:
-        """:meth:`plan`, with the sorted plans left on the device (see :class:`Samples`); ``settings``
-        are :class:`~diffplan.config.PlanConfig` fields (``None``: the run's), checked by
-        :func:`~diffplan.planning.settings.resolve_settings`."""
-        cfg = resolve_settings(self.plan_config, **settings)
+        """:meth:`plan` with its settings as one object, the sorted plans left on the device (see
+        :class:`Samples`): what a caller making many decisions uses (e.g.
+        :class:`~diffplan.planning.planner.Planner`).
+
+        Args:
+            obs: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observations in original units.
+            settings: the call's settings (default: the run's, :attr:`plan_config`).
+            goal, generator, constraints, init, cost: as in :meth:`plan`.
+            callback: called after each denoising step as ``callback(i, t, x)``; a returned tensor
+                replaces ``x`` (see :data:`~diffplan.diffusion.sampling.StepCallback`).
+
+        Raises:
+            ValueError: a ranking the run has no model for, a warm start of a coarse-to-fine call,
+                or inputs of the wrong shape.
+        """
+        cfg = self.plan_config if settings is None else settings
         if cfg.rank_by == "q" and self.critic is None:
             raise ValueError(
                 "rank_by='q' needs a run with a Q-function (critic/); train one with "
@@ -655,7 +669,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         # the fine level plans the first coarse step: from the observation to the best coarse
         # plan's second state (``stride`` environment steps later), which it inpaints at its last step
         waypoint = coarse.trajectories[:, 0, 1, self.act_dim :]
-        return self.fine._sample(obs, goal=waypoint, generator=generator, coarse_to_fine=False)
+        fine = self.fine.plan_config.override(coarse_to_fine=False)
+        return self.fine.sample(obs, settings=fine, goal=waypoint, generator=generator)
 
     def _sample_level(
         self,
@@ -669,7 +684,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         cost: Callable[[np.ndarray], np.ndarray] | None = None,
         callback: StepCallback | None = None,
     ) -> Samples:
-        """One level's planning call with checked settings ``cfg`` (see :meth:`_sample`)."""
+        """One level's planning call with settings ``cfg`` (see :meth:`sample`)."""
         batch_size, horizon = cfg.batch_size, cfg.planning_horizon
         steps = cfg.num_inference_steps or self.scheduler.config.num_train_timesteps
         self._check_horizon(horizon)
@@ -893,15 +908,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         return actions if bounds is None else np.clip(actions, *bounds)
 
     def _action_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(low, high)`` of the run's action space (read once from its env), ``None`` without an env id."""
-        if self._bounds is None and self.info is not None and self.info.env_id is not None:
-            from diffplan.envs.specs import make_env
-
-            env = make_env(self.info.env_id)
-            space = env.action_space
-            self._bounds = (np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64))  # type: ignore[attr-defined]
-            env.close()
-        return self._bounds
+        """``(low, high)`` of the run's action space, ``None`` without an env id."""
+        if self.info is None or self.info.env_id is None:
+            return None
+        return action_bounds(self.info.env_id)
 
 
 def goal_arrival_steps(*, horizon: int, count: int, batch_size: int) -> torch.Tensor:

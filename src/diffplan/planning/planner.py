@@ -8,15 +8,15 @@ observed state jumped away from what the previous plan predicted, plans from scr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from diffplan.config import PlanConfig
-from diffplan.planning.pipeline import Plan
-from diffplan.planning.settings import resolve_settings
+from diffplan.planning.pipeline import Plan, Samples
 
 if TYPE_CHECKING:
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
@@ -41,27 +41,31 @@ class Planner:
     Args:
         pipe: a ``ValueGuidedRLPipeline``.
         n_envs: environments acted for.
-        **plan_kwargs: keyword arguments of ``pipe.plan``; ``warm_start_steps`` and
-            ``replan_threshold`` (default: the run's planner settings) control warm starts.
+        settings: the planner's settings (default: the run's, ``pipe.plan_config``);
+            ``warm_start_steps`` and ``replan_threshold`` control warm starts.
+        cost: ranking cost of finished plans (see ``pipe.plan``).
 
     Between decisions only each env's best plan is copied to the host (its first action is the
     decision); :attr:`plans` copies the others when it is read.
     """
 
-    def __init__(self, pipe: ValueGuidedRLPipeline, *, n_envs: int = 1, **plan_kwargs: Any) -> None:
+    def __init__(
+        self,
+        pipe: ValueGuidedRLPipeline,
+        *,
+        n_envs: int = 1,
+        settings: PlanConfig | None = None,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.pipe = pipe
         self.n_envs = n_envs
-        names = {f.name for f in fields(PlanConfig)}
-        settings = resolve_settings(pipe.plan_config, **{k: v for k, v in plan_kwargs.items() if k in names})
-        plan_kwargs.pop("warm_start_steps", None)
-        plan_kwargs.pop("replan_threshold", None)
-        self.warm_start_steps, self.replan_threshold = settings.warm_start_steps, settings.replan_threshold
-        self.plan_kwargs = plan_kwargs
+        self.settings = pipe.plan_config if settings is None else settings
+        self.cost = cost
         self.stats = PlannerStats()
         self._prev: torch.Tensor | None = None  # [n_envs, H, D] best plans, normalized, on the pipeline's device
         self._predicted = np.zeros((n_envs, pipe.obs_dim))  # normalized next state each best plan predicts
         self._has_prev = np.zeros(n_envs, dtype=bool)
-        self._latest: list[tuple[Any, int] | None] = [None] * n_envs  # (Samples, row) of each env's latest plans
+        self._latest: list[tuple[Samples, int] | None] = [None] * n_envs  # (Samples, row) of each env's latest plans
 
     @property
     def plans(self) -> list[Plan | None]:
@@ -87,10 +91,10 @@ class Planner:
             self._has_prev[np.asarray(mask, dtype=bool)] = False
 
     def _warm_envs(self, obs_norm: np.ndarray, active: np.ndarray) -> np.ndarray:
-        if not self.warm_start_steps or self._prev is None:
+        if not self.settings.warm_start_steps or self._prev is None:
             return np.zeros(self.n_envs, dtype=bool)
         jump = np.abs(self._predicted - obs_norm).max(axis=1)
-        return active & self._has_prev & (jump <= self.replan_threshold)
+        return active & self._has_prev & (jump <= self.settings.replan_threshold)
 
     def act(
         self,
@@ -122,16 +126,15 @@ class Planner:
             if group.size == 0:
                 continue
             every = group.size == self.n_envs
-            kwargs = dict(self.plan_kwargs)
+            init = None
             if is_warm:
                 assert self._prev is not None  # warm envs have a previous plan
                 prev = self._prev if every else self._prev[torch.as_tensor(group, device=self._prev.device)]
-                kwargs.update(
-                    init=torch.cat([prev[:, 1:], prev[:, -1:]], dim=1), warm_start_steps=self.warm_start_steps
-                )
-            if goal is not None:
-                kwargs["goal"] = np.asarray(goal, dtype=np.float64).reshape(self.n_envs, -1)[group]
-            samples = self.pipe._sample(obs[group], generator=generator, **kwargs)
+                init = torch.cat([prev[:, 1:], prev[:, -1:]], dim=1)
+            goals = None if goal is None else np.asarray(goal, dtype=np.float64).reshape(self.n_envs, -1)[group]
+            samples = self.pipe.sample(
+                obs[group], settings=self.settings, goal=goals, init=init, cost=self.cost, generator=generator
+            )
             best = samples.best()  # [g, H, D], the one copy to the host
             actions[group] = best[:, 0, :act_dim]
             self._predicted[group] = norm.normalize(best[:, min(1, best.shape[1] - 1), act_dim:])

@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable
 
 import torch
+from diffusers.training_utils import EMAModel
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -42,7 +43,7 @@ class CapturedStep:
         *,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        ema: object,
+        ema: EMAModel,
         batch_fn: Callable[[int, int], Batch],
         loss_fn: Callable[[torch.nn.Module, Batch], torch.Tensor],
         accumulation: int,
@@ -52,7 +53,7 @@ class CapturedStep:
         self.model, self.optimizer, self.ema = model, optimizer, ema
         self.batch_fn, self.accumulation = batch_fn, accumulation
         self.params: list[torch.Tensor] = [p for p in model.parameters() if p.requires_grad]
-        self.shadow = [s for s, p in zip(ema.shadow_params, model.parameters()) if p.requires_grad]  # type: ignore[attr-defined]
+        self.shadow = [s for s, p in zip(ema.shadow_params, model.parameters()) if p.requires_grad]
         device = self.params[0].device
         self.inputs: list[Batch] = [
             tuple(t.detach().clone() for t in batch_fn(step, micro)) for micro in range(accumulation)
@@ -109,9 +110,9 @@ class CapturedStep:
         for micro in range(self.accumulation):
             for buffer, value in zip(self.inputs[micro], self.batch_fn(step, micro)):
                 buffer.copy_(value)
-        self.ema.optimization_step += 1  # type: ignore[attr-defined]
-        decay = self.ema.get_decay(self.ema.optimization_step)  # type: ignore[attr-defined]
-        self.ema.cur_decay_value = decay  # type: ignore[attr-defined]
+        self.ema.optimization_step += 1
+        decay = self.ema.get_decay(self.ema.optimization_step)
+        self.ema.cur_decay_value = decay
         self.ema_weight.fill_(1.0 - decay)
         if self.graph is None:
             self.optimizer.zero_grad(set_to_none=True)

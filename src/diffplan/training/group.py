@@ -21,17 +21,14 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from diffplan.config import Preset
 from diffplan.io import writer_lock
 from diffplan.training.checkpoint import PhaseState, save_phase
-from diffplan.training.trainer import PHASES, Trainer, TrainResult
-
-# phases whose loss reads only the network and the batch (and the trainer's fixed loss weights)
-STACKABLE = ("unet", "value_function", "inverse_dynamics", "critic")
+from diffplan.training.trainer import PHASE, PHASES, Trainer, TrainResult
 
 
 def run_name(dataset: str) -> str:
@@ -99,7 +96,7 @@ class _Stacked:
             def net(*args: Any) -> Any:
                 return torch.func.functional_call(base, (p, b), args)
 
-            return loss_fn(net, batch)  # type: ignore[arg-type]
+            return loss_fn(cast("torch.nn.Module", net), batch)  # the losses only call their model
 
         self.losses: Callable[..., torch.Tensor] = torch.func.vmap(one_run)
 
@@ -143,14 +140,16 @@ class _Stacked:
 
 def _stackable(trainers: Sequence[Trainer], phase: str) -> bool:
     """Whether the runs of a phase can share one batched network: a stackable phase, equal shapes, one
-    process on one device, no CUDA graphs (equal progress is checked once their checkpoints are read)."""
+    process on one device, float32 without compilation or CUDA graphs (equal progress is checked once
+    their checkpoints are read)."""
     first = trainers[0]
     same = all(
         tr.channels == first.channels and (tr.data.obs_dim, tr.data.act_dim) == (first.data.obs_dim, first.data.act_dim)
         for tr in trainers
     )
     single = all(tr.accelerator.num_processes == 1 and not tr.cuda_graphs for tr in trainers)
-    return phase in STACKABLE and len(trainers) > 1 and same and single
+    plain = all(tr.mixed_precision == "no" and not tr.compile for tr in trainers)
+    return PHASE[phase].stackable and len(trainers) > 1 and same and single and plain
 
 
 def _run_stacked(trainers: Sequence[Trainer], phase: str, *, progress: bool) -> list[tuple[Any, PhaseState, float]]:
@@ -210,10 +209,10 @@ def train_group(trainers: Sequence[Trainer], *, stacked: bool = True, progress: 
             locks.enter_context(writer_lock(tr.out))
         for tr in trainers:
             tr.begin()
-        models: list[dict[str, Any]] = [dict.fromkeys(PHASES[1:]) for _ in trainers]
+        models: list[dict[str, Any]] = [dict.fromkeys(p.name for p in PHASES if not p.always) for _ in trainers]
         states: list[dict[str, PhaseState]] = [{} for _ in trainers]
         rates: list[dict[str, float]] = [{} for _ in trainers]
-        for phase in PHASES:
+        for phase in (p.name for p in PHASES):
             runs = [k for k, tr in enumerate(trainers) if phase in tr.phases()]
             if not runs:
                 continue

@@ -49,8 +49,8 @@ from diffplan.planning.runs import FINE, RunInfo
 from diffplan.training.checkpoint import PhaseState, load_phase, save_phase
 from diffplan.training.graphs import CapturedStep
 
-PHASES = ("unet", "value_function", "inverse_dynamics", "critic", "state_value")
 PROGRESS = "training/progress.json"
+Batch = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,6 @@ class Trainer:
         compile: bool = False,
         mixed_precision: str = "no",
         cuda_graphs: bool = False,
-        _eager_host_path: bool = False,
     ) -> None:
         if mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"expected mixed_precision in {MIXED_PRECISION}, got {mixed_precision!r}")
@@ -135,11 +134,8 @@ class Trainer:
             check_unlocked(out)  # a second writer is refused before the data are loaded
         if cuda_graphs and mixed_precision != "no":
             raise ValueError("cuda_graphs captures the float32 step: use it without mixed_precision")
-        self.cuda_graphs = cuda_graphs
+        self.cuda_graphs, self.compile, self.mixed_precision = cuda_graphs, compile, mixed_precision
         self.out = Path(out)
-        # the path before device-resident data (data on the host, per-parameter Adam and EMA, the loss
-        # read every step): kept only so that benchmarks can measure the difference in one process
-        self._eager_host_path = _eager_host_path
         self.preset = preset
         self.progress = progress
         self.episodes = load_episodes(dataset, env_id=env_id)
@@ -160,21 +156,23 @@ class Trainer:
         progress_record = self._check_progress(dataset, resume)  # read-only: every process checks
         from accelerate import Accelerator
 
-        log_with = "tensorboard" if _has_tensorboard() else None
-        dynamo = None
-        if compile:
-            from accelerate.utils import TorchDynamoPlugin
-
-            dynamo = TorchDynamoPlugin(backend="inductor")
-        _fresh_accelerator_state()
-        self.accelerator = Accelerator(
-            cpu=on_cpu,
-            gradient_accumulation_steps=train.gradient_accumulation_steps,
-            log_with=log_with,
-            project_dir=str(self.out / "logs"),
-            mixed_precision=mixed_precision,
-            dynamo_plugin=dynamo,
-        )
+        # accelerate keeps one state per process, fixed by its first Accelerator: every trainer asks
+        # for the same one (float32, no compilation) and applies its own precision and compilation
+        # itself (phase_functions, _run_phase), so that trainers of other settings can follow each other
+        try:
+            self.accelerator = Accelerator(
+                cpu=on_cpu,
+                gradient_accumulation_steps=train.gradient_accumulation_steps,
+                log_with="tensorboard" if _has_tensorboard() else None,
+                project_dir=str(self.out / "logs"),
+                mixed_precision="no",
+                dynamo_backend="no",
+            )
+        except ValueError as err:  # accelerate's "already initialized" (a GPU trainer, then device="cpu")
+            raise ValueError(
+                f"this process already trains on {Accelerator().device}; accelerate keeps one device per process: "
+                f"train on device={device!r} in a new process ({err})"
+            ) from err
         self.scheduler = build_scheduler(
             num_train_timesteps=preset.diffusion.num_train_timesteps,
             beta_schedule=preset.diffusion.beta_schedule,
@@ -187,7 +185,7 @@ class Trainer:
             )
         self._progress_record = progress_record
         self._resume = resume
-        dev = torch.device("cpu") if _eager_host_path else self.accelerator.device
+        dev = self.accelerator.device
         self.data.to(dev)
         alphas = self.scheduler.alphas_cumprod.double()
         self._signal = alphas.sqrt().float().to(dev)  # [T] sqrt(alphas_cumprod): x_t = signal * x0 + level * noise
@@ -210,10 +208,10 @@ class Trainer:
         """Channels of the diffused windows (what the denoiser and value network take)."""
         return self.planned_act + self.data.obs_dim
 
-    def _windows(self, phase: int, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _windows(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of windows ``[B, H, channels]`` (actions dropped when diffusing states only) and
         their value targets ``[B]``."""
-        x0, values = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(phase, step, micro))
+        x0, values = self.data.sample(self.preset.train.batch_size, generator=g)
         return x0[..., self.data.act_dim - self.planned_act :], values
 
     def _check_progress(self, dataset: str, resume: bool) -> dict:
@@ -249,66 +247,62 @@ class Trainer:
         batch = x0.shape[0]
         t = torch.randint(0, self.scheduler.config.num_train_timesteps, (batch,), generator=g, device=x0.device)
         noise = torch.randn(x0.shape, generator=g, device=x0.device)
-        if self._eager_host_path:  # as before: diffusers' add_noise, loss weights rebuilt every step
-            xt = self.scheduler.add_noise(x0, noise, t)
-            self._weights = self._loss_weights().to(self.accelerator.device)
-        else:
-            xt = self._signal[t][:, None, None] * x0 + self._level[t][:, None, None] * noise
+        xt = self._signal[t][:, None, None] * x0 + self._level[t][:, None, None] * noise
         cond = [Constraint(index=0, start=self.planned_act, values=x0[:, 0, self.planned_act :])]
         return apply_constraints(xt, cond), t, noise
 
-    def _denoiser_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+    def _denoiser_batch(self, g: torch.Generator) -> Batch:
         """Noised windows ``[B, D, H]`` (channels first), their steps ``[B]`` and targets ``[B, H, D]``,
         and with ``DiffusionConfig.value_weight`` the windows' loss weights ``[B]``."""
-        x0, values = self._windows(0, step, micro)
-        xt, t, noise = self._noised(x0, self._generator)
+        x0, values = self._windows(g)
+        xt, t, noise = self._noised(x0, g)
         target = x0 if self.preset.diffusion.prediction_type == "sample" else noise
         factor = self.preset.diffusion.value_weight
         if factor > 0:
             return xt.permute(0, 2, 1), t, target, self.data.value_weights(values, factor=factor)
         return xt.permute(0, 2, 1), t, target
 
-    def _denoiser_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _denoiser_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         xt, t, target = batch[:3]
         error = self._weights * (model(xt, t).sample.permute(0, 2, 1).float() - target) ** 2
         if len(batch) == 4:  # value-weighted regression: one weight per window
             return (error.mean(dim=(1, 2)) * batch[3]).mean()
         return error.mean()
 
-    def _value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+    def _value_batch(self, g: torch.Generator) -> Batch:
         """Noised windows ``[B, D, H]``, their steps ``[B]`` and value targets ``[B]``."""
-        x0, values = self._windows(1, step, micro)
-        xt, t, _ = self._noised(x0, self._generator)
+        x0, values = self._windows(g)
+        xt, t, _ = self._noised(x0, g)
         return xt.permute(0, 2, 1), t, values
 
-    def _value_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _value_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         xt, t, values = batch
         return ((model(xt, t).sample.squeeze(-1).float() - values) ** 2).mean()
 
-    def _inverse_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+    def _inverse_batch(self, g: torch.Generator) -> Batch:
         """``(state, target, lookahead, action)`` of :meth:`WindowDataset.transitions`."""
-        return self.data.transitions(self.preset.train.batch_size, generator=self._step_generator(2, step, micro))
+        return self.data.transitions(self.preset.train.batch_size, generator=g)
 
-    def _inverse_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _inverse_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         state, target, lookahead, action = batch
         return ((model(state, target, lookahead).float() - action) ** 2).mean()
 
-    def _critic_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+    def _critic_batch(self, g: torch.Generator) -> Batch:
         """``(state [B, S], action [B, A], discounted return [B])`` of random steps, normalized."""
-        x0, values = self.data.sample(self.preset.train.batch_size, generator=self._step_generator(3, step, micro))
+        x0, values = self.data.sample(self.preset.train.batch_size, generator=g)
         act = self.data.act_dim
         return x0[:, 0, act:], x0[:, 0, :act], values
 
-    def _critic_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _critic_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         state, action, values = batch
         return ((model(state, action).float() - values) ** 2).mean()
 
-    def _state_value_batch(self, step: int, micro: int) -> tuple[torch.Tensor, ...]:
+    def _state_value_batch(self, g: torch.Generator) -> Batch:
         """``(state [B, S], reward [B], next_state [B, S], terminal [B])`` of random steps (see
         :meth:`WindowDataset.td_transitions`)."""
-        return self.data.td_transitions(self.preset.train.batch_size, generator=self._step_generator(4, step, micro))
+        return self.data.td_transitions(self.preset.train.batch_size, generator=g)
 
-    def _state_value_loss(self, model: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _state_value_loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         """Expectile TD loss of ``V(s)`` against ``r / scale + gamma * V'(s')``, ``V'`` the phase's EMA
         (the target network): the squared error weighted ``2 * |expectile - 1(u < 0)|``, so that expectile
         0.5 is the plain squared TD error."""
@@ -326,22 +320,22 @@ class Trainer:
 
     def phase_functions(
         self, phase: str
-    ) -> tuple[
-        Callable[[int, int], tuple[torch.Tensor, ...]],
-        Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], torch.Tensor],
-    ]:
-        """``(batch(step, micro), loss(model, batch))`` of a phase; batches are moved to the training device."""
-        batch_fn, loss_fn = {
-            "unet": (self._denoiser_batch, self._denoiser_loss),
-            "value_function": (self._value_batch, self._value_loss),
-            "inverse_dynamics": (self._inverse_batch, self._inverse_loss),
-            "critic": (self._critic_batch, self._critic_loss),
-            "state_value": (self._state_value_batch, self._state_value_loss),
-        }[phase]
-        dev = self.accelerator.device
-        if self.data.device == dev:
-            return batch_fn, loss_fn
-        return (lambda step, micro: tuple(t.to(dev) for t in batch_fn(step, micro))), loss_fn
+    ) -> tuple[Callable[[int, int], Batch], Callable[[torch.nn.Module, Batch], torch.Tensor]]:
+        """``(batch(step, micro), loss(model, batch))`` of a phase: the batch drawn by the generator of
+        ``(seed, phase, step, micro, process)`` and moved to the training device, the loss under bf16
+        autocast with ``mixed_precision="bf16"``."""
+        spec = PHASE[phase]
+        index, dev = PHASES.index(spec), self.accelerator.device
+
+        def batch(step: int, micro: int) -> Batch:
+            drawn = spec.batch(self, self._step_generator(index, step, micro))
+            return drawn if self.data.device == dev else tuple(t.to(dev) for t in drawn)
+
+        def loss(model: torch.nn.Module, drawn: Batch) -> torch.Tensor:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.mixed_precision == "bf16"):
+                return spec.loss(self, model, drawn)
+
+        return batch, loss
 
     def _loss_weights(self) -> torch.Tensor:
         """``[H, D]`` loss weights: first action weighted, inpainted start state excluded."""
@@ -352,28 +346,29 @@ class Trainer:
 
     # ------------------------------------------------------------------ phases
     def _build(self, phase: str) -> torch.nn.Module:
-        torch.manual_seed(self.preset.train.seed + PHASES.index(phase))
-        if phase == "unet":
-            return build_denoiser(config=self.preset.unet, transition_dim=self.channels)
-        if phase == "inverse_dynamics":
-            return InverseDynamics(
-                obs_dim=self.data.obs_dim, act_dim=self.data.act_dim, max_lookahead=self.preset.train.stride
-            )
-        if phase == "critic":
-            return QFunction(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim)
-        if phase == "state_value":
-            return StateValue(obs_dim=self.data.obs_dim, value_scale=self.data.value_scale)
+        spec = PHASE[phase]
+        torch.manual_seed(self.preset.train.seed + PHASES.index(spec))
+        return spec.build(self)
+
+    def _build_denoiser(self) -> torch.nn.Module:
+        return build_denoiser(config=self.preset.unet, transition_dim=self.channels)
+
+    def _build_value_function(self) -> torch.nn.Module:
         return build_value_function(config=self.preset.value_net, transition_dim=self.channels)
 
+    def _build_inverse_dynamics(self) -> torch.nn.Module:
+        return InverseDynamics(
+            obs_dim=self.data.obs_dim, act_dim=self.data.act_dim, max_lookahead=self.preset.train.stride
+        )
+
+    def _build_critic(self) -> torch.nn.Module:
+        return QFunction(obs_dim=self.data.obs_dim, act_dim=self.data.act_dim)
+
+    def _build_state_value(self) -> torch.nn.Module:
+        return StateValue(obs_dim=self.data.obs_dim, value_scale=self.data.value_scale)
+
     def _total_steps(self, phase: str) -> int:
-        train = self.preset.train
-        return {
-            "unet": train.denoiser_steps,
-            "value_function": train.value_steps,
-            "inverse_dynamics": train.inverse_steps,
-            "critic": train.critic_steps,
-            "state_value": train.state_value_steps,
-        }[phase]
+        return getattr(self.preset.train, PHASE[phase].steps)
 
     @cudnn_settings(deterministic=True, benchmark=False)  # a resumed run picks the same algorithms
     def phase_objects(self, phase: str) -> tuple[torch.nn.Module, torch.optim.Optimizer, Any, PhaseState]:
@@ -383,15 +378,14 @@ class Trainer:
 
         train = self.preset.train
         model = self._build(phase).to(self.accelerator.device)
-        fast = not self._eager_host_path
         optimizer = torch.optim.Adam(
-            model.parameters(), lr=train.learning_rate, fused=fast, foreach=False, capturable=self.cuda_graphs
+            model.parameters(), lr=train.learning_rate, fused=True, foreach=False, capturable=self.cuda_graphs
         )
-        if phase == "state_value":  # the EMA is the TD target network, averaging from the first step
+        if PHASE[phase].target_network:  # the EMA is the TD target network, averaging from the first step
             decay, after = self.preset.value_targets.target_decay, 0
         else:
             decay, after = train.ema_decay, train.ema_start
-        ema = EMAModel(model.parameters(), decay=decay, update_after_step=after, foreach=fast)
+        ema = EMAModel(model.parameters(), decay=decay, update_after_step=after, foreach=True)
         folder = self.phase_folder(phase)
         if self.accelerator.is_main_process:  # what a kill during a checkpoint write left behind
             recover_dir(folder)
@@ -410,18 +404,20 @@ class Trainer:
 
     def phases(self) -> list[str]:
         """The phases this run trains, in order: the denoiser, then those with steps."""
-        return [p for p in PHASES if p == "unet" or self._total_steps(p) > 0]
+        return [p.name for p in PHASES if p.always or self._total_steps(p.name) > 0]
 
     def _run_phase(self, phase: str) -> tuple[torch.nn.Module, PhaseState, float]:
         from tqdm.auto import tqdm
 
         train = self.preset.train
         total = self._total_steps(phase)
-        fast = not self._eager_host_path
         model, optimizer, ema, state = self.phase_objects(phase)
-        self._target = ema if phase == "state_value" else None
+        self._target = ema if PHASE[phase].target_network else None
         folder = self.phase_folder(phase)
         model, optimizer = self.accelerator.prepare(model, optimizer)
+        raw = self.accelerator.unwrap_model(model)  # what checkpoints store
+        if self.compile:  # inductor, as accelerate's dynamo plugin would (the parameters stay shared)
+            model = cast("torch.nn.Module", torch.compile(model, backend="inductor"))
         batch_fn, loss_fn = self.phase_functions(phase)
         acc = self.accelerator
         bar = tqdm(
@@ -433,7 +429,7 @@ class Trainer:
         )
         start_step, started = state.step, time.perf_counter()
         seconds_before = state.seconds
-        params = list(acc.unwrap_model(model).parameters())
+        params = list(raw.parameters())
         captured = None
         if self.cuda_graphs and state.step < total:
             for group in optimizer.optimizer.param_groups:
@@ -462,18 +458,17 @@ class Trainer:
                 state.step += 1
                 state.seconds = seconds_before + time.perf_counter() - started
                 log = state.step % train.log_every == 0 or state.step == total
-                if log or not fast:
+                if log:
                     loss_value = float(loss.detach())  # the one host synchronisation of the loop
                     bar.set_postfix(loss=f"{loss_value:.4f}")
-                    if log:
-                        state.losses.append([state.step, loss_value])
-                        acc.log({f"{phase}/loss": loss_value}, step=state.step)
+                    state.losses.append([state.step, loss_value])
+                    acc.log({f"{phase}/loss": loss_value}, step=state.step)
                 if acc.is_main_process and (state.step % train.checkpoint_every == 0 or state.step == total):
-                    save_phase(folder=folder, model=acc.unwrap_model(model), ema=ema, optimizer=optimizer, state=state)
+                    save_phase(folder=folder, model=raw, ema=ema, optimizer=optimizer, state=state)
                 bar.update(1)
         except KeyboardInterrupt:
             if acc.is_main_process:
-                save_phase(folder=folder, model=acc.unwrap_model(model), ema=ema, optimizer=optimizer, state=state)
+                save_phase(folder=folder, model=raw, ema=ema, optimizer=optimizer, state=state)
                 print(f"\ninterrupted: checkpoint at step {state.step} saved in {folder}; continue with --resume")
             raise
         finally:
@@ -498,7 +493,7 @@ class Trainer:
         lock = writer_lock(self.out) if self.accelerator.is_main_process else contextlib.nullcontext()
         with lock:
             self.begin()
-            models: dict[str, torch.nn.Module | None] = dict.fromkeys(PHASES[1:])
+            models: dict[str, torch.nn.Module | None] = dict.fromkeys(p.name for p in PHASES if not p.always)
             states, rates = {}, {}
             for phase in self.phases():
                 models[phase], states[phase], rates[phase] = self._run_phase(phase)
@@ -579,6 +574,47 @@ class Trainer:
         _plot_losses(self.out / "training" / "losses.png", states)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One training phase: what it trains and from what.
+
+    Attributes:
+        name: the network's name (its pipeline component and ``training/<name>`` checkpoint).
+        steps: the :class:`~diffplan.config.TrainConfig` field of its step count.
+        build: the trainer's fresh network of the phase.
+        batch: a batch drawn with the given generator (see :meth:`Trainer.phase_functions`).
+        loss: the loss of a network on a batch.
+        always: trained in every run (the denoiser); the others only with steps.
+        target_network: the phase's EMA is its TD target network (``ValueConfig.target_decay`` from
+            the first step), read by its loss.
+        stackable: the loss reads only the network and the batch, so that the runs of a group can
+            train it as one batched network (:mod:`diffplan.training.group`).
+    """
+
+    name: str
+    steps: str
+    build: Callable[[Trainer], torch.nn.Module]
+    batch: Callable[[Trainer, torch.Generator], Batch]
+    loss: Callable[[Trainer, torch.nn.Module, Batch], torch.Tensor]
+    always: bool = False
+    target_network: bool = False
+    stackable: bool = True
+
+
+# in training order; a phase's position seeds its network and its batches (do not reorder)
+PHASES: tuple[Phase, ...] = (
+    Phase("unet", "denoiser_steps", Trainer._build_denoiser, Trainer._denoiser_batch, Trainer._denoiser_loss,
+          always=True),
+    Phase("value_function", "value_steps", Trainer._build_value_function, Trainer._value_batch, Trainer._value_loss),
+    Phase("inverse_dynamics", "inverse_steps", Trainer._build_inverse_dynamics, Trainer._inverse_batch,
+          Trainer._inverse_loss),
+    Phase("critic", "critic_steps", Trainer._build_critic, Trainer._critic_batch, Trainer._critic_loss),
+    Phase("state_value", "state_value_steps", Trainer._build_state_value, Trainer._state_value_batch,
+          Trainer._state_value_loss, target_network=True, stackable=False),
+)  # fmt: skip
+PHASE = {p.name: p for p in PHASES}
+
+
 def stored_preset(out: str | Path) -> Preset | None:
     """The preset a run folder was trained with (``training/progress.json``), or ``None`` for a new folder."""
     path = Path(out) / PROGRESS
@@ -597,16 +633,6 @@ def _without_step_counts(preset: dict) -> dict:
     if preset.get("fine") is not None:
         preset["fine"] = _without_step_counts(preset["fine"])
     return preset
-
-
-def _fresh_accelerator_state() -> None:
-    """Clear accelerate's process-wide state so that this trainer's settings (mixed precision,
-    compilation, CPU) take effect after an earlier trainer's in the same process; under a
-    multi-process launcher the distributed part (process group) is kept."""
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(reset_partial_state=int(os.environ.get("WORLD_SIZE", "1")) == 1)
-    GradientState._reset_state()
 
 
 def _has_tensorboard() -> bool:
