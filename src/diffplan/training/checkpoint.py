@@ -3,6 +3,11 @@
 ``training/<phase>/`` holds ``model.safetensors`` (raw weights), ``ema.safetensors`` (EMA
 shadow weights), ``optimizer.safetensors`` (optimizer tensors) and ``state.json`` (step, losses,
 optimizer hyper-parameters, EMA counters). The folder is written beside its target and swapped in.
+
+Not accelerate's ``save_state``/``register_for_checkpointing``: it pickles the optimizer and the RNG
+states (``torch.save``), which the project's checkpoints must not contain, and it writes in place, so a
+kill or a full disk mid-write leaves no intact checkpoint; resumes here are bit-identical because every
+batch is drawn from a generator seeded by ``(seed, phase, step, process)``, not from saved RNG states.
 """
 
 from __future__ import annotations
