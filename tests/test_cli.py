@@ -140,14 +140,38 @@ def test_runs_lists_the_stored_score(
     shutil.copytree(tiny_run, shipped / "scored")
     shutil.copytree(tiny_run, shipped / "unscored")
     info = json.loads((shipped / "scored" / "diffplan.json").read_text())
+    shutil.copytree(tiny_run, shipped / "unseen")
     info["extra"]["score"] = {"iqm": 51.25, "ci95": [47.0, 55.5], "mean": 50.0, "episodes": 50, "seeds": 1}
     (shipped / "scored" / "diffplan.json").write_text(json.dumps(info))
+    info["extra"]["score"] |= {"episodes": 20, "eval_seed": 5000, "unseen": True, "success_rate": 0.65, "seeds": 3}
+    (shipped / "unseen" / "diffplan.json").write_text(json.dumps(info))
     monkeypatch.setattr("diffplan.planning.runs.shipped_runs_dir", lambda: shipped)
     assert main(["runs"]) == 0
-    scored, unscored = capsys.readouterr().out.splitlines()
+    scored, unscored, unseen = capsys.readouterr().out.splitlines()
     assert scored.split()[:3] == ["scored", "test/hopper-random-v0", "tiny"]
-    assert scored.endswith("IQM 51.2 [47.0, 55.5], mean 50.0 (50 episodes, 1 seed)")
+    assert scored.endswith("IQM 51.2 [47.0, 55.5], mean 50.0 (50 episodes; 1 training seed)")
     assert unscored.startswith("unscored ") and unscored.endswith("score: see RESULTS.md")
+    assert unseen.endswith(
+        "IQM 51.2 [47.0, 55.5], mean 50.0, success 65 % (20 episodes, seeds 5000-5019, unseen; 3 training seeds)"
+    )
+
+
+def test_evaluate_without_flags_runs_the_stored_evaluation(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / "diffplan.json").read_text())
+    info["evaluation"] = {"episodes": 3, "seed": 7, "num_envs": 2, "replan_every": 2}
+    (run / "diffplan.json").write_text(json.dumps(info))
+    out = tmp_path / "eval.json"
+    base = ["evaluate", str(run), "--max-episode-steps", "4", "--json", str(out)]
+    assert main(base) == 0
+    stored = json.loads(out.read_text())
+    assert (stored["episodes"], stored["seed"], stored["num_envs"], stored["planner"]["replan_every"]) == (3, 7, 2, 2)
+    assert main([*base, "--episodes", "1", "--seed", "0", "--replan-every", "1"]) == 0
+    given = json.loads(out.read_text())
+    assert (given["episodes"], given["seed"], given["num_envs"], given["planner"]["replan_every"]) == (1, 0, 1, 1)
 
 
 def test_demo(

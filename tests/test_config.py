@@ -76,3 +76,21 @@ def test_plan_config_is_checked_when_made_and_overridden_by_name() -> None:
         base.override(bogus=1)
     with pytest.raises(ValueError, match=r"expected scale >= 0.0, got nan \(a finite number\)"):
         base.override(scale=float("nan"))
+
+
+def test_eval_config_is_checked_when_made_and_overridden_by_name() -> None:
+    import pytest
+
+    from diffplan.config import EvalConfig
+
+    with pytest.raises(ValueError, match=r"expected mode among \['replan', 'track'\], got 'loop'"):
+        EvalConfig(mode="loop")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"expected replan_every >= 1, got 0 \(an integer\)"):
+        EvalConfig(replan_every=0)
+    with pytest.raises(ValueError, match="expected walls to be True or False, got 1"):
+        EvalConfig(walls=1)  # type: ignore[arg-type]
+    stored = EvalConfig(episodes=20, seed=5000, num_envs=10, task="single")
+    assert stored.override(episodes=3, task=None) == EvalConfig(episodes=3, seed=5000, num_envs=10, task="single")
+    assert EvalConfig.from_dict(stored.to_dict()) == stored
+    with pytest.raises(ValueError, match=r"unknown evaluation settings \['bogus'\]"):
+        stored.override(bogus=1)

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from diffplan.config import STEP_COUNTS, PlanConfig, TrainConfig
+from diffplan.config import STEP_COUNTS, Actions, EvalConfig, Mode, PlanConfig, Task, TrainConfig
 
 
 def _overrides(cls: type, name: str) -> type:
@@ -88,11 +88,6 @@ def _write_json(path: str | None, data: dict[str, Any]) -> None:
 
         atomic_write_json(path, data)
         print(f"wrote {path}")
-
-
-Mode = Literal["replan", "track"]
-Actions = Literal["plan", "inverse"]
-Task = Literal["multi", "single"]
 
 
 def collect(
@@ -299,23 +294,26 @@ def evaluate(
     run: str,
     /,
     *,
-    episodes: int = 10,
-    seed: int = 0,
-    num_envs: int = 1,
+    episodes: int | None = None,
+    seed: int | None = None,
+    num_envs: int | None = None,
     max_episode_steps: int | None = None,
     env_id: str | None = None,
     device: str = "cpu",
     cuda_graphs: bool = False,
     json: str | None = None,
-    mode: Mode = "replan",
-    actions: Actions = "plan",
+    mode: Mode | None = None,
+    actions: Actions | None = None,
     replan_every: int | None = None,
     walls: bool = False,
-    task: Task = "multi",
+    task: Task | None = None,
     plots: str | None = None,
     plan: PlanFlags = PlanFlags(),  # noqa: B008
 ) -> int:
-    """Run episodes with a trained planner and score them.
+    """Run episodes with a trained planner and score them. Left out, the planner settings and the
+    evaluation (episodes, seed, envs, mode, actions, replan interval, task, walls) are the run's
+    stored ones, those of the figure `diffplan runs` prints (a run without them: 10 episodes from
+    seed 0, one env, replan mode with the plan's actions every `stride` steps, multi task).
 
     Args:
         run: run folder or shipped run name.
@@ -329,8 +327,8 @@ def evaluate(
         json: write the results as JSON here.
         mode: replan: closed loop with the planner's actions; track: plan once, PD-follow the plan.
         actions: replan mode: the plan's sampled actions, or the run's inverse dynamics to the next planned state.
-        replan_every: steps between plans in replan mode (default: the run's stride).
-        walls: mazes: rank plans that cross the maze's walls last (uses the map).
+        replan_every: steps between plans in replan mode (default: the run's stored one, else its stride).
+        walls: mazes: rank plans that cross the maze's walls last (uses the map); also on where the run stores it.
         task: PointMaze: a random goal per episode (multi) or the maze's fixed goal (single).
         plots: folder for a picture of each episode's plans and executed path.
         plan: planner settings (default: the run's stored ones).
@@ -344,11 +342,14 @@ def evaluate(
               max_episode_steps=(max_episode_steps, 1), replan_every=(replan_every, 1))  # fmt: skip
     pipe = ValueGuidedRLPipeline.from_pretrained(run, device=device)
     settings = pipe.plan_config.override(**_set(plan))
+    stored = pipe.info.evaluation if pipe.info else EvalConfig()
+    ev = stored.override(episodes=episodes, seed=seed, num_envs=num_envs, mode=mode, actions=actions,
+                         replan_every=replan_every, task=task, walls=walls or None)  # fmt: skip
     if cuda_graphs:
         pipe.use_cuda_graphs()
-    res = score(pipe=pipe, episodes=episodes, seed=seed, env_id=env_id, num_envs=num_envs,
-                max_episode_steps=max_episode_steps, plan=settings, mode=mode, replan_every=replan_every,
-                plots_dir=plots, task=task, actions=actions, walls=walls)  # fmt: skip
+    res = score(pipe=pipe, episodes=ev.episodes, seed=ev.seed, env_id=env_id, num_envs=ev.num_envs,
+                max_episode_steps=max_episode_steps, plan=settings, mode=ev.mode, replan_every=ev.replan_every,
+                plots_dir=plots, task=ev.task, actions=ev.actions, walls=ev.walls)  # fmt: skip
     _print_eval(res)
     _write_json(json, res.to_dict())
     return 0
@@ -406,6 +407,21 @@ def render(
     return 0
 
 
+def _score_text(score: dict[str, Any] | None) -> str:
+    """A shipped run's stored figure: IQM and interval, mean, success rate, and on which episodes."""
+    if not score:
+        return "score: see RESULTS.md"
+    first = score.get("eval_seed")
+    where = f"{score['episodes']} episodes"
+    where += "" if first is None else f", seeds {first}-{first + score['episodes'] - 1}"
+    where += ", unseen" if score.get("unseen") else ""
+    seeds = f"{score['seeds']} training seed{'s' if score['seeds'] > 1 else ''}"
+    rate = score.get("success_rate")
+    success = "" if rate is None else f", success {100 * rate:.0f} %"
+    return (f"IQM {score['iqm']:.1f} [{score['ci95'][0]:.1f}, {score['ci95'][1]:.1f}], mean {score['mean']:.1f}"
+            f"{success} ({where}; {seeds})")  # fmt: skip
+
+
 def runs() -> int:
     """List the runs shipped with diffplan: dataset, preset and measured score with its 95 % interval."""
     from diffplan.io import read_json
@@ -417,13 +433,7 @@ def runs() -> int:
     rows = []
     for name in names:
         info = read_json(shipped_runs_dir() / name / RUN_INFO)
-        score = info.get("extra", {}).get("score")
-        text = (
-            f"IQM {score['iqm']:.1f} [{score['ci95'][0]:.1f}, {score['ci95'][1]:.1f}], mean {score['mean']:.1f} "
-            f"({score['episodes']} episodes, {score['seeds']} seed{'s' if score['seeds'] > 1 else ''})"
-            if score
-            else "score: see RESULTS.md"
-        )
+        text = _score_text(info.get("extra", {}).get("score"))
         rows.append((name, info.get("dataset_id") or "?", (info.get("preset") or {}).get("name", "?"), text))
     widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
     for row in rows:

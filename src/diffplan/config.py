@@ -26,6 +26,15 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
+def _overridden(config: T, given: dict[str, Any], what: str) -> T:
+    """``config`` with the ``given`` fields replaced (``None``: keep); unknown names are a ValueError."""
+    names = {f.name for f in fields(config)}
+    unknown = set(given) - names
+    if unknown:
+        raise ValueError(f"unknown {what} {sorted(unknown)}; expected some of {sorted(names)}")
+    return replace(config, **{k: v for k, v in given.items() if v is not None})
+
+
 class JsonConfig:
     """``to_dict`` / ``from_dict`` for flat frozen config dataclasses (lists come back as tuples)."""
 
@@ -334,15 +343,61 @@ class PlanConfig(JsonConfig):
             ValueError: an unknown setting, or a value out of its range (same words for every entry
                 point: ``pipe()``, ``pipe.plan``, ``Planner``, ``evaluate`` and the CLI).
         """
-        names = {f.name for f in fields(PlanConfig)}
-        unknown = set(given) - names
-        if unknown:
-            raise ValueError(f"unknown planner settings {sorted(unknown)}; expected some of {sorted(names)}")
-        return replace(self, **{k: v for k, v in given.items() if v is not None})
+        return _overridden(self, given, "planner settings")
 
     def changes_from(self, base: PlanConfig) -> dict[str, Any]:
         """The settings that differ from ``base`` (field order), e.g. to record what a caller chose."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
+
+
+Mode = Literal["replan", "track"]
+Actions = Literal["plan", "inverse"]
+Task = Literal["multi", "single"]
+
+
+@dataclass(frozen=True)
+class EvalConfig(JsonConfig):
+    """How a run is evaluated when a caller leaves it out: the execution and the episodes of the
+    figure the run reports (stored in its ``diffplan.json``, so that ``diffplan evaluate NAME`` with
+    no flags measures that figure again), checked when made.
+
+    Attributes:
+        mode: ``"replan"`` (closed loop) or ``"track"`` (plan once, PD-follow the plan; mazes).
+        actions: ``replan`` mode: the plan's actions or the run's inverse dynamics.
+        replan_every: steps between plans in ``replan`` mode (``None``: the run's stride).
+        task: PointMaze: ``"multi"`` (a random goal per episode) or ``"single"`` (the fixed goal).
+        walls: PointMaze: plans through the map's walls rank last.
+        episodes: number of episodes.
+        seed: episode ``i`` is reset with ``seed + i`` (also the planner's seed).
+        num_envs: envs stepped together and planned in one batched call (the planner's noise
+            depends on it).
+    """
+
+    mode: Mode = "replan"
+    actions: Actions = "plan"
+    replan_every: int | None = None
+    task: Task = "multi"
+    walls: bool = False
+    episodes: int = 10
+    seed: int = 0
+    num_envs: int = 1
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("mode", Mode), ("actions", Actions), ("task", Task)):
+            if getattr(self, name) not in get_args(allowed):
+                raise ValueError(f"expected {name} among {list(get_args(allowed))}, got {getattr(self, name)!r}")
+        if not isinstance(self.walls, bool):
+            raise ValueError(f"expected walls to be True or False, got {self.walls!r}")
+        for name, least in (("replan_every", 1), ("episodes", 1), ("seed", 0), ("num_envs", 1)):
+            value = getattr(self, name)
+            if name == "replan_every" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"expected {name} >= {least}, got {value!r} (an integer)")
+
+    def override(self, **given: Any) -> EvalConfig:
+        """These settings with ``given`` ones replaced (``None``: keep this object's value)."""
+        return _overridden(self, given, "evaluation settings")
 
 
 @dataclass(frozen=True)

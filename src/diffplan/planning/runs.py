@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from diffplan.config import PlanConfig
+from diffplan.config import EvalConfig, PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
 from diffplan.io import read_json
 
@@ -33,6 +33,7 @@ class RunInfo:
     Attributes:
         normalizer: per-dimension observation and action normalizer.
         plan: planner defaults.
+        evaluation: evaluation defaults (execution and episodes of the run's reported figure).
         env_id: Gymnasium id the run was trained for.
         dataset_id: training dataset.
         horizon: trained window length.
@@ -45,6 +46,7 @@ class RunInfo:
 
     normalizer: TrajectoryNormalizer
     plan: PlanConfig = field(default_factory=PlanConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
     env_id: str | None = None
     dataset_id: str | None = None
     horizon: int | None = None
@@ -66,6 +68,7 @@ class RunInfo:
             "stride": self.stride,
             "normalizer": self.normalizer.to_dict(),
             "plan": self.plan.to_dict(),
+            "evaluation": self.evaluation.to_dict(),
             "preset": self.preset,
             "ref_min_score": self.ref_min_score,
             "ref_max_score": self.ref_max_score,
@@ -81,6 +84,7 @@ class RunInfo:
             return cls(
                 normalizer=TrajectoryNormalizer.from_dict(data["normalizer"]),
                 plan=PlanConfig.from_dict(data["plan"]),
+                evaluation=EvalConfig.from_dict(data.get("evaluation") or {}),
                 env_id=data.get("env_id"),
                 dataset_id=data.get("dataset_id"),
                 horizon=data.get("horizon"),
