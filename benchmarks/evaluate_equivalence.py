@@ -4,6 +4,11 @@ Run it on two versions of the code (e.g. a worktree of an older commit with PYTH
 and compare the files: a refactoring of the episode layer must give identical numbers.
 
     python benchmarks/evaluate_equivalence.py OUT.json [--work /tmp/eq]   (the runs are trained once)
+    python benchmarks/evaluate_equivalence.py --compare A.json B.json
+
+``--compare`` says whether two such files hold the same values. ``plans_ratio`` (plans per decision)
+is read off two wall-clock times, so its last digits vary from run to run; it is compared to 9
+significant digits, everything else exactly.
 """
 
 from __future__ import annotations
@@ -41,11 +46,35 @@ def _runs(root: Path) -> tuple[Path, Path]:
     return hopper, maze
 
 
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Where two outputs of this script differ (``plans_ratio`` to 9 significant digits)."""
+
+    def ratio(x: float | None) -> str | None:
+        return None if x is None else f"{x:.9g}"
+
+    out = [f"{name}: only in one file" for name in sorted(set(a) ^ set(b))]
+    for name in sorted(set(a) & set(b)):
+        for key in sorted(set(a[name]) | set(b[name])):
+            x, y = a[name].get(key), b[name].get(key)
+            same = ratio(x) == ratio(y) if key == "plans_ratio" else x == y
+            if not same:
+                out.append(f"{name} {key}: {x} != {y}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out")
+    parser.add_argument("out", nargs="?")
     parser.add_argument("--work", default="/tmp/eq", help="folder of the datasets and runs")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two outputs instead")
     args = parser.parse_args()
+    if args.compare:
+        a, b = (json.loads(Path(f).read_text()) for f in args.compare)
+        found = differences(a, b)
+        print("\n".join(found) if found else f"identical: {len(a)} cases")
+        raise SystemExit(1 if found else 0)
+    if not args.out:
+        parser.error("expected OUT.json (or --compare A B)")
     torch.set_num_threads(2)
     root = Path(args.work)
     os.environ["MINARI_DATASETS_PATH"] = str(root / "datasets")

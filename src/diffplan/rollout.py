@@ -20,7 +20,7 @@ from diffplan.envs.specs import make_env
 
 
 class PlanView(Protocol):
-    """What observers read of a policy's latest plans (a :class:`diffplan.planning.pipeline.Plan`)."""
+    """What observers read of a policy's latest plans (a :class:`diffplan.planning.plans.Plan`)."""
 
     @property
     def observations(self) -> np.ndarray:

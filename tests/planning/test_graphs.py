@@ -1,6 +1,6 @@
 """The CUDA-graph path's plumbing (static buffers, cache per call shape), checked on the CPU.
 
-On a CPU the graph cannot be recorded; ``_graph_mode = "emulate"`` runs the same static-buffer
+On a CPU the graph cannot be recorded; ``engine.graph_mode = "emulate"`` runs the same static-buffer
 path eagerly, so every input must reach the captured function through its buffer.
 """
 
@@ -18,7 +18,7 @@ from diffplan.planning.graphs import GraphedCall
 def pipes(tiny_run: Path) -> tuple[ValueGuidedRLPipeline, ValueGuidedRLPipeline]:
     eager = ValueGuidedRLPipeline.from_pretrained(tiny_run)
     graphed = ValueGuidedRLPipeline.from_pretrained(tiny_run)
-    graphed._graph_mode = "emulate"
+    graphed.engine.graph_mode = "emulate"
     return eager, graphed
 
 
@@ -44,7 +44,7 @@ def test_replayed_calls_equal_eager_calls(pipes: tuple, kwargs: dict) -> None:
         np.testing.assert_array_equal(a.observations, b.observations)
         np.testing.assert_array_equal(a.actions, b.actions)
         np.testing.assert_array_equal(a.values, b.values)
-    assert len(graphed._graphs) == 1  # one call shape, one graph
+    assert len(graphed.engine.graphs) == 1  # one call shape, one graph
 
 
 def test_warm_starts_replay_their_own_graph(pipes: tuple) -> None:
@@ -60,7 +60,7 @@ def test_warm_starts_replay_their_own_graph(pipes: tuple) -> None:
         _obs(3, 0.1), batch_size=2, init=init, warm_start_steps=3, generator=torch.Generator().manual_seed(1)
     )
     np.testing.assert_array_equal(a.actions, b.actions)
-    assert len(graphed._graphs) == 2  # cold and warm calls differ in shape and schedule
+    assert len(graphed.engine.graphs) == 2  # cold and warm calls differ in shape and schedule
 
 
 def test_calls_that_need_the_host_stay_eager(pipes: tuple) -> None:
@@ -69,14 +69,14 @@ def test_calls_that_need_the_host_stay_eager(pipes: tuple) -> None:
     graphed.plan(_obs(1), batch_size=2, callback_on_step_end=lambda pipe, i, t, tensors: seen.append(t))
     graphed.plan(_obs(1), batch_size=2, sampler="dpmsolver++", num_inference_steps=3)
     graphed.plan(_obs(1), batch_size=2, cost=lambda obs: np.zeros(obs.shape[:2]))
-    assert seen and not graphed._graphs
+    assert seen and not graphed.engine.graphs
 
 
 def test_cuda_graphs_are_a_no_op_on_the_cpu(pipes: tuple) -> None:
     eager, _ = pipes
     eager.use_cuda_graphs()
     assert eager.plan(_obs(1), batch_size=2).actions.shape[:2] == (1, 2)
-    assert not eager._graphs and eager.graph_capture_seconds == 0.0
+    assert not eager.engine.graphs and eager.graph_capture_seconds == 0.0
     eager.use_cuda_graphs(False)
 
 

@@ -162,6 +162,28 @@ def test_shipped_runs_load_and_plan() -> None:
     np.testing.assert_array_equal(first, again)  # no hidden state between calls
 
 
+@pytest.mark.parametrize("name", list_runs())
+def test_every_shipped_run_is_a_diffusers_pipeline_of_registered_components(name: str, tmp_path: Path) -> None:
+    from diffplan.planning.runs import CRITIC, FINE, INVERSE_DYNAMICS, STATE_VALUE
+
+    pipe = ValueGuidedRLPipeline.from_pretrained(name)
+    for sub in (INVERSE_DYNAMICS, CRITIC, STATE_VALUE, FINE):  # registered: saved, loaded and moved by diffusers
+        assert pipe.components[sub] is getattr(pipe, sub)
+        assert (getattr(pipe, sub) is not None) == (resolve_run(name) / sub).is_dir()
+    settings = pipe.plan_config.override(batch_size=2, sampler="ddim", num_inference_steps=2, coarse_to_fine=False)
+    obs = pipe.normalizer.observations.shift  # the data's mean state
+
+    def planned(p: ValueGuidedRLPipeline) -> np.ndarray:
+        return p.sample(obs, settings=settings, generator=torch.Generator().manual_seed(0)).plan.observations
+
+    pipe.save_pretrained(tmp_path / "copy")
+    np.testing.assert_array_equal(planned(ValueGuidedRLPipeline.from_pretrained(tmp_path / "copy")), planned(pipe))
+    pipe.to(dtype=torch.float64)  # diffusers' .to() reaches every model, the inverse dynamics and critics too
+    models = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+    assert {p.dtype for m in models for p in m.parameters()} == {torch.float64}
+    assert planned(pipe).shape == (2, pipe.plan_config.planning_horizon, pipe.obs_dim)
+
+
 @pytest.mark.parametrize(
     ("maze", "env_id", "dit"),
     [

@@ -70,7 +70,7 @@ class Planner:
     @property
     def plans(self) -> list[Plan | None]:
         """Per env, its latest plans, best first, in original units (``None`` before its first plan):
-        a :class:`~diffplan.planning.pipeline.Plan` with ``actions [B, H, A]``, ``observations
+        a :class:`~diffplan.planning.plans.Plan` with ``actions [B, H, A]``, ``observations
         [B, H, S]``, ``values [B]`` and ``normalized [B, H, A + S]``."""
         out: list[Plan | None] = []
         for entry in self._latest:

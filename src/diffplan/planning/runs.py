@@ -8,6 +8,7 @@ level of a coarse-to-fine planner: a run folder itself).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -111,7 +112,7 @@ def list_runs() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / RUN_INFO).is_file())
 
 
-def resolve_run(name_or_path: str | Path) -> Path:
+def resolve_run(name_or_path: str | os.PathLike) -> Path:
     """A run folder path, or the folder of a shipped run of that name.
 
     Raises:

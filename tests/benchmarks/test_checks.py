@@ -1,0 +1,31 @@
+"""The comparison of evaluate_equivalence outputs, and the shipped-run choices table."""
+
+from __future__ import annotations
+
+from benchmarks.evaluate_equivalence import differences
+
+
+def test_equivalence_compare_ignores_wall_clock_digits_and_finds_real_changes() -> None:
+    a = {"hopper": {"returns": [1.5, 2.0], "plans_ratio": 0.358974358974359}}
+    assert differences(a, {"hopper": {"returns": [1.5, 2.0], "plans_ratio": 0.35897435897435903}}) == []
+    changed = {"hopper": {"returns": [1.5, 2.25], "plans_ratio": 0.36}}
+    assert differences(a, changed) == [
+        "hopper plans_ratio: 0.358974358974359 != 0.36",
+        "hopper returns: [1.5, 2.0] != [1.5, 2.25]",
+    ]
+    assert differences(a, {}) == ["hopper: only in one file"]
+
+
+def test_every_shipped_run_has_chosen_settings_that_are_valid() -> None:
+    from benchmarks.shipped_scores import UNSEEN, choices
+
+    from diffplan.config import EvalConfig, PlanConfig
+    from diffplan.planning.runs import list_runs
+
+    table = choices()
+    assert set(list_runs()) <= set(table)
+    for choice in table.values():
+        PlanConfig().override(**choice.plan)  # known settings, valid values
+        ev = EvalConfig().override(**choice.evaluation, **UNSEEN)
+        assert ev.seed >= 5000 and ev.episodes == 20  # reset seeds apart from every choice's (0-49, 1000-1099)
+        assert choice.chosen_on["episodes"] == "reset seeds 0-49"
