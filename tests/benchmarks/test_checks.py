@@ -18,7 +18,6 @@ def test_equivalence_compare_ignores_wall_clock_digits_and_finds_real_changes() 
 
 def test_every_shipped_run_has_chosen_settings_that_are_valid() -> None:
     from benchmarks.shipped_scores import UNSEEN, choices
-
     from diffplan.config import EvalConfig, PlanConfig
     from diffplan.planning.runs import list_runs
 
