@@ -11,6 +11,11 @@ Differences from ``diffusers.experimental.ValueGuidedRLPipeline`` (each delibera
   the guidance pass before the last denoising step);
 * batched observations ``[n_envs, obs_dim]`` planned in one diffusion call, DDPM or DDIM, any
   number of inference steps, no progress bar per decision.
+
+The pipeline orchestrates: it holds the registered components, checks a call's settings and
+composes the coarse and fine levels. Beside it live what a call returns (:mod:`.plans`), the checks
+and normalization of its inputs (:mod:`.inputs`), the ranking rules (:mod:`.ranking`) and the
+device side of a call with its caches and CUDA graphs (:mod:`.engine`).
 """
 
 from __future__ import annotations
