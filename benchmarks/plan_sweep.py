@@ -8,6 +8,13 @@ episode seeds (seed + i, 1000 steps max) and envs planned together in one batche
 
     python benchmarks/plan_sweep.py --run hopper-medium --episodes 10 [--ddpm-episodes 5] [--rows NAME ...]
         [--seed 1000] [--out results/sweep_NAME.json]
+    python benchmarks/plan_sweep.py --run hopper-medium-dv --rows-of dv --seed 1000     # Monte Carlo runs
+    python benchmarks/plan_sweep.py --run hopper-medium-dv --rows-of dv --speed-only --threads 2
+
+``--rows-of dv`` sweeps a Monte Carlo run (the ``dv`` preset) from its stored settings: fewer
+denoising steps and fewer candidates, the two costs of a decision. ``--speed-only`` times each row's
+decision with one env (20 decisions after a warm-up, ``plan_speed.episode_speed``) without scoring;
+time it with nothing else running.
 
 Merges rows into results/sweep_<run>.json after each row (a re-run of some rows keeps the others).
 """
@@ -59,6 +66,19 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def dv_rows() -> dict[str, dict[str, Any]]:
+    """Row name -> changes to a Monte Carlo run's stored settings (DDIM 20 steps, 50 candidates)."""
+    return {
+        "stored (DDIM 20, 50 candidates)": {},
+        "DDIM 10": {"num_inference_steps": 10},
+        "DDIM 5": {"num_inference_steps": 5},
+        "25 candidates": {"batch_size": 25},
+        "10 candidates": {"batch_size": 10},
+        "DDIM 10, 25 candidates": {"num_inference_steps": 10, "batch_size": 25},
+        "DDIM 5, 10 candidates": {"num_inference_steps": 5, "batch_size": 10},
+    }
+
+
 def main() -> None:
     import numpy as np
     import torch
@@ -76,16 +96,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rows", nargs="*", help="only these rows (default: all)")
     parser.add_argument("--out", type=Path, help="results file (default: results/sweep_<run folder name>.json)")
+    parser.add_argument("--rows-of", choices=("fast", "dv"), default="fast", help="the fast U-Net rows or dv's")
+    parser.add_argument("--speed-only", action="store_true", help="only time each row with one env")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    fast = json.loads((ROOT / "results" / "plan_speed.json").read_text())["fast_config"]
     pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
     name = Path(str(args.run)).name
     out_path = args.out or ROOT / "results" / f"sweep_{name}.json"
     table = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
-    for row, config in rows(fast).items():
+    if args.rows_of == "dv":
+        sweep = dv_rows()
+    else:
+        sweep = rows(json.loads((ROOT / "results" / "plan_speed.json").read_text())["fast_config"])
+    for row, config in sweep.items():
         if args.rows and row not in args.rows:
+            continue
+        if args.speed_only:
+            from benchmarks.plan_speed import episode_speed
+
+            speed = episode_speed(pipe, config, 20, 1, "cpu", pipe.info.env_id)["seconds_per_decision"]
+            table["rows"].setdefault(row, {"config": config})["seconds_per_decision_1_env"] = speed
+            table["speed"] = {"threads": args.threads, "machine": machine(), "date": date.today().isoformat()}
+            print(f"{row:<40} {speed * 1e3:7.1f} ms/decision (1 env, {args.threads} threads)")
+            atomic_write_json(out_path, table)
             continue
         episodes = args.ddpm_episodes if row == DDPM else args.episodes
         res = evaluate(
@@ -96,7 +130,7 @@ def main() -> None:
             max_episode_steps=1000,
             plan=pipe.plan_config.override(**config),
         )
-        table["rows"][row] = {
+        table["rows"][row] = table["rows"].get(row, {}) | {
             "config": config,
             "mean": res.normalized_score,
             "stderr": res.stderr,
