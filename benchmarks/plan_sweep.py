@@ -76,6 +76,7 @@ def dv_rows() -> dict[str, dict[str, Any]]:
         "10 candidates": {"batch_size": 10},
         "DDIM 10, 25 candidates": {"num_inference_steps": 10, "batch_size": 25},
         "DDIM 5, 10 candidates": {"num_inference_steps": 5, "batch_size": 10},
+        "1 candidate (no selection)": {"batch_size": 1},
     }
 
 

@@ -167,6 +167,9 @@ def test_every_shipped_run_is_a_diffusers_pipeline_of_registered_components(name
     from diffplan.planning.runs import CRITIC, FINE, INVERSE_DYNAMICS, STATE_VALUE
 
     pipe = ValueGuidedRLPipeline.from_pretrained(name)
+    assert pipe.info is not None
+    score, ev = pipe.info.extra["score"], pipe.info.evaluation  # its figure, on episodes it never saw
+    assert score["unseen"] and (score["episodes"], score["eval_seed"], ev.num_envs) == (ev.episodes, ev.seed, 10)
     for sub in (INVERSE_DYNAMICS, CRITIC, STATE_VALUE, FINE):  # registered: saved, loaded and moved by diffusers
         assert pipe.components[sub] is getattr(pipe, sub)
         assert (getattr(pipe, sub) is not None) == (resolve_run(name) / sub).is_dir()

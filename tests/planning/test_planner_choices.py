@@ -140,8 +140,10 @@ def test_shipped_dv_runs_plan_with_their_stored_settings_and_carry_their_figures
         0,
     )
     assert pipe.info is not None and pipe.info.preset["name"] == "dv"
-    score = pipe.info.extra["score"]
-    assert score["episodes"] == 50 and score["eval_seed"] == 0 and score["mean"] > 60
+    score, ev = pipe.info.extra["score"], pipe.info.evaluation
+    # the figure on 20 episodes no choice has seen, measured by `diffplan evaluate NAME` with no flags
+    assert score["unseen"] and (score["episodes"], score["eval_seed"]) == (ev.episodes, ev.seed) == (20, 5000)
+    assert score["mean"] > 60 and pipe.info.extra["chosen_on"]["episodes"] == "reset seeds 0-49"
     obs = _obs(1)[0] if name.startswith("hopper") else np.array([1.25] + [0.0] * 16)
     plan = pipe.plan(obs, generator=_seeded())
     assert plan.observations.shape == (50, 4, obs.shape[0]) and np.all(np.diff(plan.values) <= 0)
