@@ -28,15 +28,20 @@ if __package__ in (None, ""):  # run as a script: import the package as `python 
 from benchmarks.common import ROOT  # noqa: E402
 
 
-def score(evaluation: dict, info: dict) -> dict:
-    """``extra.score`` of a shipped run: its normalized episode scores' summary (diffplan.stats)."""
+def normalized_summary(returns: list[float], info: dict) -> dict:
+    """Summary (diffplan.stats) of a run's episode returns normalized by its reference scores."""
     from diffplan.envs.specs import reference_scores
     from diffplan.stats import summarize
 
     refs = reference_scores(info["env_id"], ref_min=info.get("ref_min_score"), ref_max=info.get("ref_max_score"))
     if refs is None:
         raise SystemExit(f"no reference scores for {info['env_id']}: a normalized score cannot be stored")
-    summary = summarize([[refs.normalize(r) for r in evaluation["returns"]]]).to_dict()
+    return summarize([[refs.normalize(r) for r in returns]]).to_dict()
+
+
+def score(evaluation: dict, info: dict) -> dict:
+    """``extra.score`` of a shipped run: its normalized episode scores' summary (diffplan.stats)."""
+    summary = normalized_summary(evaluation["returns"], info)
     keep = ("eval_seed", "max_episode_steps", "weights_hash", "machine", "date")
     return summary | {k: evaluation[k] for k in keep if k in evaluation} | {"measured_by": "benchmarks/grid.py"}
 

@@ -24,6 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, fast_settings, machine  # noqa: E402
+from benchmarks.ship_run import normalized_summary  # noqa: E402
 
 OUT = ROOT / "results" / "shipped_scores.json"
 UNSEEN = {"episodes": 20, "seed": 5000, "num_envs": 10}  # reset seeds no choice has used
@@ -117,14 +118,7 @@ def measure(name: str) -> dict[str, Any]:
 
 def score_of(result: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     """``extra.score``: the normalized episode scores' summary (diffplan.stats) and the protocol."""
-    from diffplan.envs.specs import reference_scores
-    from diffplan.stats import summarize
-
-    refs = reference_scores(info["env_id"], ref_min=info.get("ref_min_score"), ref_max=info.get("ref_max_score"))
-    if refs is None:
-        raise SystemExit(f"no reference scores for {info['env_id']}: a normalized score cannot be stored")
-    summary = summarize([[refs.normalize(r) for r in result["returns"]]]).to_dict()
-    return summary | {
+    return normalized_summary(result["returns"], info) | {
         "eval_seed": result["seed"],
         "success_rate": result["success_rate"],
         "seconds_per_decision": result["seconds_per_decision"],
