@@ -8,7 +8,7 @@ seen); the pipeline checks settings and composes levels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,31 @@ from diffplan.planning.ranking import inverse_actions, plan_values
 if TYPE_CHECKING:
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
+StepEndCallback = Callable[
+    ["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"
+]
 SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
+
+
+def step_callback(
+    pipe: ValueGuidedRLPipeline, callback_on_step_end: StepEndCallback | None, tensor_inputs: Sequence[str]
+) -> StepCallback | None:
+    """diffusers' ``callback_on_step_end(pipe, i, t, {"x": x})`` as the sampling loop's :data:`StepCallback`.
+
+    Raises:
+        ValueError: ``tensor_inputs`` names a tensor other than ``"x"``.
+    """
+    if callback_on_step_end is None:
+        return None
+    unknown = set(tensor_inputs) - {"x"}
+    if unknown:
+        raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'x'; got {sorted(unknown)}")
+
+    def step(i: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
+        returned = callback_on_step_end(pipe, i, t, {name: x for name in tensor_inputs})
+        return (returned or {}).get("x")
+
+    return step
 
 
 @dataclass(frozen=True)

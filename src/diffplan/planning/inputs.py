@@ -87,3 +87,35 @@ class PlanInputs:
         stats = self.stats(device)
         normed = (raw - stats["obs_shift"][:width]) / stats["obs_scale"][:width]
         return normed.to(dtype), raw, single
+
+    def inverse_action(
+        self,
+        model: torch.nn.Module,
+        *,
+        state: np.ndarray,
+        target: np.ndarray,
+        lookahead: np.ndarray,
+        device: torch.device,
+    ) -> np.ndarray:
+        """Actions of an inverse dynamics ``model`` from ``state`` to ``target`` in ``lookahead`` steps.
+
+        Args:
+            model: the run's :class:`~diffplan.models.InverseDynamics` (normalized states in, normalized
+                actions out).
+            state: ``[n, obs_dim]`` current states (original units).
+            target: ``[n, obs_dim]`` planned states to reach.
+            lookahead: ``[n]`` environment steps until ``target``.
+            device: the model's device.
+
+        Returns:
+            ``[n, act_dim]`` actions in original units.
+        """
+        norm = self.normalizer.observations
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=device)
+
+        now = tensor(norm.normalize(np.atleast_2d(state)))
+        with torch.no_grad():
+            out = model(now, tensor(norm.normalize(np.atleast_2d(target))), tensor(np.atleast_1d(lookahead)))
+        return self.normalizer.actions.unnormalize(out.double().cpu().numpy())

@@ -34,38 +34,27 @@ from diffplan.config import PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
 from diffplan.devices import resolve_device
 from diffplan.diffusion.conditioning import Constraint
-from diffplan.diffusion.sampling import (
-    StepCallback,
-)
+from diffplan.diffusion.sampling import StepCallback
 from diffplan.envs.specs import action_bounds
-from diffplan.io import atomic_write_json, disk_full_reported, replace_dir
 from diffplan.models import InverseDynamics, QFunction, StateValue
-from diffplan.planning.engine import PlanEngine
+from diffplan.planning.engine import PlanEngine, StepEndCallback, step_callback
 from diffplan.planning.inputs import PlanInputs
 from diffplan.planning.plans import Plan, Samples
 from diffplan.planning.runs import (
     CRITIC,
     FINE,
     INVERSE_DYNAMICS,
-    RUN_INFO,
     STATE_VALUE,
     RunInfo,
-    load_components,
-    load_optional,
+    check_parts,
+    load_parts,
+    normalizer_from_env,
     resolve_run,
+    save_run,
 )
 
 if TYPE_CHECKING:
     from typing_extensions import Self
-
-StepEndCallback = Callable[
-    ["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"
-]
-
-
-def _normalizer_from_d4rl(env: Any) -> TrajectoryNormalizer:
-    data = env.get_dataset()
-    return TrajectoryNormalizer.fit(observations=np.asarray(data["observations"]), actions=np.asarray(data["actions"]))
 
 
 class ValueGuidedRLPipeline(DiffusionPipeline):
@@ -121,38 +110,16 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             state_value=state_value,
             fine=fine,
         )
-        if normalizer is None:
-            if env is None or not hasattr(env, "get_dataset"):
-                raise ValueError(
-                    "expected normalizer=TrajectoryNormalizer(...) or a D4RL env with get_dataset(); got neither"
-                )
-            normalizer = _normalizer_from_d4rl(env)
-        transition = unet.config.in_channels
-        if transition not in (normalizer.act_dim + normalizer.obs_dim, normalizer.obs_dim):
-            raise ValueError(
-                f"the denoiser takes {transition} channels but the normalizer has act_dim {normalizer.act_dim} "
-                f"+ obs_dim {normalizer.obs_dim} (or obs_dim alone for states-only plans)"
-            )
-        if transition == normalizer.obs_dim and inverse_dynamics is None:
-            raise ValueError(
-                "the denoiser diffuses states only (obs_dim channels): expected inverse_dynamics= to make the "
-                "plans' actions, got none"
-            )
-        if value_function is not None and value_function.config.in_channels != transition:
-            raise ValueError(
-                f"denoiser takes {transition} channels, value function {value_function.config.in_channels}"
-            )
-        for name, dims in (
-            ("inverse dynamics", None if inverse_dynamics is None else _dims(inverse_dynamics.config)),
-            ("critic", None if critic is None else _dims(critic.config)),
-            ("state value", None if state_value is None else (int(state_value.config.obs_dim), normalizer.act_dim)),
-            ("fine level", None if fine is None else (fine.obs_dim, fine.act_dim)),
-        ):
-            if dims is not None and dims != (normalizer.obs_dim, normalizer.act_dim):
-                raise ValueError(
-                    f"the {name} has obs_dim, act_dim {dims} but the normalizer "
-                    f"{normalizer.obs_dim}, {normalizer.act_dim}"
-                )
+        normalizer = normalizer or normalizer_from_env(env)
+        check_parts(
+            normalizer=normalizer,
+            unet=unet,
+            value_function=value_function,
+            inverse_dynamics=inverse_dynamics,
+            critic=critic,
+            state_value=state_value,
+            fine=fine,
+        )
         self.env = env
         self.inputs = PlanInputs(normalizer)
         self.plan_config = plan_config or PlanConfig()
@@ -219,23 +186,11 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             raise ValueError(f"unknown from_pretrained arguments {sorted(kwargs)}; expected normalizer=, env=, device=")
         target = resolve_device(device) if device is not None else None
         path = resolve_run(pretrained_model_name_or_path)
-        unet, value_function, scheduler, info = load_components(path, need_info=normalizer is None and env is None)
-        fine = None
-        if (path / FINE / RUN_INFO).is_file():
-            fine = cls.from_pretrained(path / FINE, normalizer=normalizer, env=env, device=device)
-        pipe = cls(
-            value_function=value_function,
-            unet=unet,
-            scheduler=scheduler,
-            env=env,
-            normalizer=normalizer or (info.normalizer if info else None),
-            plan_config=info.plan if info else None,
-            info=info,
-            inverse_dynamics=load_optional(path, INVERSE_DYNAMICS),
-            critic=load_optional(path, CRITIC),
-            state_value=load_optional(path, STATE_VALUE),
-            fine=fine,
-        )
+
+        def load_fine(folder: Path) -> ValueGuidedRLPipeline:
+            return cls.from_pretrained(folder, normalizer=normalizer, env=env, device=device)
+
+        pipe = cls(**load_parts(path, normalizer=normalizer, env=env, load_fine=load_fine))
         return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(
@@ -243,25 +198,14 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
     ) -> None:
         """Write the diffusers folder (every registered component, the fine level included, in its
         subfolder) and ``diffplan.json``, atomically component by component, safetensors always."""
-        import tempfile
-
-        out = Path(save_directory)
-        out.mkdir(parents=True, exist_ok=True)
-        models = [m for m in self.components.values() if isinstance(m, torch.nn.Module)]
-        needed = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
-        with (
-            tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp,
-            disk_full_reported(f"the run folder {out}", out, needed=needed),
-        ):
-            super().save_pretrained(tmp, safe_serialization=True, **kwargs)
-            for entry in sorted(Path(tmp).iterdir()):
-                if entry.is_dir():
-                    replace_dir(entry, out / entry.name)
-                else:
-                    entry.replace(out / entry.name)
+        write = super().save_pretrained
         info = self.info or RunInfo(normalizer=self.normalizer, plan=self.plan_config)
-        info = replace(info, normalizer=self.normalizer, plan=self.plan_config)
-        atomic_write_json(out / "diffplan.json", info.to_dict())
+        save_run(
+            Path(save_directory),
+            write=lambda tmp: write(tmp, safe_serialization=True, **kwargs),
+            models=[m for m in self.components.values() if isinstance(m, torch.nn.Module)],
+            info=replace(info, normalizer=self.normalizer, plan=self.plan_config),
+        )
 
     def inverse_action(self, *, state: np.ndarray, target: np.ndarray, lookahead: np.ndarray) -> np.ndarray:
         """Actions of the run's inverse dynamics: from ``state`` to ``target`` in ``lookahead`` steps.
@@ -282,17 +226,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 "this run has no inverse dynamics model (inverse_dynamics/); train one with "
                 "`diffplan train ... --resume --train.inverse-steps N` or act with the planned actions"
             )
-        norm, device = self.normalizer.observations, self.device
-
-        def tensor(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=torch.float32, device=device)
-
-        now = tensor(norm.normalize(np.atleast_2d(state)))
-        with torch.no_grad():
-            out = self.inverse_dynamics(
-                now, tensor(norm.normalize(np.atleast_2d(target))), tensor(np.atleast_1d(lookahead))
-            )
-        return self.normalizer.actions.unnormalize(out.double().cpu().numpy())
+        return self.inputs.inverse_action(
+            self.inverse_dynamics, state=state, target=target, lookahead=lookahead, device=self.device
+        )
 
     def compile(self, *, mode: str | None = None) -> ValueGuidedRLPipeline:
         """Plan with ``torch.compile``d networks from now on (weights stay shared).
@@ -429,25 +365,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             constraints=constraints,
             init=init,
             cost=cost,
-            callback=self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs),
+            callback=step_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs),
         )
         return samples.plan
-
-    def _step_callback(
-        self, callback_on_step_end: StepEndCallback | None, tensor_inputs: Sequence[str]
-    ) -> StepCallback | None:
-        """diffusers' ``callback_on_step_end`` as the sampling loop's :data:`StepCallback`."""
-        if callback_on_step_end is None:
-            return None
-        unknown = set(tensor_inputs) - {"x"}
-        if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs may only name 'x'; got {sorted(unknown)}")
-
-        def step(i: int, t: int, x: torch.Tensor) -> torch.Tensor | None:
-            returned = callback_on_step_end(self, i, t, {name: x for name in tensor_inputs})
-            return (returned or {}).get("x")
-
-        return step
 
     def sample(
         self,
@@ -536,16 +456,6 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             }
         )
         actions = self.plan(obs, **kwargs).actions[..., 0, 0, :]
-        bounds = self._action_bounds()
-        return actions if bounds is None else np.clip(actions, *bounds)
-
-    def _action_bounds(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(low, high)`` of the run's action space, ``None`` without an env id."""
         if self.info is None or self.info.env_id is None:
-            return None
-        return action_bounds(self.info.env_id)
-
-
-def _dims(config: Any) -> tuple[int, int]:
-    """``(obs_dim, act_dim)`` of a diffusers config."""
-    return int(config.obs_dim), int(config.act_dim)
+            return actions
+        return np.clip(actions, *action_bounds(self.info.env_id))

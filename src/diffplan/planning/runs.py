@@ -9,14 +9,24 @@ level of a coarse-to-fine planner: a run folder itself).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
 
 from diffplan.config import EvalConfig, PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
-from diffplan.io import read_json
+from diffplan.io import atomic_write_json, disk_full_reported, read_json, replace_dir
+
+if TYPE_CHECKING:
+    from diffusers import ModelMixin
+
+    from diffplan.models import InverseDynamics, QFunction, StateValue
+    from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 FORMAT_VERSION = 1
 RUN_INFO = "diffplan.json"
@@ -221,3 +231,110 @@ def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, An
                 f"{unet.config.in_channels}"
             )
     return unet, value_function, scheduler, info
+
+
+def normalizer_from_env(env: Any) -> TrajectoryNormalizer:
+    """The normalizer fitted to a D4RL-style ``env.get_dataset()``.
+
+    Raises:
+        ValueError: ``env`` is ``None`` or has no ``get_dataset()``.
+    """
+    if env is None or not hasattr(env, "get_dataset"):
+        raise ValueError("expected normalizer=TrajectoryNormalizer(...) or a D4RL env with get_dataset(); got neither")
+    data = env.get_dataset()
+    return TrajectoryNormalizer.fit(observations=np.asarray(data["observations"]), actions=np.asarray(data["actions"]))
+
+
+def check_parts(
+    *,
+    normalizer: TrajectoryNormalizer,
+    unet: ModelMixin,
+    value_function: ModelMixin | None,
+    inverse_dynamics: InverseDynamics | None,
+    critic: QFunction | None,
+    state_value: StateValue | None,
+    fine: ValueGuidedRLPipeline | None,
+) -> None:
+    """Check that a pipeline's parts fit together: channels and ``(obs_dim, act_dim)`` of each.
+
+    Raises:
+        ValueError: naming the part that does not fit and both sizes.
+    """
+    obs_dim, act_dim = normalizer.obs_dim, normalizer.act_dim
+    transition = unet.config.in_channels
+    if transition not in (act_dim + obs_dim, obs_dim):
+        raise ValueError(
+            f"the denoiser takes {transition} channels but the normalizer has act_dim {act_dim} "
+            f"+ obs_dim {obs_dim} (or obs_dim alone for states-only plans)"
+        )
+    if transition == obs_dim and inverse_dynamics is None:
+        raise ValueError(
+            "the denoiser diffuses states only (obs_dim channels): expected inverse_dynamics= to make the "
+            "plans' actions, got none"
+        )
+    if value_function is not None and value_function.config.in_channels != transition:
+        raise ValueError(f"denoiser takes {transition} channels, value function {value_function.config.in_channels}")
+
+    def dims(config: Any) -> tuple[int, int]:
+        return int(config.obs_dim), int(config.act_dim)
+
+    for name, found in (
+        ("inverse dynamics", None if inverse_dynamics is None else dims(inverse_dynamics.config)),
+        ("critic", None if critic is None else dims(critic.config)),
+        ("state value", None if state_value is None else (int(state_value.config.obs_dim), act_dim)),
+        ("fine level", None if fine is None else (fine.obs_dim, fine.act_dim)),
+    ):
+        if found is not None and found != (obs_dim, act_dim):
+            raise ValueError(f"the {name} has obs_dim, act_dim {found} but the normalizer {obs_dim}, {act_dim}")
+
+
+def load_parts(
+    path: Path,
+    *,
+    normalizer: TrajectoryNormalizer | None,
+    env: Any,
+    load_fine: Callable[[Path], ValueGuidedRLPipeline],
+) -> dict[str, Any]:
+    """A run folder's pipeline constructor arguments, each file checked (see :func:`load_components`).
+
+    Args:
+        path: the run folder.
+        normalizer: replaces the recorded one (needed for a folder without ``diffplan.json``).
+        env: passed on (a D4RL env fits the normalizer of a folder without ``diffplan.json``).
+        load_fine: loads the fine level's run folder (``path/fine``) when there is one.
+    """
+    unet, value_function, scheduler, info = load_components(path, need_info=normalizer is None and env is None)
+    return {
+        "value_function": value_function,
+        "unet": unet,
+        "scheduler": scheduler,
+        "env": env,
+        "normalizer": normalizer or (info.normalizer if info else None),
+        "plan_config": info.plan if info else None,
+        "info": info,
+        "inverse_dynamics": load_optional(path, INVERSE_DYNAMICS),
+        "critic": load_optional(path, CRITIC),
+        "state_value": load_optional(path, STATE_VALUE),
+        "fine": load_fine(path / FINE) if (path / FINE / RUN_INFO).is_file() else None,
+    }
+
+
+def save_run(out: Path, *, write: Callable[[str], None], models: list[torch.nn.Module], info: RunInfo) -> None:
+    """Write a run folder: the diffusers folder (``write(tmp)``, e.g. diffusers' ``save_pretrained``)
+    into a temporary folder inside ``out`` whose entries then replace those of ``out`` one by one,
+    then ``diffplan.json``; a full disk is reported with the bytes ``models`` need."""
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    needed = sum(p.numel() * p.element_size() for m in models for p in m.parameters())
+    with (
+        tempfile.TemporaryDirectory(dir=out, prefix=".save-") as tmp,
+        disk_full_reported(f"the run folder {out}", out, needed=needed),
+    ):
+        write(tmp)
+        for entry in sorted(Path(tmp).iterdir()):
+            if entry.is_dir():
+                replace_dir(entry, out / entry.name)
+            else:
+                entry.replace(out / entry.name)
+    atomic_write_json(out / RUN_INFO, info.to_dict())
