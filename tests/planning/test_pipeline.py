@@ -97,6 +97,15 @@ def test_save_load_round_trip(pipe: ValueGuidedRLPipeline, tmp_path: Path) -> No
     assert not list((tmp_path / "copy").glob(".*"))  # no temporary leftovers
 
 
+def test_compiled_networks_plan_as_the_eager_ones(tiny_run: Path) -> None:
+    compiled = ValueGuidedRLPipeline.from_pretrained(tiny_run)
+    eager = compiled.plan(_obs(), generator=torch.Generator().manual_seed(3))
+    assert compiled.compile(backend="eager") is compiled  # the eager backend: no C++ compiler in the test
+    again = compiled.plan(_obs(), generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(again.actions, eager.actions, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.values, eager.values, rtol=1e-5, atol=1e-6)
+
+
 def test_to_device_keeps_working(pipe: ValueGuidedRLPipeline) -> None:
     moved = pipe.to("cpu")
     assert moved.device.type == "cpu" and moved(_obs()).shape == (3,)

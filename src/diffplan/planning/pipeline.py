@@ -230,17 +230,20 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             self.inverse_dynamics, state=state, target=target, lookahead=lookahead, device=self.device
         )
 
-    def compile(self, *, mode: str | None = None) -> ValueGuidedRLPipeline:
-        """Plan with ``torch.compile``d networks from now on (weights stay shared).
+    def compile(self, *, mode: str | None = None, backend: str = "inductor") -> ValueGuidedRLPipeline:
+        """Plan with ``torch.compile``d networks from now on (weights stay shared). The first call
+        of each shape pays the compilation (seconds to a minute); plans equal eager ones up to
+        kernel choice.
 
         Args:
             mode: ``torch.compile`` mode; ``"reduce-overhead"`` uses CUDA graphs on a GPU.
+            backend: ``torch.compile`` backend (``"inductor"`` on a CPU needs a C++ compiler).
 
         Returns:
             ``self``, for chaining.
         """
         self.engine.compiled = {
-            name: torch.compile(getattr(self, name), mode=mode)
+            name: torch.compile(getattr(self, name), mode=mode, backend=backend)
             for name in ("unet", "value_function")
             if getattr(self, name) is not None
         }
