@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results file (default: results/sweep_<run folder name>.json)")
     parser.add_argument("--rows-of", choices=("fast", "dv"), default="fast", help="the fast U-Net rows or dv's")
     parser.add_argument("--speed-only", action="store_true", help="only time each row with one env")
+    parser.add_argument("--compile", action="store_true", help="with --speed-only: torch.compiled networks too")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -106,6 +107,14 @@ def main() -> None:
     name = Path(str(args.run)).name
     out_path = args.out or ROOT / "results" / f"sweep_{name}.json"
     table = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
+    compiled: list[ValueGuidedRLPipeline] = []
+
+    def compiled_pipe() -> ValueGuidedRLPipeline:
+        """The run again, its networks compiled once (weights shared with ``pipe``'s copy on disk)."""
+        if not compiled:
+            compiled.append(ValueGuidedRLPipeline.from_pretrained(args.run).compile())
+        return compiled[0]
+
     if args.rows_of == "dv":
         sweep = dv_rows()
     else:
@@ -118,6 +127,10 @@ def main() -> None:
 
             speed = episode_speed(pipe, config, 20, 1, "cpu", pipe.info.env_id)["seconds_per_decision"]
             table["rows"].setdefault(row, {"config": config})["seconds_per_decision_1_env"] = speed
+            if args.compile:
+                compiled = episode_speed(compiled_pipe(), config, 20, 1, "cpu", pipe.info.env_id)
+                table["rows"][row]["seconds_per_decision_1_env_compiled"] = compiled["seconds_per_decision"]
+                print(f"{row:<40} {compiled['seconds_per_decision'] * 1e3:7.1f} ms/decision compiled")
             table["speed"] = {"threads": args.threads, "machine": machine(), "date": date.today().isoformat()}
             print(f"{row:<40} {speed * 1e3:7.1f} ms/decision (1 env, {args.threads} threads)")
             atomic_write_json(out_path, table)

@@ -301,6 +301,7 @@ def evaluate(
     env_id: str | None = None,
     device: str = "cpu",
     cuda_graphs: bool = False,
+    compile: bool = False,
     json: str | None = None,
     mode: Mode | None = None,
     actions: Actions | None = None,
@@ -324,6 +325,8 @@ def evaluate(
         env_id: environment (default: the run's).
         device: cpu, cuda, ...
         cuda_graphs: on a CUDA device: capture each planning call's shape once as a CUDA graph and replay it.
+        compile: plan with torch.compiled networks (CPU: ≈ 2× faster decisions for `dv` runs after a compilation
+            of seconds; plans equal eager ones up to rounding, so long episodes may part ways).
         json: write the results as JSON here.
         mode: replan: closed loop with the planner's actions; track: plan once, PD-follow the plan.
         actions: replan mode: the plan's sampled actions, or the run's inverse dynamics to the next planned state.
@@ -347,6 +350,8 @@ def evaluate(
                          replan_every=replan_every, task=task, walls=walls or None)  # fmt: skip
     if cuda_graphs:
         pipe.use_cuda_graphs()
+    if compile:
+        pipe.compile()
     res = score(pipe=pipe, episodes=ev.episodes, seed=ev.seed, env_id=env_id, num_envs=ev.num_envs,
                 max_episode_steps=max_episode_steps, plan=settings, mode=ev.mode, replan_every=ev.replan_every,
                 plots_dir=plots, task=ev.task, actions=ev.actions, walls=ev.walls)  # fmt: skip

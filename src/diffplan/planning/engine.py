@@ -260,7 +260,8 @@ class PlanEngine:
         if "init" in inputs:  # the clean plans noised to the first step's level
             clean = inputs["init"].repeat_interleave(batch, 0)
             x = torch.add(clean * schedule.signal[0], x, alpha=schedule.noise_level[0])
-        unet: torch.nn.Module = self.compiled.get("unet", pipe.unet)  # (a compiled module has no truth value)
+        # (not `compiled.get("unet") or pipe.unet`: a compiled module has no truth value)
+        unet: torch.nn.Module = self.compiled["unet"] if "unet" in self.compiled else pipe.unet
         value_function: torch.nn.Module | None = self.compiled.get("value_function", pipe.value_function)
         guidance = None
         if spec.n_guide_steps > 0:
