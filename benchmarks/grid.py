@@ -102,6 +102,10 @@ PAPER_FAMILIES = {"halfcheetah": Overrides(train={"horizon": 4}, plan={"scale": 
 # replay.json; RESULTS.md "Measured reasons for the misses"); on walker2d-medium and hopper-medium-replay the same
 # comparison was level, so those keep the row's scale
 CHOSEN = {"walker2d-medium-replay": {"scale": 0.0}}
+# dv: the number of DDIM steps chosen per dataset on held-out episodes (reset seeds 1000-1009; `plan_sweep.py
+# --run NAME-dv --rows-of dv --seed 1000`, results/sweep_NAME-dv.json): the row with the highest mean among
+# the preset's 20 steps, 10 and 5. Datasets without such a sweep keep the preset's 20.
+DV_CHOSEN = {"hopper-medium": {"num_inference_steps": 10}}
 PLANNERS = {
     "diffplan": PlannerRow("small", FAST, TRAIN, families=PAPER_FAMILIES, chosen=CHOSEN),
     "small-dit": PlannerRow("small-dit", train=TRAIN, datasets=MULTI_SEED),
@@ -112,7 +116,7 @@ PLANNERS = {
         datasets=("hopper-medium", "walker2d-medium"),
     ),
     # Diffusion Veteran's locomotion recipe at one-core size (the preset's own settings on every family)
-    "dv": PlannerRow("dv"),
+    "dv": PlannerRow("dv", chosen=DV_CHOSEN),
 }
 
 
