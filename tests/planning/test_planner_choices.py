@@ -129,23 +129,27 @@ def test_ranking_by_the_summed_state_value(dv_run: Path, states_run: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("name", "at_least"), [("hopper-medium-dv", 60), ("walker2d-medium-dv", 60), ("halfcheetah-medium-dv", 40)]
+    ("name", "steps", "at_least"),
+    [("hopper-medium-dv", 10, 60), ("walker2d-medium-dv", 20, 60), ("halfcheetah-medium-dv", 20, 40)],
 )
-def test_shipped_dv_runs_plan_with_their_stored_settings_and_carry_their_figures(name: str, at_least: float) -> None:
+def test_shipped_dv_runs_plan_with_their_stored_settings_and_carry_their_figures(
+    name: str, steps: int, at_least: float
+) -> None:
     pipe = ValueGuidedRLPipeline.from_pretrained(name)
     cfg = pipe.plan_config
+    # DDIM steps chosen per run on held-out episodes (benchmarks/grid.py DV_CHOSEN)
     assert (cfg.rank_by, cfg.batch_size, cfg.sampler, cfg.num_inference_steps, cfg.n_guide_steps) == (
         "state_value",
         50,
         "ddim",
-        20,
+        steps,
         0,
     )
     assert pipe.info is not None and pipe.info.preset["name"] == "dv"
     score, ev = pipe.info.extra["score"], pipe.info.evaluation
     # the figure on 20 episodes no choice has seen, measured by `diffplan evaluate NAME` with no flags
     assert score["unseen"] and (score["episodes"], score["eval_seed"]) == (ev.episodes, ev.seed) == (20, 5000)
-    assert score["mean"] > at_least and pipe.info.extra["chosen_on"]["episodes"] == "reset seeds 0-49"
+    assert score["mean"] > at_least and pipe.info.extra["chosen_on"]["episodes"].startswith("reset seeds ")
     obs = pipe.normalizer.observations.shift  # the dataset's mean state
     plan = pipe.plan(obs, generator=_seeded())
     assert plan.observations.shape == (50, 4, obs.shape[0]) and np.all(np.diff(plan.values) <= 0)
