@@ -67,16 +67,20 @@ def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def dv_rows() -> dict[str, dict[str, Any]]:
-    """Row name -> changes to a Monte Carlo run's stored settings (DDIM 20 steps, 50 candidates)."""
+    """Row name -> DDIM steps and candidates of a Monte Carlo run (both given: a run may store other ones)."""
+
+    def row(steps: int, candidates: int) -> dict[str, Any]:
+        return {"num_inference_steps": steps, "batch_size": candidates}
+
     return {
-        "stored (DDIM 20, 50 candidates)": {},
-        "DDIM 10": {"num_inference_steps": 10},
-        "DDIM 5": {"num_inference_steps": 5},
-        "25 candidates": {"batch_size": 25},
-        "10 candidates": {"batch_size": 10},
-        "DDIM 10, 25 candidates": {"num_inference_steps": 10, "batch_size": 25},
-        "DDIM 5, 10 candidates": {"num_inference_steps": 5, "batch_size": 10},
-        "1 candidate (no selection)": {"batch_size": 1},
+        "stored (DDIM 20, 50 candidates)": row(20, 50),  # the dv preset's settings
+        "DDIM 10": row(10, 50),
+        "DDIM 5": row(5, 50),
+        "25 candidates": row(20, 25),
+        "10 candidates": row(20, 10),
+        "DDIM 10, 25 candidates": row(10, 25),
+        "DDIM 5, 10 candidates": row(5, 10),
+        "1 candidate (no selection)": row(20, 1),
     }
 
 
@@ -126,7 +130,7 @@ def main() -> None:
             from benchmarks.plan_speed import episode_speed
 
             speed = episode_speed(pipe, config, 20, 1, "cpu", pipe.info.env_id)["seconds_per_decision"]
-            table["rows"].setdefault(row, {"config": config})["seconds_per_decision_1_env"] = speed
+            table["rows"].setdefault(row, {}).update(config=config, seconds_per_decision_1_env=speed)
             if args.compile:
                 compiled = episode_speed(compiled_pipe(), config, 20, 1, "cpu", pipe.info.env_id)
                 table["rows"][row]["seconds_per_decision_1_env_compiled"] = compiled["seconds_per_decision"]
