@@ -131,12 +131,12 @@ def main() -> None:
 
             speed = episode_speed(pipe, config, 20, 1, "cpu", pipe.info.env_id)["seconds_per_decision"]
             table["rows"].setdefault(row, {}).update(config=config, seconds_per_decision_1_env=speed)
+            print(f"{row:<40} {speed * 1e3:7.1f} ms/decision (1 env, {args.threads} threads)")
             if args.compile:
                 compiled = episode_speed(compiled_pipe(), config, 20, 1, "cpu", pipe.info.env_id)
                 table["rows"][row]["seconds_per_decision_1_env_compiled"] = compiled["seconds_per_decision"]
                 print(f"{row:<40} {compiled['seconds_per_decision'] * 1e3:7.1f} ms/decision compiled")
             table["speed"] = {"threads": args.threads, "machine": machine(), "date": date.today().isoformat()}
-            print(f"{row:<40} {speed * 1e3:7.1f} ms/decision (1 env, {args.threads} threads)")
             atomic_write_json(out_path, table)
             continue
         episodes = args.ddpm_episodes if row == DDPM else args.episodes
