@@ -111,13 +111,13 @@ def main() -> None:
     name = Path(str(args.run)).name
     out_path = args.out or ROOT / "results" / f"sweep_{name}.json"
     table = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
-    compiled: list[ValueGuidedRLPipeline] = []
+    compiled_pipes: list[ValueGuidedRLPipeline] = []
 
     def compiled_pipe() -> ValueGuidedRLPipeline:
         """The run again, its networks compiled once (weights shared with ``pipe``'s copy on disk)."""
-        if not compiled:
-            compiled.append(ValueGuidedRLPipeline.from_pretrained(args.run).compile())
-        return compiled[0]
+        if not compiled_pipes:
+            compiled_pipes.append(ValueGuidedRLPipeline.from_pretrained(args.run).compile())
+        return compiled_pipes[0]
 
     if args.rows_of == "dv":
         sweep = dv_rows()
