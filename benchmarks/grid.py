@@ -115,15 +115,15 @@ PLANNERS = {
         train={"denoiser_steps": 15_000, "value_steps": 10_000},
         datasets=("hopper-medium", "walker2d-medium"),
     ),
-    # Diffusion Veteran's locomotion recipe at one-core size (the preset's own settings on every family)
+    # Diffusion Veteran's locomotion recipe at one-core size (the preset's settings; DDIM steps as DV_CHOSEN says)
     "dv": PlannerRow("dv", chosen=DV_CHOSEN),
-    # dv trained 150,000 steps where its held-out learning curve (learning_curves.py, seeds 1000-1009) still
-    # rose past the preset's 100,000: walker2d-medium-expert 44.5 at 100,000, 94.8 at 150,000
     # the seed's method trained 20,000 steps where its held-out curve fell past them (learning_curves.py, seeds
     # 1000-1009): walker2d-medium 62.6 at 20,000, 33.0 at 40,000 (unguided 62.1 and 41.3)
     "diffplan-20k": PlannerRow(
         "small", FAST, {"denoiser_steps": 20_000}, families=PAPER_FAMILIES, datasets=("walker2d-medium",)
     ),
+    # dv trained 150,000 steps where its held-out learning curve (learning_curves.py, seeds 1000-1009) still
+    # rose past the preset's 100,000: walker2d-medium-expert 44.5 at 100,000, 94.8 at 150,000
     "dv-150k": PlannerRow("dv", train={"denoiser_steps": 150_000}, datasets=("walker2d-medium-expert",)),
 }
 

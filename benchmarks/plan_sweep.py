@@ -114,7 +114,7 @@ def main() -> None:
     compiled_pipes: list[ValueGuidedRLPipeline] = []
 
     def compiled_pipe() -> ValueGuidedRLPipeline:
-        """The run again, its networks compiled once (weights shared with ``pipe``'s copy on disk)."""
+        """The run loaded a second time with compiled networks, so that ``pipe`` stays eager for the other rows."""
         if not compiled_pipes:
             compiled_pipes.append(ValueGuidedRLPipeline.from_pretrained(args.run).compile())
         return compiled_pipes[0]

@@ -325,8 +325,8 @@ def evaluate(
         env_id: environment (default: the run's).
         device: cpu, cuda, ...
         cuda_graphs: on a CUDA device: capture each planning call's shape once as a CUDA graph and replay it.
-        compile: plan with torch.compiled networks (CPU: ≈ 2× faster decisions for `dv` runs after a compilation
-            of seconds; plans equal eager ones up to rounding, so long episodes may part ways).
+        compile: plan with torch.compiled networks (2 CPU cores: 1.4-2× faster decisions for `dv` runs, RESULTS.md,
+            after a compilation of seconds; plans equal eager ones up to rounding, so long episodes may part ways).
         json: write the results as JSON here.
         mode: replan: closed loop with the planner's actions; track: plan once, PD-follow the plan.
         actions: replan mode: the plan's sampled actions, or the run's inverse dynamics to the next planned state.
