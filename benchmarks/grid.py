@@ -47,7 +47,6 @@ from benchmarks.common import ROOT, fast_settings, machine  # noqa: E402
 
 FAMILIES = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5"}
 KINDS = ("medium", "medium-replay", "medium-expert")
-MULTI_SEED = ("hopper-medium", "hopper-medium-replay", "walker2d-medium")
 BASELINES = ("bc", "iql")
 # the shipped locomotion runs' planner settings (results/plan_speed.json fast_config)
 FAST = fast_settings()
@@ -108,7 +107,9 @@ CHOSEN = {"walker2d-medium-replay": {"scale": 0.0}}
 DV_CHOSEN = {"hopper-medium": {"num_inference_steps": 10}}
 PLANNERS = {
     "diffplan": PlannerRow("small", FAST, TRAIN, families=PAPER_FAMILIES, chosen=CHOSEN),
-    "small-dit": PlannerRow("small-dit", train=TRAIN, datasets=MULTI_SEED),
+    "small-dit": PlannerRow(
+        "small-dit", train=TRAIN, datasets=("hopper-medium", "hopper-medium-replay", "walker2d-medium")
+    ),
     # issue 14's transformer runs as they were trained there (15,000 + 10,000 steps, ≈ 18-21 min on one core)
     "small-dit-15k": PlannerRow(
         "small-dit",
@@ -127,6 +128,10 @@ PLANNERS = {
     "dv-150k": PlannerRow("dv", train={"denoiser_steps": 150_000}, datasets=("walker2d-medium-expert",)),
 }
 
+# a planner row together with the variants chosen for it on held-out episodes (the rows above say how):
+# the cell of such a dataset is the variant's in the row's standing "with its choices"
+CHOICES = {"dv": {"walker2d-medium-expert": "dv-150k"}, "diffplan": {"walker2d-medium": "diffplan-20k"}}
+
 
 @dataclass(frozen=True)
 class GridConfig:
@@ -136,8 +141,8 @@ class GridConfig:
         datasets: grid name -> dataset id (e.g. ``"hopper-medium"`` -> ``"diffplan/hopper/medium-v0"``).
         planners: diffplan rows by method name.
         baselines: d3rlpy algorithms.
-        seeds: training seeds of the multi-seed datasets (the others use the first).
-        multi_seed: names of the datasets trained with every seed.
+        seeds: training seeds of every dataset (issue 26: three everywhere); seeds without a trained run
+            or result are left out of the tables, which state each cell's number of seeds.
         episodes: evaluation episodes per training seed.
         eval_seed: evaluation episode i is reset with ``eval_seed + i``.
         max_episode_steps: episode cut.
@@ -155,7 +160,6 @@ class GridConfig:
     planners: dict[str, PlannerRow] = field(default_factory=lambda: dict(PLANNERS))
     baselines: tuple[str, ...] = BASELINES
     seeds: tuple[int, ...] = (0, 1, 2)
-    multi_seed: tuple[str, ...] = MULTI_SEED
     episodes: int = 50
     eval_seed: int = 0
     max_episode_steps: int = 1000
@@ -166,10 +170,6 @@ class GridConfig:
     patience: int = 6
     plateau_after: float = 0.5
     reps: int = 10_000
-
-    def seeds_of(self, name: str) -> tuple[int, ...]:
-        """Training seeds of a dataset."""
-        return self.seeds if name in self.multi_seed else self.seeds[:1]
 
     def methods_of(self, name: str) -> list[str]:
         """The trained methods (planners, then baselines) of a dataset."""
@@ -396,7 +396,7 @@ def collect_scores(cfg: GridConfig, name: str, *, progress: bool = True) -> dict
     }
     for method in cfg.methods_of(name):
         rows, runs = [], []
-        for seed in cfg.seeds_of(name):
+        for seed in cfg.seeds:
             if method in cfg.baselines:
                 res = _read(run_dir(cfg, name, method, seed).with_suffix(".json"))
                 if res is None:
@@ -468,6 +468,61 @@ def markdown(results: dict[str, Any]) -> str:
                 poi = cell["p_improvement"]
                 cells = [f"{poi[o][0]:.2f} [{poi[o][1]:.2f}, {poi[o][2]:.2f}]" if o in poi else "—" for o in others]
                 lines.append(f"| {dataset_id} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def standing(results: dict[str, Any], method: str, *, choices: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Relative standing ``(row - BC) / (IQL - BC)`` of a planner row, on the mean normalized scores
+    over the datasets where the row, BC and IQL all have a cell (issue 26's measure).
+
+    Args:
+        results: the ``results/grid.json`` table (dataset id -> method -> cell).
+        method: the planner row.
+        choices: grid dataset name -> the row variant chosen there (e.g. ``{"walker2d-medium-expert":
+            "dv-150k"}``), whose cell replaces the row's.
+
+    Returns:
+        ``datasets`` (how many), ``seeds`` (fewest and most of the row's cells), the three means,
+        ``standing``, ``at_least_iql`` and ``at_least_bc`` (datasets where the row's mean is at least
+        the baseline's); ``None`` where no dataset has all three.
+    """
+    names = {dataset_id: name for name, dataset_id in grid_datasets().items()}
+    cells = []
+    for dataset_id, row in results.items():
+        chosen = (choices or {}).get(names.get(dataset_id, ""), method)
+        if chosen in row and "bc" in row and "iql" in row:
+            cells.append((row[chosen], row["bc"]["mean"], row["iql"]["mean"]))
+    if not cells:
+        return None
+    mine, bc, iql = np.mean([(c["mean"], b, i) for c, b, i in cells], axis=0).tolist()
+    return {
+        "datasets": len(cells),
+        "seeds": [min(c["seeds"] for c, _, _ in cells), max(c["seeds"] for c, _, _ in cells)],
+        "mean": mine,
+        "bc": bc,
+        "iql": iql,
+        "standing": (mine - bc) / (iql - bc),
+        "at_least_iql": sum(c["mean"] >= i for c, _, i in cells),
+        "at_least_bc": sum(c["mean"] >= b for c, b, _ in cells),
+    }
+
+
+def standing_markdown(results: dict[str, Any]) -> str:
+    """One row per planner row (and per row with its choices, ``CHOICES``): its relative standing."""
+    lines = [
+        "| planner row | datasets | seeds | mean | BC | IQL | standing | ≥ IQL | ≥ BC |",
+        "| --- |" + " ---: |" * 8,
+    ]
+    rows = [(m, m, None) for m in sorted(PLANNERS, key=_method_order)]
+    rows += [(f"{m} with its choices", m, c) for m, c in CHOICES.items()]
+    for label, method, choices in rows:
+        got = standing(results, method, choices=choices)
+        if got is not None:
+            lo, hi = got["seeds"]
+            n = got["datasets"]
+            means = " | ".join(f"{got[k]:.1f}" for k in ("mean", "bc", "iql"))
+            counts = f"{got['at_least_iql']} of {n} | {got['at_least_bc']} of {n}"
+            lines.append(f"| {label} | {n} | {lo}–{hi} | {means} | {got['standing']:.2f} | {counts} |")
     return "\n".join(lines)
 
 
@@ -572,7 +627,7 @@ def run_grid(cfg: GridConfig, *, full: bool, progress: bool = True) -> dict[str,
     if full:
         make_missing_datasets(cfg)
         for name in cfg.datasets:
-            for seed in cfg.seeds_of(name):
+            for seed in cfg.seeds:
                 for method in cfg.methods_of(name):
                     if method in cfg.planners:
                         train_planner(cfg, name, method, seed, progress=progress)
@@ -626,6 +681,8 @@ def main() -> None:
     curves = Path(args.figure).with_name(Path(args.figure).stem + "_curves.png")
     curves_figure(merged, curves)
     print(markdown(merged))
+    print()
+    print(standing_markdown(merged))
     print(f"wrote {out}, {args.figure} and {curves}")
 
 

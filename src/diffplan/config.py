@@ -302,7 +302,8 @@ class PlanConfig(JsonConfig):
             differs from the one the previous plan predicted by more than this (max abs,
             normalized units).
         goal_arrivals: with a goal, spread the plans over this many arrival steps: plan ``j``
-            reaches the goal at step ``k_j`` (evenly spaced up to the last step) and stays there,
+            reaches the goal at step ``k_j`` (at most ``H - 1`` and ``batch_size`` steps, evenly
+            spaced up to the last step; plan ``j`` uses arrival ``j % n``) and stays there,
             and the earliest arrival among the dynamically consistent plans is taken (``None``:
             every plan reaches the goal at its last step).
         rank_by: what orders the finished plans: ``"value"`` (the value network on the clean
@@ -315,7 +316,8 @@ class PlanConfig(JsonConfig):
         coarse_to_fine: for runs with a fine level (``fine/``): plan at the coarse stride, then
             plan the first coarse step again at full resolution with the fine level, its end
             inpainted to the coarse plan's second state (DiffuserLite); the fine plans are
-            returned. ``False``: the coarse level alone.
+            returned. The other settings apply to the coarse level; the fine level plans with its
+            own. ``False``: the coarse level alone.
     """
 
     batch_size: int = 64

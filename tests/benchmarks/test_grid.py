@@ -32,7 +32,7 @@ def _config(grid: ModuleType, dataset: str, root: Path, **changes: object) -> ob
         "tiny", plan={"batch_size": 2, "num_inference_steps": 2}, train={"denoiser_steps": 20, "value_steps": 20}
     )
     fields = {"datasets": {"hopper-random": dataset}, "planners": {"diffplan": row}, "baselines": ("bc",),
-              "seeds": (0, 1), "multi_seed": ("hopper-random",), "episodes": 3, "max_episode_steps": 8,
+              "seeds": (0, 1), "episodes": 3, "max_episode_steps": 8,
               "num_envs": 3, "root": root, "reps": 200}  # fmt: skip
     return grid.GridConfig(**(fields | changes))
 
@@ -202,3 +202,32 @@ def test_grid_names_and_missing_weights(grid: ModuleType, tmp_path: Path) -> Non
         grid.grid_datasets(["hopper-expert"])
     with pytest.raises(FileNotFoundError, match="expected weight files"):
         grid.weights_hash(tmp_path)
+
+
+def test_grid_relative_standing_over_the_datasets_with_both_baselines(grid: ModuleType) -> None:
+    def cell(mean: float, seeds: int = 3) -> dict[str, float]:
+        return {"mean": mean, "seeds": seeds}
+
+    ids = grid.grid_datasets(["hopper-medium", "walker2d-medium", "walker2d-medium-expert"])
+    results = {
+        ids["hopper-medium"]: {"bc": cell(40.0), "iql": cell(60.0), "dv": cell(100.0, 2)},
+        ids["walker2d-medium"]: {"bc": cell(50.0), "iql": cell(80.0), "dv": cell(70.0)},
+        ids["walker2d-medium-expert"]: {
+            "bc": cell(60.0),
+            "iql": cell(100.0),
+            "dv": cell(30.0),
+            "dv-150k": cell(90.0, 1),
+        },  # fmt: skip
+        "elsewhere/no-iql-v0": {"bc": cell(0.0), "dv": cell(1000.0)},  # left out: no IQL cell
+    }
+    got = grid.standing(results, "dv")
+    assert got["datasets"] == 3 and got["seeds"] == [2, 3]
+    assert got["mean"] == pytest.approx(200 / 3) and got["bc"] == pytest.approx(50) and got["iql"] == pytest.approx(80)
+    assert got["standing"] == pytest.approx((200 / 3 - 50) / 30)
+    assert (got["at_least_iql"], got["at_least_bc"]) == (1, 2)
+    chosen = grid.standing(results, "dv", choices={"walker2d-medium-expert": "dv-150k"})
+    assert chosen["mean"] == pytest.approx(260 / 3) and chosen["at_least_bc"] == 3 and chosen["seeds"] == [1, 3]
+    assert grid.standing(results, "diffplan") is None
+    table = grid.standing_markdown(results)
+    assert "| dv | 3 | 2–3 | 66.7 | 50.0 | 80.0 | 0.56 | 1 of 3 | 2 of 3 |" in table
+    assert "| dv with its choices | 3 | 1–3 | 86.7 |" in table

@@ -1,9 +1,10 @@
 """The device side of a planning call: schedulers and their constants, goal masks, CUDA graphs and
-compiled networks (cached per shape), denoising with inpainting and guidance, and ranking.
+compiled networks (cached per shape), denoising with inpainting and guidance, ranking, and the
+composition of a coarse-to-fine call from two levels.
 
 :class:`PlanEngine` belongs to one :class:`~diffplan.planning.pipeline.ValueGuidedRLPipeline` and
 reads its registered models from it at each call (so ``pipe.to()`` and replaced components are
-seen); the pipeline checks settings and composes levels.
+seen); the pipeline holds the components and the settings and turns a call into a ``PlanConfig``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from diffplan.diffusion.sampling import (
 from diffplan.models import check_horizon, denoiser_config
 from diffplan.planning.graphs import GraphedCall
 from diffplan.planning.plans import Samples, goal_arrival_steps
-from diffplan.planning.ranking import inverse_actions, plan_values
+from diffplan.planning.ranking import check_ranker, inverse_actions, plan_values
 
 if TYPE_CHECKING:
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
@@ -104,6 +105,24 @@ class PlanEngine:
         self.graphs: dict[CallSpec, GraphedCall] = {}
         self.compiled: dict[str, Any] = {}
 
+    def compile(self, *, mode: str | None, backend: str) -> None:
+        """Use ``torch.compile``d ``unet`` and ``value_function`` from now on (weights stay shared)."""
+        self.compiled = {
+            name: torch.compile(getattr(self.pipe, name), mode=mode, backend=backend)
+            for name in ("unet", "value_function")
+            if getattr(self.pipe, name) is not None
+        }
+
+    def use_cuda_graphs(self, enabled: bool) -> None:
+        """Capture each call shape as a CUDA graph from now on (``False``: eager); drops captured graphs."""
+        self.graph_mode = "cuda" if enabled else None
+        self.graphs.clear()
+
+    @property
+    def graph_capture_seconds(self) -> float:
+        """Seconds spent capturing this engine's CUDA graphs."""
+        return sum(g.capture_seconds for g in self.graphs.values())
+
     def scheduler_for(self, sampler: str | None) -> Any:
         if sampler is None:
             return self.pipe.scheduler
@@ -133,6 +152,36 @@ class PlanEngine:
             self.masks[key] = (arrival.to(self.pipe.device), held.to(self.pipe.device))
         return self.masks[key]
 
+    def sample(
+        self,
+        obs: Any,
+        *,
+        cfg: PlanConfig,
+        goal: Any = None,
+        generator: torch.Generator | None = None,
+        constraints: list[Constraint] | None = None,
+        init: torch.Tensor | None = None,
+        cost: Callable[[np.ndarray], np.ndarray] | None = None,
+        callback: StepCallback | None = None,
+    ) -> Samples:
+        """A planning call with settings ``cfg``: this level's, or coarse-to-fine through the run's
+        fine level (see :meth:`~diffplan.planning.pipeline.ValueGuidedRLPipeline.sample`)."""
+        pipe = self.pipe
+        check_ranker(cfg.rank_by, critic=pipe.critic, state_value=pipe.state_value)
+        kwargs = dict(goal=goal, generator=generator, constraints=constraints, cost=cost, callback=callback)
+        if pipe.fine is None or not cfg.coarse_to_fine:
+            return self.sample_level(obs, cfg=cfg, init=init, **kwargs)
+        if init is not None:
+            raise ValueError("coarse-to-fine planning starts from noise: no warm start (set warm_start_steps=None)")
+        coarse = self.sample_level(obs, cfg=cfg, **kwargs)
+        if pipe.fine.device != pipe.device or pipe.fine.dtype != pipe.dtype:
+            pipe.fine.to(pipe.device, pipe.dtype)
+        # the fine level plans the first coarse step: from the observation to the best coarse
+        # plan's second state (``stride`` environment steps later), which it inpaints at its last step
+        waypoint = coarse.trajectories[:, 0, 1, pipe.act_dim :]
+        fine = pipe.fine.plan_config.override(coarse_to_fine=False)
+        return pipe.fine.sample(obs, settings=fine, goal=waypoint, generator=generator)
+
     def sample_level(
         self,
         obs: Any,
@@ -145,7 +194,7 @@ class PlanEngine:
         cost: Callable[[np.ndarray], np.ndarray] | None = None,
         callback: StepCallback | None = None,
     ) -> Samples:
-        """One level's planning call with settings ``cfg`` (see :meth:`sample`)."""
+        """One level's planning call with settings ``cfg``."""
         pipe = self.pipe
         batch_size, horizon = cfg.batch_size, cfg.planning_horizon
         steps = cfg.num_inference_steps or pipe.scheduler.config.num_train_timesteps

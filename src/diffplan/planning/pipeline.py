@@ -231,9 +231,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         )
 
     def compile(self, *, mode: str | None = None, backend: str = "inductor") -> ValueGuidedRLPipeline:
-        """Plan with ``torch.compile``d networks from now on (weights stay shared). The first call
-        of each shape pays the compilation (seconds to a minute); plans equal eager ones up to
-        kernel choice.
+        """Plan with ``torch.compile``d networks from now on (weights stay shared); the first call of
+        each shape pays the compilation, plans equal eager ones up to kernel choice.
 
         Args:
             mode: ``torch.compile`` mode; ``"reduce-overhead"`` uses CUDA graphs on a GPU.
@@ -242,11 +241,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Returns:
             ``self``, for chaining.
         """
-        self.engine.compiled = {
-            name: torch.compile(getattr(self, name), mode=mode, backend=backend)
-            for name in ("unet", "value_function")
-            if getattr(self, name) is not None
-        }
+        self.engine.compile(mode=mode, backend=backend)
         return self
 
     # ------------------------------------------------------------------ planning
@@ -264,22 +259,21 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         """Capture each fixed-shape planning call as one CUDA graph and replay it (CUDA devices only).
 
         The first call of each shape (envs, plans, horizon, sampler, steps, guidance, goal, warm
-        start) pays the capture (``graph_capture_seconds``); later calls of that shape replay it,
-        without Python or kernel-launch overhead. Calls with ``cost``, ``callback_on_step_end``, extra
-        ``constraints`` or a non-affine sampler (``dpmsolver++``) run eagerly. Capturing copies
-        nothing between host and device, so results equal eager ones up to kernel choice.
+        start) pays the capture (``graph_capture_seconds``); later calls replay it without Python or
+        kernel-launch overhead. Calls with ``cost``, ``callback_on_step_end``, extra ``constraints``
+        or a non-affine sampler (``dpmsolver++``) run eagerly. Results equal eager ones up to kernel
+        choice.
 
         Returns:
             ``self``, for chaining.
         """
-        self.engine.graph_mode = "cuda" if enabled else None
-        self.engine.graphs.clear()
+        self.engine.use_cuda_graphs(enabled)
         return self
 
     @property
     def graph_capture_seconds(self) -> float:
         """Seconds this process spent capturing CUDA graphs (each shape once)."""
-        return sum(g.capture_seconds for g in self.engine.graphs.values())
+        return self.engine.graph_capture_seconds
 
     def plan(
         self,
@@ -307,33 +301,31 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
     ) -> Plan:
         """Sample plans that start at ``obs`` (and end at ``goal``), guided by the value network.
 
+        A setting left ``None`` takes the run's (:attr:`plan_config`); ``warm_start_steps`` applies
+        with ``init``, ``goal_arrivals`` with ``goal``.
+
         Args:
             obs: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observations in original units.
             goal: ``[k]`` or ``[n_envs, k]`` (``k <= obs_dim``): the first ``k`` observation
                 dimensions to inpaint from each plan's arrival step on (see ``goal_arrivals``; a
                 full state, or e.g. a maze position).
-            batch_size: plans per observation.
-            planning_horizon: plan length H.
-            n_guide_steps: value-gradient steps per denoising step (0: unguided).
-            scale: guidance step size.
-            t_stopgrad: no guidance below this diffusion step.
-            scale_grad_by_var: scale gradients by the posterior variance.
-            num_inference_steps: denoising steps (default: every training step).
-            sampler: ``"ddpm"``, ``"ddim"`` or ``"dpmsolver++"`` (default: the pipeline's scheduler).
+            batch_size: :class:`~diffplan.config.PlanConfig`'s ``batch_size`` for this call.
+            planning_horizon: :class:`~diffplan.config.PlanConfig`'s ``planning_horizon`` for this call.
+            n_guide_steps: :class:`~diffplan.config.PlanConfig`'s ``n_guide_steps`` for this call.
+            scale: :class:`~diffplan.config.PlanConfig`'s ``scale`` for this call.
+            t_stopgrad: :class:`~diffplan.config.PlanConfig`'s ``t_stopgrad`` for this call.
+            scale_grad_by_var: :class:`~diffplan.config.PlanConfig`'s ``scale_grad_by_var`` for this call.
+            num_inference_steps: :class:`~diffplan.config.PlanConfig`'s ``num_inference_steps`` for this call.
+            sampler: :class:`~diffplan.config.PlanConfig`'s ``sampler`` for this call.
+            warm_start_steps: :class:`~diffplan.config.PlanConfig`'s ``warm_start_steps`` for this call.
+            goal_arrivals: :class:`~diffplan.config.PlanConfig`'s ``goal_arrivals`` for this call.
+            rank_by: :class:`~diffplan.config.PlanConfig`'s ``rank_by`` for this call.
+            coarse_to_fine: :class:`~diffplan.config.PlanConfig`'s ``coarse_to_fine`` for this call.
             generator: random stream of the initial noise and the sampler's noise.
             constraints: further inpainting constraints on the normalized ``[n_envs * batch]`` plans.
             init: ``[n_envs, H, act_dim + obs_dim]`` normalized clean plans to start from (warm
-                start): they are noised to the level of the last ``warm_start_steps`` steps of
-                the schedule and denoised from there. ``None``: from pure noise.
-            warm_start_steps: denoising steps run from ``init`` (at most ``num_inference_steps``).
-            goal_arrivals: with ``goal``: plans reach the goal at this many different steps
-                (at most ``H - 1`` and ``batch_size``, evenly spaced, the last one ``H - 1``; plan
-                ``b`` uses arrival ``b % n``) and stay there; the earliest consistent arrival is
-                ranked first (see :class:`Plan`).
-                ``None``: the pipeline's default (``1``: the goal at the last step only).
-            rank_by: ``"value"``, ``"q"`` or ``"state_value"`` (see :class:`~diffplan.config.PlanConfig`).
-            coarse_to_fine: for a run with a fine level: refine the first coarse step with it
-                (the other settings apply to the coarse level; the fine level plans with its own).
+                start): noised to the level of the last ``warm_start_steps`` steps of the schedule
+                and denoised from there. ``None``: from pure noise.
             cost: ranking cost of finished plans, subtracted from their values:
                 ``cost(observations [n_envs, batch, H, obs_dim]) -> [n_envs, batch]`` in original
                 units (e.g. :class:`diffplan.envs.maze.WallCost` for a known maze map).
@@ -404,29 +396,16 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
                 or inputs of the wrong shape.
         """
         cfg = self.plan_config if settings is None else settings
-        if cfg.rank_by == "q" and self.critic is None:
-            raise ValueError(
-                "rank_by='q' needs a run with a Q-function (critic/); train one with "
-                "`diffplan train ... --resume --train.critic-steps N`, or rank by 'value'"
-            )
-        if cfg.rank_by == "state_value" and self.state_value is None:
-            raise ValueError(
-                "rank_by='state_value' needs a run with a state value V(s) (state_value/); train one with "
-                "`diffplan train ... --resume --train.state-value-steps N`, or rank by 'value'"
-            )
-        kwargs = dict(goal=goal, generator=generator, constraints=constraints, cost=cost, callback=callback)
-        if self.fine is None or not cfg.coarse_to_fine:
-            return self.engine.sample_level(obs, cfg=cfg, init=init, **kwargs)
-        if init is not None:
-            raise ValueError("coarse-to-fine planning starts from noise: no warm start (set warm_start_steps=None)")
-        coarse = self.engine.sample_level(obs, cfg=cfg, **kwargs)
-        if self.fine.device != self.device or self.fine.dtype != self.dtype:
-            self.fine.to(self.device, self.dtype)
-        # the fine level plans the first coarse step: from the observation to the best coarse
-        # plan's second state (``stride`` environment steps later), which it inpaints at its last step
-        waypoint = coarse.trajectories[:, 0, 1, self.act_dim :]
-        fine = self.fine.plan_config.override(coarse_to_fine=False)
-        return self.fine.sample(obs, settings=fine, goal=waypoint, generator=generator)
+        return self.engine.sample(
+            obs,
+            cfg=cfg,
+            goal=goal,
+            generator=generator,
+            constraints=constraints,
+            init=init,
+            cost=cost,
+            callback=callback,
+        )
 
     def __call__(
         self,
@@ -446,18 +425,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         ``warm_start_steps``) need memory between decisions, which lives in the explicit
         :class:`~diffplan.planning.planner.Planner`.
         """
-        kwargs.update(
-            {
-                k: v
-                for k, v in (
-                    ("batch_size", batch_size),
-                    ("planning_horizon", planning_horizon),
-                    ("n_guide_steps", n_guide_steps),
-                    ("scale", scale),
-                )
-                if v is not None
-            }
-        )
+        given = dict(batch_size=batch_size, planning_horizon=planning_horizon, n_guide_steps=n_guide_steps, scale=scale)
+        kwargs |= {k: v for k, v in given.items() if v is not None}
         actions = self.plan(obs, **kwargs).actions[..., 0, 0, :]
         if self.info is None or self.info.env_id is None:
             return actions

@@ -22,6 +22,25 @@ def inverse_actions(model: InverseDynamics, states: torch.Tensor, *, act_dim: in
     return torch.cat([actions, actions[:, -1:]], dim=1)
 
 
+def check_ranker(rank_by: str, *, critic: QFunction | None, state_value: StateValue | None) -> None:
+    """Raise when ``rank_by`` needs a model the run lacks.
+
+    Raises:
+        ValueError: ``"q"`` without a critic or ``"state_value"`` without a state value, with the
+            command that trains the missing model.
+    """
+    if rank_by == "q" and critic is None:
+        raise ValueError(
+            "rank_by='q' needs a run with a Q-function (critic/); train one with "
+            "`diffplan train ... --resume --train.critic-steps N`, or rank by 'value'"
+        )
+    if rank_by == "state_value" and state_value is None:
+        raise ValueError(
+            "rank_by='state_value' needs a run with a state value V(s) (state_value/); train one with "
+            "`diffplan train ... --resume --train.state-value-steps N`, or rank by 'value'"
+        )
+
+
 def plan_values(
     *,
     rank_by: str,
