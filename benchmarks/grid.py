@@ -15,7 +15,9 @@ whose budget fell below its diffplan run's time), ``diffplan`` (the seed's metho
 U-Net, with the fast planner settings stored in the run; on HalfCheetah the paper's horizon 4 and
 guidance scale 0.001) and the planner presets added with
 ``--methods`` (``small-dit`` on the multi-seed datasets, ``small-dit-15k`` with issue 14's step counts).
-Runs live in ``runs/grid/<dataset>/<method>/seed<k>``.
+Runs live in ``runs/grid/<dataset>/<method>/seed<k>``; what each seed scored (its episode returns and
+provenance; a baseline's whole result) in ``results/grid_runs/<dataset>/<method>/seed<k>.json``, committed, so
+that a cell's seeds add up across machines and sessions whose ``runs/`` folders are gone.
 Every method is evaluated on the same episodes (reset seeds ``--eval-seed`` + i); scores are
 normalized by the dataset's reference returns. Statistics: :mod:`diffplan.stats` (rliable).
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -118,8 +121,9 @@ PLANNERS = {
     ),
     # Diffusion Veteran's locomotion recipe at one-core size (the preset's settings; DDIM steps as DV_CHOSEN says)
     "dv": PlannerRow("dv", chosen=DV_CHOSEN),
-    # the seed's method trained 20,000 steps where its held-out curve fell past them (learning_curves.py, seeds
-    # 1000-1009): walker2d-medium 62.6 at 20,000, 33.0 at 40,000 (unguided 62.1 and 41.3)
+    # the seed's method trained 20,000 steps where seed 0's held-out curve fell past them (learning_curves.py,
+    # seeds 1000-1009): walker2d-medium 62.6 at 20,000, 33.0 at 40,000 (unguided 62.1 and 41.3); a row, not a
+    # choice (CHOICES says why)
     "diffplan-20k": PlannerRow(
         "small", FAST, {"denoiser_steps": 20_000}, families=PAPER_FAMILIES, datasets=("walker2d-medium",)
     ),
@@ -129,8 +133,10 @@ PLANNERS = {
 }
 
 # a planner row together with the variants chosen for it on held-out episodes (the rows above say how):
-# the cell of such a dataset is the variant's in the row's standing "with its choices"
-CHOICES = {"dv": {"walker2d-medium-expert": "dv-150k"}, "diffplan": {"walker2d-medium": "diffplan-20k"}}
+# the cell of such a dataset is the variant's in the row's standing "with its choices". diffplan-20k is not
+# a choice: chosen on seed 0's curve, it did not hold for seed 1 (held-out 10.1 at 20,000 steps against seed
+# 0's 62.6, unguided 0.8; results/sweep_walker2d-medium-diffplan-20k-seed*.json; RESULTS.md session 18)
+CHOICES = {"dv": {"walker2d-medium-expert": "dv-150k"}}
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,9 @@ class GridConfig:
         eval_seed: evaluation episode i is reset with ``eval_seed + i``.
         max_episode_steps: episode cut.
         num_envs: environments planned in one batched call.
-        root: folder of the run folders and cached evaluations.
+        root: folder of the run folders.
+        records: folder of each seed's evaluation record (planner rows) and result (baselines), kept with the
+            repository: a seed whose run folder is gone still counts through its record.
         bench_python: Python of the d3rlpy environment.
         baseline_minutes: baseline budget when the matching diffplan run has no recorded time.
         patience: curve evaluations (every 5,000 steps) without a new best before a baseline stops.
@@ -165,6 +173,7 @@ class GridConfig:
     max_episode_steps: int = 1000
     num_envs: int = 10
     root: Path = ROOT / "runs" / "grid"
+    records: Path = ROOT / "results" / "grid_runs"
     bench_python: Path = ROOT / ".venv-bench" / "bin" / "python"
     baseline_minutes: float = 20.0
     patience: int = 6
@@ -186,15 +195,12 @@ def grid_datasets(names: list[str] | None = None) -> dict[str, str]:
     return {n: every[n] for n in names} if names else every
 
 
+@functools.lru_cache(maxsize=16)
 def dataset_hash(dataset_id: str) -> str:
-    """SHA-256 of a dataset's episodes (observations, actions, rewards, terminations), in order."""
+    """SHA-256 of a local dataset's episodes (``EpisodeSet.fingerprint``)."""
     from diffplan.data.episodes import load_minari
 
-    digest = hashlib.sha256()
-    for ep in load_minari(dataset_id).episodes:
-        for arr in (ep.observations, ep.actions, ep.rewards, np.array([ep.terminated])):
-            digest.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
-    return digest.hexdigest()
+    return load_minari(dataset_id).fingerprint()
 
 
 def weights_hash(run_dir: Path) -> str:
@@ -212,6 +218,11 @@ def weights_hash(run_dir: Path) -> str:
 def run_dir(cfg: GridConfig, name: str, method: str, seed: int) -> Path:
     """Folder of a diffplan run (or stem of a baseline result) of one grid cell and seed."""
     return cfg.root / name / method / f"seed{seed}"
+
+
+def record_path(cfg: GridConfig, name: str, method: str, seed: int) -> Path:
+    """File of one seed's evaluation record (planner rows) or result (baselines)."""
+    return cfg.records / name / method / f"seed{seed}.json"
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -261,14 +272,20 @@ def train_minutes(run: Path) -> float | None:
     return sum(seconds.values()) / 60 if seconds else None
 
 
+def planner_minutes(cfg: GridConfig, name: str, method: str, seed: int) -> float | None:
+    """Training wall time of one planner seed: from its run folder, else from its evaluation record."""
+    own = train_minutes(run_dir(cfg, name, method, seed))
+    return own if own is not None else (_read(record_path(cfg, name, method, seed)) or {}).get("minutes")
+
+
 def baseline_budget(cfg: GridConfig, name: str, seed: int) -> float:
     """Minutes of training a baseline gets: those of the diffplan run of its dataset and seed; else the
     mean of that dataset's other diffplan seeds (e.g. a shipped run trained before times were recorded);
     else ``cfg.baseline_minutes``."""
-    own = train_minutes(run_dir(cfg, name, "diffplan", seed))
+    own = planner_minutes(cfg, name, "diffplan", seed)
     if own is not None:
         return own
-    others = [m for s in cfg.seeds if (m := train_minutes(run_dir(cfg, name, "diffplan", s))) is not None]
+    others = [m for s in cfg.seeds if (m := planner_minutes(cfg, name, "diffplan", s)) is not None]
     return float(np.mean(others)) if others else cfg.baseline_minutes
 
 
@@ -295,7 +312,7 @@ def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
     training time (the diffplan run has trained longer since): those are trained again."""
     from diffplan.io import atomic_write_json
 
-    out = run_dir(cfg, name, algo, seed).with_suffix(".json")
+    out = record_path(cfg, name, algo, seed)
     old = _read(out)
     minutes = baseline_budget(cfg, name, seed)
     if old is not None and not stopped_too_early(old, cfg.plateau_after) and not under_budget(old, minutes):
@@ -315,7 +332,8 @@ def train_baseline(cfg: GridConfig, name: str, algo: str, seed: int) -> Path:
                "--episodes", str(cfg.episodes), "--seed", str(seed), "--eval-seed", str(cfg.eval_seed),
                "--max-episode-steps", str(cfg.max_episode_steps), "--out", str(Path(tmp) / "result.json")]  # fmt: skip
         subprocess.run(cmd, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
-        result = json.loads((Path(tmp) / "result.json").read_text()) | {"budget_minutes": minutes}
+        result = json.loads((Path(tmp) / "result.json").read_text())
+    result |= {"budget_minutes": minutes, "dataset_hash": dataset_hash(cfg.datasets[name])}
     atomic_write_json(out, result)
     return out
 
@@ -344,17 +362,29 @@ def make_env_id(cfg: GridConfig, name: str) -> str:
 
 
 def evaluate_planner(cfg: GridConfig, name: str, method: str, seed: int, *, progress: bool = True) -> dict[str, Any]:
-    """Episode returns of one trained run on the grid's episodes, cached beside the run folder
-    (``seed<k>.eval.json``; re-evaluated when the weights or the protocol change)."""
+    """Episode returns of one trained run on the grid's episodes, kept as its record (``record_path``;
+    evaluated again when the weights, the dataset or the protocol change).
+
+    Raises:
+        ValueError: the run records that it was trained on other data than the local dataset (a dataset
+            made again elsewhere can differ: RESULTS.md "The datasets made again").
+    """
     from diffplan.evaluation import evaluate
     from diffplan.io import atomic_write_json
     from diffplan.planning import ValueGuidedRLPipeline
 
     run = run_dir(cfg, name, method, seed)
+    info = _read(run / "diffplan.json") or {}
+    local = dataset_hash(cfg.datasets[name])
+    trained_on = info.get("extra", {}).get("dataset_hash", local)  # runs made before it was recorded: the local
+    if trained_on != local:
+        raise ValueError(
+            f"{run} was trained on other data (dataset hash {trained_on[:12]}) than the local {cfg.datasets[name]} "
+            f"({local[:12]}): one grid cell holds runs of one dataset; train it again on this one or restore that one"
+        )
     chosen = cfg.planners[method].chosen.get(name)
-    key = {"weights_hash": weights_hash(run), "episodes": cfg.episodes, "eval_seed": cfg.eval_seed,
-           "max_episode_steps": cfg.max_episode_steps, "plan_kwargs": chosen}  # fmt: skip
-    cache = run.with_suffix(".eval.json")
+    key = {"weights_hash": weights_hash(run), "dataset_hash": local} | protocol(cfg, name, method)
+    cache = record_path(cfg, name, method, seed)
     cached = _read(cache)
     if cached is not None and all(cached.get(k) == v for k, v in key.items()):
         return cached
@@ -362,7 +392,6 @@ def evaluate_planner(cfg: GridConfig, name: str, method: str, seed: int, *, prog
     res = evaluate(pipe=pipe, episodes=cfg.episodes, seed=cfg.eval_seed, num_envs=cfg.num_envs,
                    max_episode_steps=cfg.max_episode_steps, plan=pipe.plan_config.override(**(chosen or {})),
                    progress=progress)  # fmt: skip
-    info = _read(run / "diffplan.json") or {}
     record = key | {
         "returns": res.returns,
         "seconds_per_decision": res.seconds_per_decision,
@@ -373,6 +402,36 @@ def evaluate_planner(cfg: GridConfig, name: str, method: str, seed: int, *, prog
         "date": date.today().isoformat(),
     }
     atomic_write_json(cache, record)
+    return record
+
+
+def protocol(cfg: GridConfig, name: str, method: str) -> dict[str, Any]:
+    """How a planner seed is evaluated: its record is used only where these fields are the same."""
+    return {"episodes": cfg.episodes, "eval_seed": cfg.eval_seed, "max_episode_steps": cfg.max_episode_steps,
+            "plan_kwargs": cfg.planners[method].chosen.get(name)}  # fmt: skip
+
+
+def planner_record(cfg: GridConfig, name: str, method: str, seed: int, *, progress: bool) -> dict[str, Any] | None:
+    """One planner seed's record: evaluated (or its record reused) where its run folder exists; else the
+    record alone, if there is one. ``None`` where there is neither.
+
+    Raises:
+        ValueError: a record without its run folder was made under another protocol or on other data.
+    """
+    if (run_dir(cfg, name, method, seed) / "diffplan.json").exists():
+        return evaluate_planner(cfg, name, method, seed, progress=progress)
+    path = record_path(cfg, name, method, seed)
+    record = _read(path)
+    if record is None:
+        return None
+    wanted = protocol(cfg, name, method) | {"dataset_hash": dataset_hash(cfg.datasets[name])}
+    changed = {k: (record.get(k), v) for k, v in wanted.items() if record.get(k) != v}
+    if changed:
+        raise ValueError(
+            f"{path} was made with {', '.join(f'{k}={old!r}' for k, (old, _) in changed.items())}; the grid now "
+            f"uses {', '.join(f'{k}={new!r}' for k, (_, new) in changed.items())}, and the run folder to evaluate "
+            "again is gone: train it again (--full) or delete the record"
+        )
     return record
 
 
@@ -391,6 +450,7 @@ def collect_scores(cfg: GridConfig, name: str, *, progress: bool = True) -> dict
     """Normalized episode scores (one row per seed) and provenance of every method of one dataset
     that has results; methods without any are left out."""
     eps, refs = _references(cfg.datasets[name])
+    digest = dataset_hash(cfg.datasets[name])
     found: dict[str, dict[str, Any]] = {
         "behavior": {"scores": [[refs.normalize(r) for r in eps.returns()]], "runs": [{"what": "dataset episodes"}]}
     }
@@ -398,7 +458,7 @@ def collect_scores(cfg: GridConfig, name: str, *, progress: bool = True) -> dict
         rows, runs = [], []
         for seed in cfg.seeds:
             if method in cfg.baselines:
-                res = _read(run_dir(cfg, name, method, seed).with_suffix(".json"))
+                res = _read(record_path(cfg, name, method, seed))
                 if res is None:
                     continue
                 if len(res["returns"]) != cfg.episodes or res.get("eval_seed", 0) != cfg.eval_seed:
@@ -406,14 +466,19 @@ def collect_scores(cfg: GridConfig, name: str, *, progress: bool = True) -> dict
                         f"{method} seed {seed} of {name} was evaluated on {len(res['returns'])} episodes from seed "
                         f"{res.get('eval_seed', 0)}; expected {cfg.episodes} from {cfg.eval_seed} (delete it to redo)"
                     )
+                if res.get("dataset_hash", digest) != digest:
+                    raise ValueError(
+                        f"{method} seed {seed} of {name} was trained on other data (dataset hash "
+                        f"{res['dataset_hash'][:12]}, the local dataset's is {digest[:12]}); delete it to redo"
+                    )
                 curve = [[step, sec, refs.normalize(ret)] for step, sec, ret in res["curve"]]
                 runs.append({"seed": seed, "algo": method, "config": res["config"], "steps": res["steps"],
                              "minutes": round(res["train_seconds"] / 60, 3), "stopped": res["stopped"],
                              "budget_minutes": res.get("budget_minutes"), "curve": curve})  # fmt: skip
             else:
-                if not (run_dir(cfg, name, method, seed) / "diffplan.json").exists():
+                res = planner_record(cfg, name, method, seed, progress=progress)
+                if res is None:
                     continue
-                res = evaluate_planner(cfg, name, method, seed, progress=progress)
                 minutes = res["minutes"]
                 runs.append({"seed": seed, "weights_hash": res["weights_hash"], "steps": res["steps"],
                              "minutes": None if minutes is None else round(minutes, 3),

@@ -45,7 +45,22 @@ def stats(dataset_id: str, seconds: float) -> dict:
         "normalized_mean": float(norm.mean()) if norm is not None else None,
         "seconds": seconds,
         "date": date.today().isoformat(),
+        "sha256": eps.fingerprint(),  # the same recipe made elsewhere can differ: RESULTS.md "The datasets made again"
+        "versions": versions(),
     }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a collection's episodes depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("mujoco", "gymnasium", "stable-baselines3", "torch", "numpy", "minari"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def main() -> None:

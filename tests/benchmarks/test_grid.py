@@ -33,7 +33,7 @@ def _config(grid: ModuleType, dataset: str, root: Path, **changes: object) -> ob
     )
     fields = {"datasets": {"hopper-random": dataset}, "planners": {"diffplan": row}, "baselines": ("bc",),
               "seeds": (0, 1), "episodes": 3, "max_episode_steps": 8,
-              "num_envs": 3, "root": root, "reps": 200}  # fmt: skip
+              "num_envs": 3, "root": root, "records": root, "reps": 200}  # fmt: skip
     return grid.GridConfig(**(fields | changes))
 
 
@@ -84,6 +84,16 @@ def test_grid_trains_evaluates_and_summarizes_two_seeds(
     assert grid.run_grid(cfg, full=True, progress=False) == results
     # ... unless the protocol changes
     with pytest.raises(AssertionError, match="evaluated again"):
+        grid.run_grid(_config(grid, hopper_dataset, tmp_path / "grid", episodes=4), full=False, progress=False)
+
+    # the records outlive the run folders (a new machine without runs/): the cell is the same, and a record
+    # of another protocol cannot be evaluated again
+    import shutil
+
+    for seed in (0, 1):
+        shutil.rmtree(tmp_path / "grid" / "hopper-random" / "diffplan" / f"seed{seed}")
+    assert grid.run_grid(cfg, full=False, progress=False) == results
+    with pytest.raises(ValueError, match=r"made with episodes=3; the grid now uses episodes=4, and the run folder"):
         grid.run_grid(_config(grid, hopper_dataset, tmp_path / "grid", episodes=4), full=False, progress=False)
 
     table = grid.markdown(results)
@@ -182,6 +192,27 @@ def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_datas
     cfg = _config(grid, hopper_dataset, tmp_path, planners={})
     _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)
     with pytest.raises(ValueError, match="evaluated on 2 episodes from seed 0; expected 3 from 0"):
+        grid.collect_scores(cfg, "hopper-random", progress=False)
+
+
+def test_grid_refuses_a_run_trained_on_other_data(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=())
+    run = grid.train_planner(cfg, "hopper-random", "diffplan", 0, progress=False)
+    info = json.loads((run / "diffplan.json").read_text())
+    assert info["extra"]["dataset_hash"] == grid.dataset_hash(hopper_dataset)
+    info["extra"]["dataset_hash"] = "f" * 64  # e.g. a shipped run whose dataset was made on another machine
+    (run / "diffplan.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="was trained on other data .* one grid cell holds runs of one dataset"):
+        grid.collect_scores(cfg, "hopper-random", progress=False)
+
+
+def test_grid_refuses_a_baseline_trained_on_other_data(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, planners={})
+    path = grid.record_path(cfg, "hopper-random", "bc", 0)
+    _bc_result(path, [1.0, 2.0, 3.0], dataset_hash=grid.dataset_hash(hopper_dataset))
+    assert grid.collect_scores(cfg, "hopper-random", progress=False)["bc"]["runs"][0]["seed"] == 0
+    _bc_result(path, [1.0, 2.0, 3.0], dataset_hash="0" * 64)
+    with pytest.raises(ValueError, match="was trained on other data"):
         grid.collect_scores(cfg, "hopper-random", progress=False)
 
 

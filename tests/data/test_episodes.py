@@ -22,6 +22,17 @@ def test_minari_dataset_loads(hopper_dataset: str) -> None:
     assert eps.episodes[0].terminated == bool(first.terminations[-1])
 
 
+def test_fingerprint_names_the_data_not_the_copy(hopper_dataset: str) -> None:
+    import dataclasses
+
+    eps = load_episodes(hopper_dataset)
+    assert eps.fingerprint() == load_episodes(hopper_dataset).fingerprint()  # loaded again: the same
+    first = eps.episodes[0]
+    nudged = dataclasses.replace(first, rewards=first.rewards + np.where(np.arange(len(first)) == 3, 1e-9, 0.0))
+    assert dataclasses.replace(eps, episodes=[nudged, *eps.episodes[1:]]).fingerprint() != eps.fingerprint()
+    assert dataclasses.replace(eps, episodes=eps.episodes[::-1]).fingerprint() != eps.fingerprint()  # order counts
+
+
 def test_unknown_minari_id_names_local_datasets(hopper_dataset: str) -> None:
     with pytest.raises(FileNotFoundError, match=r"no local Minari dataset 'nope/none-v0'.*test/hopper-random-v0"):
         load_episodes("nope/none-v0")

@@ -6,6 +6,7 @@ import pytest
 from safetensors.torch import load_file
 
 from diffplan.config import UNetConfig
+from diffplan.data.episodes import load_episodes
 from diffplan.presets import get_preset
 from diffplan.training import train
 from diffplan.training.trainer import Trainer
@@ -33,6 +34,7 @@ def test_training_loss_falls_and_writes_the_run_folder(tiny_run: Path) -> None:
     info = json.loads((tiny_run / "diffplan.json").read_text())
     assert info["env_id"] == "Hopper-v5" and info["obs_dim"] == 11 and info["act_dim"] == 3
     assert len(info["normalizer"]["observations"]["shift"]) == 11
+    assert info["extra"]["dataset_hash"] == load_episodes(info["dataset_id"]).fingerprint()  # what it learned from
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(hopper_dataset: str, tmp_path: Path) -> None:

@@ -66,6 +66,17 @@ class EpisodeSet:
         """Undiscounted return of every episode, ``[n_episodes]``."""
         return np.array([float(e.rewards.sum()) for e in self.episodes])
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the episodes (observations, actions, rewards, terminations as float64, in order):
+        the same for the same data wherever it was made, recorded by every run it trains."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for ep in self.episodes:
+            for arr in (ep.observations, ep.actions, ep.rewards, np.array([ep.terminated])):
+                digest.update(np.ascontiguousarray(arr, dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
 
 def _flat_observations(obs: Any, obs_key: str) -> np.ndarray:
     """Dict observations (goal envs) are reduced to ``obs[obs_key]``."""

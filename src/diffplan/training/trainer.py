@@ -557,6 +557,7 @@ class Trainer:
                 "train_steps": {p: s.step for p, s in states.items()},
                 "final_loss": {p: s.losses[-1][1] if s.losses else None for p, s in states.items()},
                 "train_seconds": {p: round(s.seconds, 3) for p, s in states.items()},
+                "dataset_hash": self.episodes.fingerprint(),
             },
         )
         pipe = ValueGuidedRLPipeline(
