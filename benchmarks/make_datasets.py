@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import date
@@ -25,7 +26,7 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT  # noqa: E402
+from benchmarks.common import ROOT, machine  # noqa: E402
 
 
 def stats(dataset_id: str, seconds: float) -> dict:
@@ -47,6 +48,10 @@ def stats(dataset_id: str, seconds: float) -> dict:
         "date": date.today().isoformat(),
         "sha256": eps.fingerprint(),  # the same recipe made elsewhere can differ: RESULTS.md "The datasets made again"
         "versions": versions(),
+        # MKL's code branch (chosen by the CPU unless MKL_CBWR fixes it) changes the episodes:
+        # results/collection_kernels.json
+        "machine": machine(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR", "AUTO"),
     }
 
 

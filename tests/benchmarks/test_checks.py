@@ -1,4 +1,5 @@
-"""The comparison of evaluate_equivalence outputs, and the shipped-run choices table."""
+"""The comparison of evaluate_equivalence outputs, the shipped-run choices table, and collections under
+kernel variants."""
 
 from __future__ import annotations
 
@@ -29,3 +30,12 @@ def test_every_shipped_run_has_chosen_settings_that_are_valid() -> None:
         assert ev.seed >= 5000 and ev.episodes == 20  # reset seeds apart from every choice's (0-49, 1000-1099)
         first, last = map(int, choice.chosen_on["episodes"].removeprefix("reset seeds ").split("-"))
         assert 0 <= first <= last < ev.seed  # chosen on episodes the unseen figure never meets
+
+
+def test_collection_under_kernel_variants_is_repeatable_and_sees_its_variables() -> None:
+    from benchmarks.collection_kernels import one
+
+    first = one("Hopper-v5", 300, {})
+    assert first == one("Hopper-v5", 300, {})  # the same machine and branch: the same episodes
+    assert first["episodes"] >= 1 and len(first["sha256"]) == 64
+    assert one("Hopper-v5", 300, {"ATEN_CPU_CAPABILITY": "default"})["capability"] == "DEFAULT"
