@@ -510,6 +510,25 @@ def summarize_dataset(cfg: GridConfig, name: str, found: dict[str, dict[str, Any
     return table
 
 
+def check_same_data(table: dict[str, Any], dataset_id: str, entry: dict[str, Any], where: Path) -> None:
+    """Refuse to merge ``entry`` into a results table whose cells of ``dataset_id`` that it keeps were
+    made on other data (a dataset made again on another machine differs: RESULTS.md, session 19).
+
+    Raises:
+        ValueError: naming the kept cells, both fingerprints and the way out.
+    """
+    new = {cell["dataset_hash"] for cell in entry.values()}
+    kept = {m: c.get("dataset_hash") for m, c in table.get(dataset_id, {}).items() if m not in entry}
+    other = {m: h for m, h in kept.items() if h is not None and h not in new}
+    if other:
+        olds = ", ".join(sorted({h[:12] for h in other.values()}))
+        raise ValueError(
+            f"{where}'s {dataset_id} cells {', '.join(sorted(other))} were made on dataset {olds}, these on "
+            f"{', '.join(h[:12] for h in sorted(new))}: one table holds one dataset's cells; write to another "
+            "--out, or make those cells again on this dataset"
+        )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """One row per dataset: each method's mean, IQM [95 % CI] and seeds."""
     methods = sorted({m for row in results.values() for m in row}, key=_method_order)
@@ -741,6 +760,7 @@ def main() -> None:
     out = Path(args.out)
     merged: dict[str, Any] = {}
     for dataset_id, entry in run_grid(cfg, full=args.full).items():
+        check_same_data(_read(out) or {}, dataset_id, entry, out)
         merged = update_json(out, [dataset_id], entry, merge=True)  # other datasets' and methods' entries stay
     figure(merged, Path(args.figure))
     curves = Path(args.figure).with_name(Path(args.figure).stem + "_curves.png")

@@ -216,6 +216,16 @@ def test_grid_refuses_a_baseline_trained_on_other_data(grid: ModuleType, hopper_
         grid.collect_scores(cfg, "hopper-random", progress=False)
 
 
+def test_grid_table_keeps_one_datasets_cells(grid: ModuleType, tmp_path: Path) -> None:
+    old, new = "a" * 64, "b" * 64
+    table = {"d/x-v0": {"bc": {"dataset_hash": old}, "dv": {"dataset_hash": old}}}
+    grid.check_same_data(table, "d/x-v0", {"dv": {"dataset_hash": old}}, tmp_path)  # same data: merges
+    grid.check_same_data(table, "d/y-v0", {"dv": {"dataset_hash": new}}, tmp_path)  # another dataset id
+    grid.check_same_data(table, "d/x-v0", {"bc": {"dataset_hash": new}, "dv": {"dataset_hash": new}}, tmp_path)
+    with pytest.raises(ValueError, match=r"cells bc were made on dataset aaaaaaaaaaaa, these on bbbbbbbbbbbb"):
+        grid.check_same_data(table, "d/x-v0", {"dv": {"dataset_hash": new}}, tmp_path)
+
+
 def test_grid_skips_datasets_that_are_not_made(
     grid: ModuleType, hopper_dataset: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
