@@ -31,23 +31,28 @@ VARIANTS = {
     **{f"MKL_CBWR={b}": {"MKL_CBWR": b} for b in ("COMPATIBLE", "SSE4_2", "AVX", "AVX2", "AVX512")},
 }
 
-_CHILD = """
-import sys, torch
-from diffplan.collect.collect import collect
-from diffplan.data.episodes import load_minari
-env_id, steps, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-collect(env_id=env_id, behavior="sac", policy="medium", steps=steps, seed=0, dataset_id=name, progress=False)
-eps = load_minari(name)
-print(torch.backends.cpu.get_cpu_capability(), len(eps.episodes), float(eps.returns().mean()), eps.fingerprint())
-"""
+
+def child(env_id: str, steps: int) -> None:
+    """Collect into a temporary dataset (``MINARI_DATASETS_PATH`` is set by ``one``) and print the CPU
+    capability PyTorch chose, the episodes, their mean return and the fingerprint."""
+    import torch
+
+    from diffplan.collect.collect import collect
+    from diffplan.data.episodes import load_minari
+
+    name = "check/collection-v0"
+    collect(env_id=env_id, behavior="sac", policy="medium", steps=steps, seed=0, dataset_id=name, progress=False)
+    eps = load_minari(name)
+    print(torch.backends.cpu.get_cpu_capability(), len(eps.episodes), float(eps.returns().mean()), eps.fingerprint())
 
 
 def one(env_id: str, steps: int, extra: dict[str, str]) -> dict[str, object]:
-    """Collect in a fresh process with ``extra`` environment variables; its fingerprint and statistics."""
+    """Collect in a fresh process (this script with ``--child``) with ``extra`` environment variables;
+    its fingerprint and statistics."""
     with tempfile.TemporaryDirectory() as tmp:
         env = os.environ | {"MINARI_DATASETS_PATH": tmp, "OMP_NUM_THREADS": "1"} | extra
-        out = subprocess.run([sys.executable, "-c", _CHILD, env_id, str(steps), "check/collection-v0"], env=env,
-                             check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+        cmd = [sys.executable, str(Path(__file__).resolve()), env_id, "--steps", str(steps), "--child"]
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.split()
     capability, episodes, mean_return, digest = out[-4:]
     return {"capability": capability, "episodes": int(episodes), "mean_return": float(mean_return), "sha256": digest}
 
@@ -61,7 +66,11 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), help="default: all")
     parser.add_argument("--match", help="a fingerprint to look for (e.g. of a dataset made on another machine)")
     parser.add_argument("--out", default=str(ROOT / "results" / "collection_kernels.json"))
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.env_id, args.steps)
+        return
     rows = {}
     for name in args.variants or VARIANTS:
         rows[name] = row = one(args.env_id, args.steps, VARIANTS[name])
