@@ -281,12 +281,17 @@ def planner_minutes(cfg: GridConfig, name: str, method: str, seed: int) -> float
 def baseline_budget(cfg: GridConfig, name: str, seed: int) -> float:
     """Minutes of training a baseline gets: those of the diffplan run of its dataset and seed; else the
     mean of that dataset's other diffplan seeds (e.g. a shipped run trained before times were recorded);
-    else ``cfg.baseline_minutes``."""
-    own = planner_minutes(cfg, name, "diffplan", seed)
-    if own is not None:
-        return own
-    others = [m for s in cfg.seeds if (m := planner_minutes(cfg, name, "diffplan", s)) is not None]
-    return float(np.mean(others)) if others else cfg.baseline_minutes
+    else the same from the next planner row of ``PLANNERS`` that has runs there (e.g. ``dv`` on a dataset
+    made again, where the seed's method was not trained), whether or not the grid covers that row; else
+    ``cfg.baseline_minutes``."""
+    for method in PLANNERS:
+        own = planner_minutes(cfg, name, method, seed)
+        if own is not None:
+            return own
+        others = [m for s in cfg.seeds if (m := planner_minutes(cfg, name, method, s)) is not None]
+        if others:
+            return float(np.mean(others))
+    return cfg.baseline_minutes
 
 
 def export_npz(dataset_id: str, path: Path) -> None:

@@ -74,7 +74,7 @@ def main() -> None:
         episodes=load_episodes(info.dataset_id, env_id=info.env_id),
         horizon=int(info.horizon or 0),
         stride=info.stride,
-        normalizer=pipe.normalizer,
+        normalizer=pipe.normalizer.trajectory,
         discount=preset.value_targets.discount,
         termination_penalty=preset.value_targets.termination_penalty,
     )

@@ -188,6 +188,25 @@ def test_grid_trains_again_a_baseline_whose_budget_is_under_the_diffplan_runs_ti
         grid.train_baseline(cfg, "hopper-random", "bc", 0)
 
 
+def test_baseline_budget_follows_the_seeds_method_else_the_next_planner_row_with_runs(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path
+) -> None:
+    cfg = _config(grid, hopper_dataset, tmp_path, planners={}, seeds=(0, 1, 2), baseline_minutes=20.0)
+
+    def record(method: str, seed: int, minutes: float) -> None:
+        path = grid.record_path(cfg, "hopper-random", method, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"minutes": minutes}))
+
+    assert grid.baseline_budget(cfg, "hopper-random", 0) == 20.0
+    record("dv", 1, 38.0)  # dv's seeds only (as on a dataset made again): their mean, or the seed's own
+    record("dv", 2, 42.0)
+    assert grid.baseline_budget(cfg, "hopper-random", 0) == 40.0
+    assert grid.baseline_budget(cfg, "hopper-random", 2) == 42.0
+    record("diffplan", 1, 25.0)
+    assert grid.baseline_budget(cfg, "hopper-random", 2) == 25.0  # the seed's method comes first
+
+
 def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
     cfg = _config(grid, hopper_dataset, tmp_path, planners={})
     _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)

@@ -117,11 +117,13 @@ def test_missing_and_corrupt_run_files(tiny_run: Path, tmp_path: Path) -> None:
     for rel, match in [
         ("unet/diffusion_pytorch_model.safetensors", "lacks unet/diffusion_pytorch_model"),
         ("value_function/config.json", "lacks value_function/config.json"),
-        ("diffplan.json", "lacks diffplan.json"),
+        ("diffplan.json", "lacks diffplan.json"),  # and normalizer/: nothing records the normalizer
     ]:
         broken = tmp_path / rel.replace("/", "_")
         shutil.copytree(tiny_run, broken)
         (broken / rel).unlink()
+        if rel == "diffplan.json":
+            shutil.rmtree(broken / "normalizer")
         with pytest.raises(FileNotFoundError, match=match):
             ValueGuidedRLPipeline.from_pretrained(broken)
     corrupt = tmp_path / "corrupt"
@@ -173,13 +175,13 @@ def test_shipped_runs_load_and_plan() -> None:
 
 @pytest.mark.parametrize("name", list_runs())
 def test_every_shipped_run_is_a_diffusers_pipeline_of_registered_components(name: str, tmp_path: Path) -> None:
-    from diffplan.planning.runs import CRITIC, FINE, INVERSE_DYNAMICS, STATE_VALUE
+    from diffplan.planning.runs import CRITIC, FINE, INVERSE_DYNAMICS, NORMALIZER, STATE_VALUE
 
     pipe = ValueGuidedRLPipeline.from_pretrained(name)
     assert pipe.info is not None
     score, ev = pipe.info.extra["score"], pipe.info.evaluation  # its figure, on episodes it never saw
     assert score["unseen"] and (score["episodes"], score["eval_seed"], ev.num_envs) == (ev.episodes, ev.seed, 10)
-    for sub in (INVERSE_DYNAMICS, CRITIC, STATE_VALUE, FINE):  # registered: saved, loaded and moved by diffusers
+    for sub in (NORMALIZER, INVERSE_DYNAMICS, CRITIC, STATE_VALUE, FINE):  # registered: saved, loaded, moved
         assert pipe.components[sub] is getattr(pipe, sub)
         assert (getattr(pipe, sub) is not None) == (resolve_run(name) / sub).is_dir()
     settings = pipe.plan_config.override(batch_size=2, sampler="ddim", num_inference_steps=2, coarse_to_fine=False)
@@ -190,9 +192,11 @@ def test_every_shipped_run_is_a_diffusers_pipeline_of_registered_components(name
 
     pipe.save_pretrained(tmp_path / "copy")
     np.testing.assert_array_equal(planned(ValueGuidedRLPipeline.from_pretrained(tmp_path / "copy")), planned(pipe))
+    shift = pipe.normalizer.observations.shift
     pipe.to(dtype=torch.float64)  # diffusers' .to() reaches every model, the inverse dynamics and critics too
     models = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
     assert {p.dtype for m in models for p in m.parameters()} == {torch.float64}
+    assert pipe.normalizer.observations.shift is shift  # the normalizer's float64 constants are not cast
     assert planned(pipe).shape == (2, pipe.plan_config.planning_horizon, pipe.obs_dim)
 
 

@@ -39,11 +39,13 @@ from diffplan.envs.specs import action_bounds
 from diffplan.models import InverseDynamics, QFunction, StateValue
 from diffplan.planning.engine import PlanEngine, StepEndCallback, step_callback
 from diffplan.planning.inputs import PlanInputs
+from diffplan.planning.normalizer import Normalizer
 from diffplan.planning.plans import Plan, Samples
 from diffplan.planning.runs import (
     CRITIC,
     FINE,
     INVERSE_DYNAMICS,
+    NORMALIZER,
     STATE_VALUE,
     RunInfo,
     check_parts,
@@ -52,6 +54,7 @@ from diffplan.planning.runs import (
     resolve_run,
     save_run,
 )
+from diffplan.transformer import DiT1DModel
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -70,7 +73,8 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             denoiser's output.
         env: optional environment; a D4RL env's ``get_dataset()`` is used to fit the normalizer
             when ``normalizer`` is not given.
-        normalizer: per-dimension normalizer of observations and actions.
+        normalizer: per-dimension normalizer of observations and actions, registered as the
+            :class:`~diffplan.planning.normalizer.Normalizer` component ``normalizer``.
         plan_config: planner defaults used where a call leaves a setting out.
         info: run metadata (env id, dataset, reference scores) when loaded from a run folder.
         inverse_dynamics: action from a state to the next planned one (``replan`` with
@@ -83,16 +87,16 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "value_function->unet"
     # registered diffusers components: save_pretrained writes each to its subfolder, .to() moves them
-    _optional_components = ["value_function", INVERSE_DYNAMICS, CRITIC, STATE_VALUE, FINE]
+    _optional_components = ["value_function", NORMALIZER, INVERSE_DYNAMICS, CRITIC, STATE_VALUE, FINE]
 
     def __init__(
         self,
         value_function: UNet1DModel | None,
-        unet: UNet1DModel,
+        unet: UNet1DModel | DiT1DModel,
         scheduler: DDPMScheduler | DDIMScheduler,
         env: Any = None,
         *,
-        normalizer: TrajectoryNormalizer | None = None,
+        normalizer: TrajectoryNormalizer | Normalizer | None = None,
         plan_config: PlanConfig | None = None,
         info: RunInfo | None = None,
         inverse_dynamics: InverseDynamics | None = None,
@@ -101,18 +105,22 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         state_value: StateValue | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(normalizer, Normalizer):
+            component = normalizer
+        else:
+            component = Normalizer.of(normalizer or normalizer_from_env(env))
         self.register_modules(
             value_function=value_function,
             unet=unet,
             scheduler=scheduler,
+            normalizer=component,
             inverse_dynamics=inverse_dynamics,
             critic=critic,
             state_value=state_value,
             fine=fine,
         )
-        normalizer = normalizer or normalizer_from_env(env)
         check_parts(
-            normalizer=normalizer,
+            normalizer=component.trajectory,
             unet=unet,
             value_function=value_function,
             inverse_dynamics=inverse_dynamics,
@@ -121,19 +129,18 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             fine=fine,
         )
         self.env = env
-        self.inputs = PlanInputs(normalizer)
+        self._inputs = PlanInputs(component.trajectory)
         self.plan_config = plan_config or PlanConfig()
         self.info = info
         self.engine = PlanEngine(self)
 
     @property
-    def normalizer(self) -> TrajectoryNormalizer:
-        """Per-dimension normalizer of observations and actions."""
-        return self.inputs.normalizer
-
-    @normalizer.setter
-    def normalizer(self, normalizer: TrajectoryNormalizer) -> None:
-        self.inputs = PlanInputs(normalizer)
+    def inputs(self) -> PlanInputs:
+        """Checks and normalization of a call's observations and goals, with the registered normalizer
+        (made again when ``normalizer`` is replaced)."""
+        if self._inputs.normalizer is not self.normalizer.trajectory:
+            self._inputs = PlanInputs(self.normalizer.trajectory)
+        return self._inputs
 
     @property
     def obs_dim(self) -> int:
@@ -164,18 +171,20 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
         *,
-        normalizer: TrajectoryNormalizer | None = None,
+        normalizer: TrajectoryNormalizer | Normalizer | None = None,
         env: Any = None,
         device: str | torch.device | None = None,
         **kwargs: Any,
     ) -> Self:
         """Load a run folder (or the name of a run shipped with diffplan).
 
-        A folder written by diffusers' ``save_pretrained`` (no ``diffplan.json``) loads when
-        ``normalizer`` (or a D4RL ``env``) is given. Kept beside diffusers' own loader, which reads
-        only ``model_index.json``: a run's normalizer, planner and evaluation defaults and metadata
-        live in ``diffplan.json`` (run folders of every version have it), shipped runs are found by
-        name, and an unfinished, partial or corrupt folder gets an error that says which file.
+        A folder without ``diffplan.json`` loads when it has ``normalizer/`` (written by this
+        pipeline's ``save_pretrained``) or when ``normalizer`` (or a D4RL ``env``) is given, as for
+        folders of diffusers' own ``ValueGuidedRLPipeline``. Diffusers' ``DiffusionPipeline.from_pretrained``
+        loads a folder with ``normalizer/`` too, components only; this loader is kept beside it
+        because a run's planner and evaluation defaults and metadata live in ``diffplan.json``,
+        folders written before the normalizer was registered hold it only there, shipped runs are
+        found by name, and an unfinished, partial or corrupt folder gets an error that says which file.
 
         Raises:
             FileNotFoundError: the folder or a required file is missing.
@@ -199,12 +208,12 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         """Write the diffusers folder (every registered component, the fine level included, in its
         subfolder) and ``diffplan.json``, atomically component by component, safetensors always."""
         write = super().save_pretrained
-        info = self.info or RunInfo(normalizer=self.normalizer, plan=self.plan_config)
+        info = self.info or RunInfo(normalizer=self.normalizer.trajectory, plan=self.plan_config)
         save_run(
             Path(save_directory),
             write=lambda tmp: write(tmp, safe_serialization=True, **kwargs),
             models=[m for m in self.components.values() if isinstance(m, torch.nn.Module)],
-            info=replace(info, normalizer=self.normalizer, plan=self.plan_config),
+            info=replace(info, normalizer=self.normalizer.trajectory, plan=self.plan_config),
         )
 
     def inverse_action(self, *, state: np.ndarray, target: np.ndarray, lookahead: np.ndarray) -> np.ndarray:

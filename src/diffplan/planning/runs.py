@@ -1,7 +1,9 @@
 """Run folders: ``diffplan.json`` metadata, shipped runs, and checked loading of the components.
 
 A run folder is a diffusers pipeline folder (``model_index.json``, ``unet/``,
-``value_function/``, ``scheduler/``) plus ``diffplan.json`` (this module's :class:`RunInfo`), and
+``value_function/``, ``scheduler/``, ``normalizer/``) plus ``diffplan.json`` (this module's
+:class:`RunInfo`, which records the normalizer too: folders written before it was registered have no
+``normalizer/``), and
 optionally ``inverse_dynamics/``, ``critic/`` and ``state_value/`` (diffusers model folders) and ``fine/`` (the fine
 level of a coarse-to-fine planner: a run folder itself).
 """
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from diffusers import ModelMixin
 
     from diffplan.models import InverseDynamics, QFunction, StateValue
+    from diffplan.planning.normalizer import Normalizer
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 FORMAT_VERSION = 1
@@ -34,6 +37,7 @@ INVERSE_DYNAMICS = "inverse_dynamics"  # optional subfolders of a run (diffusers
 CRITIC = "critic"
 STATE_VALUE = "state_value"
 FINE = "fine"  # optional subfolder: the fine level's run folder
+NORMALIZER = "normalizer"  # the registered normalizer (diffusers model folder); diffplan.json records it too
 _MODEL_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
@@ -193,7 +197,7 @@ def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, An
 
     Args:
         path: the run folder.
-        need_info: ``diffplan.json`` must exist (it holds the normalizer).
+        need_info: ``diffplan.json`` must exist (nothing else records the normalizer).
 
     Raises:
         FileNotFoundError: a required file is missing.
@@ -201,12 +205,12 @@ def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, An
     """
     info_path = path / RUN_INFO
     info = None
+    if not info_path.is_file() and (path / "training" / "progress.json").is_file():
+        raise FileNotFoundError(
+            f"run folder {path} lacks {RUN_INFO}: its training has not finished; continue it with "
+            f"`diffplan train DATASET --out {path} --resume`"
+        )
     if info_path.is_file() or need_info:
-        if not info_path.is_file() and (path / "training" / "progress.json").is_file():
-            raise FileNotFoundError(
-                f"run folder {path} lacks {RUN_INFO}: its training has not finished; continue it with "
-                f"`diffplan train DATASET --out {path} --resume`"
-            )
         if not info_path.is_file():
             raise FileNotFoundError(
                 f"run folder {path} lacks {RUN_INFO} (normalizer and run metadata); pass normalizer= to load "
@@ -288,10 +292,31 @@ def check_parts(
             raise ValueError(f"the {name} has obs_dim, act_dim {found} but the normalizer {obs_dim}, {act_dim}")
 
 
+def load_normalizer(path: Path, info: RunInfo | None) -> TrajectoryNormalizer | None:
+    """The run's normalizer: its registered component (``normalizer/``, in folders written since the
+    normalizer was registered), or ``diffplan.json``'s record (every version); ``None`` if neither.
+
+    Raises:
+        FileNotFoundError, ValueError: ``normalizer/`` is incomplete or corrupt, or differs from
+            ``diffplan.json``'s record.
+    """
+    from diffplan.planning.normalizer import Normalizer
+
+    if not (path / NORMALIZER).is_dir():
+        return info.normalizer if info else None
+    found = _load_model(path, NORMALIZER, Normalizer).trajectory
+    if info is not None and found.to_dict() != info.normalizer.to_dict():
+        raise ValueError(
+            f"{path}/{NORMALIZER}/config.json and {path}/{RUN_INFO} record different normalizers; "
+            "expected the same (the folder was edited by hand?)"
+        )
+    return found
+
+
 def load_parts(
     path: Path,
     *,
-    normalizer: TrajectoryNormalizer | None,
+    normalizer: TrajectoryNormalizer | Normalizer | None,
     env: Any,
     load_fine: Callable[[Path], ValueGuidedRLPipeline],
 ) -> dict[str, Any]:
@@ -303,13 +328,15 @@ def load_parts(
         env: passed on (a D4RL env fits the normalizer of a folder without ``diffplan.json``).
         load_fine: loads the fine level's run folder (``path/fine``) when there is one.
     """
-    unet, value_function, scheduler, info = load_components(path, need_info=normalizer is None and env is None)
+    unet, value_function, scheduler, info = load_components(
+        path, need_info=normalizer is None and env is None and not (path / NORMALIZER).is_dir()
+    )
     return {
         "value_function": value_function,
         "unet": unet,
         "scheduler": scheduler,
         "env": env,
-        "normalizer": normalizer or (info.normalizer if info else None),
+        "normalizer": normalizer or load_normalizer(path, info),
         "plan_config": info.plan if info else None,
         "info": info,
         "inverse_dynamics": load_optional(path, INVERSE_DYNAMICS),
