@@ -57,6 +57,9 @@ def test_a_saved_pipeline_is_loaded_by_diffusers_own_loader(tiny_run: Path, tmp_
     a = ours(obs, generator=torch.Generator().manual_seed(2))
     b = theirs(obs, generator=torch.Generator().manual_seed(2))
     np.testing.assert_array_equal(a, b)
+    # diffusers' idiom: a pipeline made of another's components
+    clone = ValueGuidedRLPipeline(**ours.components, plan_config=ours.plan_config)
+    np.testing.assert_array_equal(clone(obs, generator=torch.Generator().manual_seed(2)), a)
     # a normalizer assigned later is the one the calls use
     shifted = TrajectoryNormalizer.from_dict(ours.normalizer.trajectory.to_dict())
     theirs.normalizer = Normalizer.of(
