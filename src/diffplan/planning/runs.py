@@ -292,9 +292,10 @@ def check_parts(
             raise ValueError(f"the {name} has obs_dim, act_dim {found} but the normalizer {obs_dim}, {act_dim}")
 
 
-def load_normalizer(path: Path, info: RunInfo | None) -> TrajectoryNormalizer | None:
-    """The run's normalizer: its registered component (``normalizer/``, in folders written since the
-    normalizer was registered), or ``diffplan.json``'s record (every version); ``None`` if neither.
+def load_normalizer(path: Path, info: RunInfo | None) -> TrajectoryNormalizer | Normalizer | None:
+    """The run's normalizer: its registered component as loaded (``normalizer/``, in folders written
+    since the normalizer was registered), or ``diffplan.json``'s record (every version); ``None`` if
+    neither.
 
     Raises:
         FileNotFoundError, ValueError: ``normalizer/`` is incomplete or corrupt, or differs from
@@ -304,8 +305,8 @@ def load_normalizer(path: Path, info: RunInfo | None) -> TrajectoryNormalizer | 
 
     if not (path / NORMALIZER).is_dir():
         return info.normalizer if info else None
-    found = _load_model(path, NORMALIZER, Normalizer).trajectory
-    if info is not None and found.to_dict() != info.normalizer.to_dict():
+    found = _load_model(path, NORMALIZER, Normalizer)
+    if info is not None and found.trajectory.to_dict() != info.normalizer.to_dict():
         raise ValueError(
             f"{path}/{NORMALIZER}/config.json and {path}/{RUN_INFO} record different normalizers; "
             "expected the same (the folder was edited by hand?)"
