@@ -2,8 +2,9 @@
 
 Starts from the fast configuration of `results/plan_speed.json` (`fast_config`) and changes one
 setting per row (guide scale, t_stopgrad, plans per decision, guide steps, warm-start steps,
-sampler and its steps); the reference row is our own 20-step DDPM configuration (the `small`/`paper`
-presets' planner: 64 plans, 2 guide steps, DDPM over all 20 steps). Every row uses the same
+sampler and its steps); the row `stored` is the run's own defaults (the settings of its reported
+figures); the reference row is our own 20-step DDPM configuration (the paper's planner: 64 plans,
+2 guide steps, DDPM over all 20 steps, the run's guide scale). Every row uses the same
 episode seeds (seed + i, 1000 steps max) and envs planned together in one batched call.
 
     python benchmarks/plan_sweep.py --run hopper-medium --episodes 10 [--ddpm-episodes 5] [--rows NAME ...]
@@ -33,11 +34,12 @@ if __package__ in (None, ""):  # run as a script: import the package as `python 
 from benchmarks.common import ROOT, machine  # noqa: E402
 
 DDPM = "ddpm-20, 64 plans, 2 guides (reference)"
+STORED = "stored (the run's defaults)"  # the settings of the run's reported figures
 
 
 def rows(fast: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Row name -> planner keyword arguments (the fast configuration with one setting changed)."""
-    out = {"fast_config": dict(fast)}
+    out: dict[str, dict[str, Any]] = {STORED: {}, "fast_config": dict(fast)}
     for name, change in {
         "scale 0 (no guidance)": {"scale": 0.0},
         "scale 0.03": {"scale": 0.03},
@@ -157,7 +159,7 @@ def main() -> None:
             "returns": res.returns,
         }
         # the fast configuration on exactly the DDPM row's seeds, for a paired comparison
-        if row == "fast_config":
+        if row in ("fast_config", STORED):
             refs = ReferenceScores(**res.reference)
             table["rows"][row]["mean_first_ddpm_seeds"] = float(
                 np.mean([refs.normalize(r) for r in res.returns[: args.ddpm_episodes]])

@@ -318,18 +318,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
             goal: ``[k]`` or ``[n_envs, k]`` (``k <= obs_dim``): the first ``k`` observation
                 dimensions to inpaint from each plan's arrival step on (see ``goal_arrivals``; a
                 full state, or e.g. a maze position).
-            batch_size: :class:`~diffplan.config.PlanConfig`'s ``batch_size`` for this call.
-            planning_horizon: :class:`~diffplan.config.PlanConfig`'s ``planning_horizon`` for this call.
-            n_guide_steps: :class:`~diffplan.config.PlanConfig`'s ``n_guide_steps`` for this call.
-            scale: :class:`~diffplan.config.PlanConfig`'s ``scale`` for this call.
-            t_stopgrad: :class:`~diffplan.config.PlanConfig`'s ``t_stopgrad`` for this call.
-            scale_grad_by_var: :class:`~diffplan.config.PlanConfig`'s ``scale_grad_by_var`` for this call.
-            num_inference_steps: :class:`~diffplan.config.PlanConfig`'s ``num_inference_steps`` for this call.
-            sampler: :class:`~diffplan.config.PlanConfig`'s ``sampler`` for this call.
-            warm_start_steps: :class:`~diffplan.config.PlanConfig`'s ``warm_start_steps`` for this call.
-            goal_arrivals: :class:`~diffplan.config.PlanConfig`'s ``goal_arrivals`` for this call.
-            rank_by: :class:`~diffplan.config.PlanConfig`'s ``rank_by`` for this call.
-            coarse_to_fine: :class:`~diffplan.config.PlanConfig`'s ``coarse_to_fine`` for this call.
+            batch_size: this call's setting of the :class:`~diffplan.config.PlanConfig` field of the
+                same name, as are ``planning_horizon``, ``n_guide_steps``, ``scale``, ``t_stopgrad``,
+                ``scale_grad_by_var``, ``num_inference_steps``, ``sampler``, ``warm_start_steps``,
+                ``goal_arrivals``, ``rank_by`` and ``coarse_to_fine``.
             generator: random stream of the initial noise and the sampler's noise.
             constraints: further inpainting constraints on the normalized ``[n_envs * batch]`` plans.
             init: ``[n_envs, H, act_dim + obs_dim]`` normalized clean plans to start from (warm
@@ -392,11 +384,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         Args:
             obs: ``[obs_dim]`` or ``[n_envs, obs_dim]`` observations in original units.
             settings: the call's settings (default: the run's, :attr:`plan_config`).
-            goal: as in :meth:`plan`.
-            generator: as in :meth:`plan`.
-            constraints: as in :meth:`plan`.
-            init: as in :meth:`plan`.
-            cost: as in :meth:`plan`.
+            goal: as in :meth:`plan`, as are ``generator``, ``constraints``, ``init`` and ``cost``.
             callback: called after each denoising step as ``callback(i, t, x)``; a returned tensor
                 replaces ``x`` (see :data:`~diffplan.diffusion.sampling.StepCallback`).
 
