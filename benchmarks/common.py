@@ -4,16 +4,12 @@ benchmarks."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from diffplan.config import PlanConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 11, 3  # Hopper's, for the speed benchmarks' random nets
@@ -25,16 +21,6 @@ def fast_settings() -> dict[str, Any]:
     from diffplan.presets import FAST_PLAN
 
     return dict(FAST_PLAN)
-
-
-def with_row(base: PlanConfig, row: dict[str, Any]) -> PlanConfig:
-    """``base`` with a benchmark row's planner settings, a ``None`` in the row set as ``None`` (e.g.
-    ``warm_start_steps=None``: no warm start), where ``PlanConfig.override`` reads ``None`` as "keep"
-    (a run storing warm starts of 2 steps would keep them). Checked as ``PlanConfig`` checks."""
-    unknown = set(row) - {f.name for f in dataclasses.fields(base)}
-    if unknown:
-        raise ValueError(f"unknown planner settings {sorted(unknown)} in a benchmark row")
-    return dataclasses.replace(base, **row)
 
 
 def machine() -> str:

@@ -35,7 +35,7 @@ import torch
 
 if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import ROOT, build_pipes, fast_settings, machine, sync, with_row  # noqa: E402
+from benchmarks.common import ROOT, build_pipes, fast_settings, machine, sync  # noqa: E402
 
 # name -> keyword arguments of pipe.plan / Planner (None: identical settings)
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -88,7 +88,7 @@ def episode_speed(
 
     envs = [gym.make(env_id) for _ in range(n_envs)]
     obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)])
-    settings = with_row(pipe.plan_config, {"replan_threshold": float("inf")} | config)
+    settings = pipe.plan_config.replaced(**{"replan_threshold": float("inf")} | config)
     planner = Planner(pipe, n_envs=n_envs, settings=settings)
     g = torch.Generator(device=pipe.device).manual_seed(0)  # noise drawn where the plans are
     times = []
@@ -119,7 +119,7 @@ def score(pipe: Any, config: dict[str, Any], episodes: int, num_envs: int) -> di
     from diffplan.evaluation import evaluate
 
     res = evaluate(pipe=pipe, episodes=episodes, seed=0, num_envs=num_envs,
-                   plan=with_row(pipe.plan_config, config), progress=True)  # fmt: skip
+                   plan=pipe.plan_config.replaced(**config), progress=True)  # fmt: skip
     return {
         "normalized_score": res.normalized_score,
         "stderr": res.stderr,

@@ -94,3 +94,17 @@ def test_eval_config_is_checked_when_made_and_overridden_by_name() -> None:
     assert EvalConfig.from_dict(stored.to_dict()) == stored
     with pytest.raises(ValueError, match=r"unknown evaluation settings \['bogus'\]"):
         stored.override(bogus=1)
+
+
+def test_replaced_sets_a_none_where_override_keeps_the_stored_value() -> None:
+    """``warm_start_steps=None`` turns warm starts off through ``replaced`` but not ``override``: the
+    trap that made the benchmarks' "cold" DDPM row warm-started."""
+    stored = PlanConfig(warm_start_steps=2, num_inference_steps=5)
+    row = {"warm_start_steps": None, "num_inference_steps": 20, "sampler": "ddpm"}
+    assert stored.override(**row).warm_start_steps == 2
+    cold = stored.replaced(**row)
+    assert (cold.warm_start_steps, cold.num_inference_steps, cold.sampler) == (None, 20, "ddpm")
+    with pytest.raises(ValueError, match=r"unknown planner settings \['warm_starts'\]"):
+        stored.replaced(warm_starts=None)
+    with pytest.raises(ValueError, match=r"expected num_inference_steps >= 1, got 0"):
+        stored.replaced(num_inference_steps=0)

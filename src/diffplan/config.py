@@ -26,13 +26,14 @@ def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
-def _overridden(config: T, given: dict[str, Any], what: str) -> T:
-    """``config`` with the ``given`` fields replaced (``None``: keep); unknown names are a ValueError."""
+def _overridden(config: T, given: dict[str, Any], what: str, *, none_keeps: bool = True) -> T:
+    """``config`` with the ``given`` fields replaced (``None``: keep, unless ``none_keeps`` is false);
+    unknown names are a ValueError."""
     names = {f.name for f in fields(config)}
     unknown = set(given) - names
     if unknown:
         raise ValueError(f"unknown {what} {sorted(unknown)}; expected some of {sorted(names)}")
-    return replace(config, **{k: v for k, v in given.items() if v is not None})
+    return replace(config, **{k: v for k, v in given.items() if v is not None or not none_keeps})
 
 
 class JsonConfig:
@@ -346,6 +347,15 @@ class PlanConfig(JsonConfig):
                 point: ``pipe()``, ``pipe.plan``, ``Planner``, ``evaluate`` and the CLI).
         """
         return _overridden(self, given, "planner settings")
+
+    def replaced(self, **given: Any) -> PlanConfig:
+        """These settings with ``given`` ones replaced, a ``None`` included (``warm_start_steps=None``:
+        no warm start, also where this object has warm starts; :meth:`override` keeps them).
+
+        Raises:
+            ValueError: as :meth:`override`.
+        """
+        return _overridden(self, given, "planner settings", none_keeps=False)
 
     def changes_from(self, base: PlanConfig) -> dict[str, Any]:
         """The settings that differ from ``base`` (field order), e.g. to record what a caller chose."""

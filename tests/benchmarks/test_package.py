@@ -66,20 +66,3 @@ def test_the_fast_settings_are_the_presets() -> None:
     plan = get_preset("small-dit").plan
     assert fast == {k: getattr(plan, k) for k in fast}
     assert grid.FAST == fast and grid.PLANNERS["diffplan"].plan == fast
-
-
-def test_a_benchmark_row_sets_none_where_override_keeps_the_stored_value() -> None:
-    """``warm_start_steps=None`` in a sweep row means no warm start, also for a run that stores warm
-    starts (``PlanConfig.override`` reads ``None`` as "keep": the trap that made a "cold" row warm)."""
-    from benchmarks.common import with_row
-    from diffplan.config import PlanConfig
-
-    stored = PlanConfig(warm_start_steps=2, num_inference_steps=5)
-    row = {"warm_start_steps": None, "num_inference_steps": 20, "sampler": "ddpm"}
-    assert stored.override(**row).warm_start_steps == 2
-    cold = with_row(stored, row)
-    assert (cold.warm_start_steps, cold.num_inference_steps, cold.sampler) == (None, 20, "ddpm")
-    with pytest.raises(ValueError, match="unknown planner settings"):
-        with_row(stored, {"warm_starts": None})
-    with pytest.raises(ValueError):
-        with_row(stored, {"num_inference_steps": 0})
