@@ -119,11 +119,11 @@ def test_dit_denoises_any_horizon_and_depends_on_the_step() -> None:
 
 def test_dit_saves_and_loads_as_a_diffusers_model(tmp_path: Path) -> None:
     from diffplan.config import DiTConfig
-    from diffplan.planning.runs import _load_model
+    from diffplan.transformer import DiT1DModel
 
     dit = _perturbed(build_denoiser(config=DiTConfig(hidden_size=32, depth=1, num_heads=2), transition_dim=5))
     dit.save_pretrained(tmp_path / "unet")
-    loaded = _load_model(tmp_path, "unet")  # the class is read from config.json
+    loaded = DiT1DModel.from_pretrained(tmp_path / "unet")
     assert type(loaded) is type(dit) and loaded.config.hidden_size == 32
     x = torch.randn(2, 5, 7)
     assert torch.equal(loaded(x, 4).sample, dit(x, 4).sample)

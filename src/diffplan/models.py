@@ -18,8 +18,6 @@ from diffusers.configuration_utils import register_to_config
 from diffplan.config import DenoiserConfig, DiTConfig, UNetConfig
 from diffplan.transformer import DiT1DModel
 
-DENOISERS = {"UNet1DModel": UNet1DModel, "DiT1DModel": DiT1DModel}
-
 
 def _common(config: UNetConfig, transition_dim: int) -> dict[str, Any]:
     bad = [c for c in config.block_out_channels if c % 8]

@@ -1,3 +1,4 @@
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -118,6 +119,8 @@ def test_missing_and_corrupt_run_files(tiny_run: Path, tmp_path: Path) -> None:
         ("unet/diffusion_pytorch_model.safetensors", "lacks unet/diffusion_pytorch_model"),
         ("value_function/config.json", "lacks value_function/config.json"),
         ("diffplan.json", "lacks diffplan.json"),  # and normalizer/: nothing records the normalizer
+        ("scheduler/scheduler_config.json", "lacks scheduler/scheduler_config.json"),
+        ("model_index.json", "lacks model_index.json"),
     ]:
         broken = tmp_path / rel.replace("/", "_")
         shutil.copytree(tiny_run, broken)
@@ -137,6 +140,18 @@ def test_missing_and_corrupt_run_files(tiny_run: Path, tmp_path: Path) -> None:
     (bad_json / "diffplan.json").write_text("{not json")
     with pytest.raises(ValueError, match="diffplan.json is not valid JSON"):
         ValueGuidedRLPipeline.from_pretrained(bad_json)
+
+
+def test_models_of_folders_written_before_they_were_registered_still_load(maze_run: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"  # model_index.json without inverse_dynamics, its folder beside it
+    shutil.copytree(maze_run, old)
+    index = json.loads((old / "model_index.json").read_text())
+    del index["inverse_dynamics"]
+    (old / "model_index.json").write_text(json.dumps(index))
+    loaded, new = ValueGuidedRLPipeline.from_pretrained(old), ValueGuidedRLPipeline.from_pretrained(maze_run)
+    assert loaded.components["inverse_dynamics"] is loaded.inverse_dynamics
+    for a, b in zip(loaded.inverse_dynamics.parameters(), new.inverse_dynamics.parameters(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_constructor_needs_a_normalizer(pipe: ValueGuidedRLPipeline) -> None:

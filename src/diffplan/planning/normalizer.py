@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
@@ -45,6 +46,27 @@ class Normalizer(ModelMixin, ConfigMixin):
         """The component holding ``normalizer``."""
         record = normalizer.to_dict()
         return cls(observations=record["observations"], actions=record["actions"])
+
+    @classmethod
+    def given(cls, normalizer: TrajectoryNormalizer | Normalizer | None, *, env: Any = None) -> Normalizer:
+        """The component for a pipeline's ``normalizer`` argument: as given, or fitted to a D4RL-style
+        ``env.get_dataset()`` when ``None`` (as diffusers' own pipeline fits its scalar one).
+
+        Raises:
+            ValueError: ``normalizer`` is ``None`` and ``env`` has no ``get_dataset()``.
+        """
+        if isinstance(normalizer, Normalizer):
+            return normalizer
+        if normalizer is not None:
+            return cls.of(normalizer)
+        if env is None or not hasattr(env, "get_dataset"):
+            raise ValueError(
+                "expected normalizer=TrajectoryNormalizer(...) or a D4RL env with get_dataset(); got neither"
+            )
+        data = env.get_dataset()
+        return cls.of(
+            TrajectoryNormalizer.fit(observations=np.asarray(data["observations"]), actions=np.asarray(data["actions"]))
+        )
 
     @property
     def observations(self) -> DimNormalizer:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet1DModel
+from diffusers.utils import logging as diffusers_logging
 
 from diffplan.config import PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
@@ -49,8 +50,8 @@ from diffplan.planning.runs import (
     STATE_VALUE,
     RunInfo,
     check_parts,
-    load_parts,
-    normalizer_from_env,
+    check_recorded_normalizer,
+    pretrained_arguments,
     resolve_run,
     save_run,
 )
@@ -105,10 +106,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         state_value: StateValue | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(normalizer, Normalizer):
-            component = normalizer
-        else:
-            component = Normalizer.of(normalizer or normalizer_from_env(env))
+        component = Normalizer.given(normalizer, env=env)
         self.register_modules(
             value_function=value_function,
             unet=unet,
@@ -176,15 +174,13 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         device: str | torch.device | None = None,
         **kwargs: Any,
     ) -> Self:
-        """Load a run folder (or the name of a run shipped with diffplan).
+        """Load a run folder (or the name of a run shipped with diffplan) with diffusers' own loader.
 
-        A folder without ``diffplan.json`` loads when it has ``normalizer/`` (written by this
-        pipeline's ``save_pretrained``) or when ``normalizer`` (or a D4RL ``env``) is given, as for
-        folders of diffusers' own ``ValueGuidedRLPipeline``. Diffusers' ``DiffusionPipeline.from_pretrained``
-        loads a folder with ``normalizer/`` too, components only; this loader is kept beside it
-        because a run's planner and evaluation defaults and metadata live in ``diffplan.json``,
-        folders written before the normalizer was registered hold it only there, shipped runs are
-        found by name, and an unfinished, partial or corrupt folder gets an error that says which file.
+        diffusers' ``DiffusionPipeline.from_pretrained`` loads every registered component named in
+        ``model_index.json``; around it this method finds shipped runs by name, checks the folder's
+        files first (so that a missing or cut-short file is named), passes ``diffplan.json``'s planner
+        defaults and metadata, and the normalizer of folders written before it was registered (or
+        ``normalizer``, or one fitted to a D4RL ``env``, for folders of diffusers' own pipeline).
 
         Raises:
             FileNotFoundError: the folder or a required file is missing.
@@ -199,7 +195,16 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         def load_fine(folder: Path) -> ValueGuidedRLPipeline:
             return cls.from_pretrained(folder, normalizer=normalizer, env=env, device=device)
 
-        pipe = cls(**load_parts(path, normalizer=normalizer, env=env, load_fine=load_fine))
+        given = pretrained_arguments(path, normalizer=normalizer, env=env, load_fine=load_fine)
+        shown = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()  # a bar per loaded component is noise here
+        try:
+            pipe = super().from_pretrained(path, **given)
+        finally:
+            if shown:
+                diffusers_logging.enable_progress_bar()
+        if NORMALIZER not in given:  # loaded from normalizer/: diffplan.json must record the same
+            check_recorded_normalizer(path, pipe.normalizer.trajectory, given["info"])
         return pipe.to(target) if target is not None else pipe
 
     def save_pretrained(

@@ -1,11 +1,13 @@
-"""Run folders: ``diffplan.json`` metadata, shipped runs, and checked loading of the components.
+"""Run folders: ``diffplan.json`` metadata, shipped runs, and the checks before diffusers loads one.
 
-A run folder is a diffusers pipeline folder (``model_index.json``, ``unet/``,
-``value_function/``, ``scheduler/``, ``normalizer/``) plus ``diffplan.json`` (this module's
-:class:`RunInfo`, which records the normalizer too: folders written before it was registered have no
-``normalizer/``), and
-optionally ``inverse_dynamics/``, ``critic/`` and ``state_value/`` (diffusers model folders) and ``fine/`` (the fine
-level of a coarse-to-fine planner: a run folder itself).
+A run folder is a diffusers pipeline folder (``model_index.json``, ``unet/``, ``value_function/``,
+``scheduler/``, ``normalizer/``, and optionally ``inverse_dynamics/``, ``critic/``, ``state_value/``
+and ``fine/``, the fine level of a coarse-to-fine planner: a run folder itself) plus ``diffplan.json``
+(this module's :class:`RunInfo`: planner and evaluation defaults, metadata, and the normalizer, which
+folders written before it was registered hold only there). diffusers' own
+``DiffusionPipeline.from_pretrained`` loads the components; this module finds shipped runs by name,
+names a missing or cut-short file before diffusers meets it, and supplies what ``model_index.json``
+does not hold (:func:`pretrained_arguments`).
 """
 
 from __future__ import annotations
@@ -17,18 +19,17 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from diffplan.config import EvalConfig, PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
 from diffplan.io import atomic_write_json, disk_full_reported, read_json, replace_dir
+from diffplan.planning.normalizer import Normalizer
 
 if TYPE_CHECKING:
     from diffusers import ModelMixin
 
     from diffplan.models import InverseDynamics, QFunction, StateValue
-    from diffplan.planning.normalizer import Normalizer
     from diffplan.planning.pipeline import ValueGuidedRLPipeline
 
 FORMAT_VERSION = 1
@@ -143,110 +144,128 @@ def resolve_run(name_or_path: str | os.PathLike) -> Path:
     )
 
 
-def _load_model(path: Path, sub: str, cls: Any = None) -> Any:
-    """Load ``path/sub``: as ``cls``, or as the denoiser class its config names (U-Net or DiT)."""
-    from diffplan.models import DENOISERS
+def _check_model_files(path: Path, sub: str) -> None:
+    """``path/sub`` holds a config and a weights file whose safetensors header reads (diffusers' own
+    loader then loads it; this names the file when one is missing or cut short).
+
+    Raises:
+        FileNotFoundError: the config or the weights file is missing.
+        ValueError: the weights file is corrupt (e.g. cut short by a full disk).
+    """
+    from safetensors import SafetensorError, safe_open
 
     folder = path / sub
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"run folder {path} lacks {sub}/config.json")
-    if cls is None:
-        name = read_json(folder / "config.json").get("_class_name", "UNet1DModel")
-        if name not in DENOISERS:
-            raise ValueError(f"{folder}/config.json names {name!r}; expected one of {sorted(DENOISERS)}")
-        cls = DENOISERS[name]
-    if not any((folder / f).is_file() for f in _MODEL_FILES):
+    weights = [folder / f for f in _MODEL_FILES if (folder / f).is_file()]
+    if not weights:
         raise FileNotFoundError(f"run folder {path} lacks {sub}/{_MODEL_FILES[0]}")
-    try:
-        return cls.from_pretrained(folder)
-    except Exception as err:  # diffusers/safetensors raise many types for corrupt files
-        raise ValueError(
-            f"cannot load {folder}: the weights or config are corrupt ({type(err).__name__}: {err})"
-        ) from err
+    read_json(folder / "config.json")
+    if weights[0].suffix == ".safetensors":
+        try:
+            with safe_open(str(weights[0]), "pt"):
+                pass
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"cannot load {folder}: the weights or config are corrupt ({err})") from err
 
 
-def _load_scheduler(path: Path) -> Any:
-    from diffusers import DDIMScheduler, DDPMScheduler
-
-    cfg_path = path / "scheduler" / "scheduler_config.json"
-    cfg = read_json(cfg_path)
-    classes = {"DDPMScheduler": DDPMScheduler, "DDIMScheduler": DDIMScheduler}
-    name = cfg.get("_class_name", "DDPMScheduler")
-    if name not in classes:
-        raise ValueError(f"{cfg_path} names scheduler {name!r}; expected one of {sorted(classes)}")
-    return classes[name].from_config(cfg)
-
-
-def load_optional(path: Path, sub: str) -> Any:
-    """The run's :class:`~diffplan.models.InverseDynamics` (``sub="inverse_dynamics"``),
-    :class:`~diffplan.models.QFunction` (``sub="critic"``) or :class:`~diffplan.models.StateValue`
-    (``sub="state_value"``), or ``None`` when it has none.
-
-    Raises:
-        FileNotFoundError, ValueError: the folder exists but is incomplete or corrupt.
-    """
-    from diffplan.models import InverseDynamics, QFunction, StateValue
-
-    if not (path / sub).is_dir():
-        return None
-    return _load_model(path, sub, {INVERSE_DYNAMICS: InverseDynamics, CRITIC: QFunction, STATE_VALUE: StateValue}[sub])
-
-
-def load_components(path: Path, *, need_info: bool = True) -> tuple[Any, Any, Any, RunInfo | None]:
-    """Load ``(unet, value_function, scheduler, info)`` from a run folder with clear errors.
+def read_run(path: Path, *, need_info: bool) -> tuple[RunInfo | None, dict[str, Any]]:
+    """Check a run folder before diffusers' ``from_pretrained`` loads it: ``(diffplan.json's record or
+    None, model_index.json)``.
 
     Args:
         path: the run folder.
         need_info: ``diffplan.json`` must exist (nothing else records the normalizer).
 
     Raises:
-        FileNotFoundError: a required file is missing.
-        ValueError: a file is corrupt, or the networks do not match the recorded dimensions.
+        FileNotFoundError: a required file is missing (named), or the run's training has not finished.
+        ValueError: a file is corrupt.
     """
     info_path = path / RUN_INFO
-    info = None
     if not info_path.is_file() and (path / "training" / "progress.json").is_file():
         raise FileNotFoundError(
             f"run folder {path} lacks {RUN_INFO}: its training has not finished; continue it with "
             f"`diffplan train DATASET --out {path} --resume`"
         )
-    if info_path.is_file() or need_info:
-        if not info_path.is_file():
-            raise FileNotFoundError(
-                f"run folder {path} lacks {RUN_INFO} (normalizer and run metadata); pass normalizer= to load "
-                "a plain diffusers folder"
-            )
-        info = RunInfo.from_dict(read_json(info_path), where=str(info_path))
-    unet = _load_model(path, "unet")
-    index = read_json(path / "model_index.json") if (path / "model_index.json").is_file() else {}
-    no_value = index.get("value_function") in ([None, None], None) and "value_function" in index
-    value_function = None if no_value else _load_model(path, "value_function")
-    scheduler = _load_scheduler(path)
-    if info is not None:
-        full = info.normalizer.act_dim + info.normalizer.obs_dim
-        if unet.config.in_channels not in (full, info.normalizer.obs_dim):
-            raise ValueError(
-                f"{path}/unet takes {unet.config.in_channels} channels but {RUN_INFO} records act_dim + obs_dim = "
-                f"{full} (or obs_dim = {info.normalizer.obs_dim} for states-only runs)"
-            )
-        if value_function is not None and value_function.config.in_channels != unet.config.in_channels:
-            raise ValueError(
-                f"{path}/value_function takes {value_function.config.in_channels} channels, the denoiser "
-                f"{unet.config.in_channels}"
-            )
-    return unet, value_function, scheduler, info
+    if need_info and not info_path.is_file():
+        raise FileNotFoundError(
+            f"run folder {path} lacks {RUN_INFO} (normalizer and run metadata); pass normalizer= to load "
+            "a plain diffusers folder"
+        )
+    info = RunInfo.from_dict(read_json(info_path), where=str(info_path)) if info_path.is_file() else None
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(f"run folder {path} lacks model_index.json (the diffusers pipeline's index)")
+    index = read_json(path / "model_index.json")
+    named = [sub for sub, entry in index.items() if isinstance(entry, list) and entry[0] is not None]
+    for sub in named:
+        if sub == "scheduler":
+            if not (path / sub / "scheduler_config.json").is_file():
+                raise FileNotFoundError(f"run folder {path} lacks scheduler/scheduler_config.json")
+        elif sub == FINE or (sub == NORMALIZER and not (path / sub).is_dir()):
+            continue  # the fine level is loaded (and checked) as a run folder; diffplan.json records the normalizer
+        else:
+            _check_model_files(path, sub)
+    return info, index
 
 
-def normalizer_from_env(env: Any) -> TrajectoryNormalizer:
-    """The normalizer fitted to a D4RL-style ``env.get_dataset()``.
+def older_components(path: Path, index: dict[str, Any]) -> dict[str, Any]:
+    """Models of folders written before they were registered: a subfolder ``inverse_dynamics/``,
+    ``critic/`` or ``state_value/`` that ``model_index.json`` does not name, loaded as its class."""
+    from diffplan.models import InverseDynamics, QFunction, StateValue
+
+    classes = {INVERSE_DYNAMICS: InverseDynamics, CRITIC: QFunction, STATE_VALUE: StateValue}
+    found = {}
+    for sub, cls in classes.items():
+        if sub not in index and (path / sub).is_dir():
+            _check_model_files(path, sub)
+            found[sub] = cls.from_pretrained(path / sub)
+    return found
+
+
+def pretrained_arguments(
+    path: Path,
+    *,
+    normalizer: TrajectoryNormalizer | Normalizer | None,
+    env: Any,
+    load_fine: Callable[[Path], ValueGuidedRLPipeline],
+) -> dict[str, Any]:
+    """What the pipeline's ``from_pretrained`` gives diffusers' loader besides the components that
+    ``model_index.json`` names, the folder checked first (see :func:`read_run`).
+
+    Args:
+        path: the run folder.
+        normalizer: replaces the registered one (needed for a folder with neither ``normalizer/`` nor
+            ``diffplan.json``, e.g. one written by diffusers' own pipeline).
+        env: passed on (a D4RL env fits the normalizer of such a folder).
+        load_fine: loads the fine level's run folder (``path/fine``) when there is one.
+
+    Returns:
+        Keyword arguments: ``env``, ``plan_config`` and ``info`` (from ``diffplan.json``), the
+        normalizer unless ``normalizer/`` is to be loaded, the fine level, and models of older folders
+        (:func:`older_components`).
+    """
+    registered = (path / NORMALIZER).is_dir()
+    info, index = read_run(path, need_info=normalizer is None and env is None and not registered)
+    given: dict[str, Any] = {"env": env, "plan_config": info.plan if info else None, "info": info}
+    given |= older_components(path, index)
+    if normalizer is not None or not registered:
+        given[NORMALIZER] = Normalizer.given(normalizer or (info.normalizer if info else None), env=env)
+    if (path / FINE / RUN_INFO).is_file():
+        given[FINE] = load_fine(path / FINE)
+    return given
+
+
+def check_recorded_normalizer(path: Path, loaded: TrajectoryNormalizer, info: RunInfo | None) -> None:
+    """``normalizer/`` and ``diffplan.json`` must record the same normalizer.
 
     Raises:
-        ValueError: ``env`` is ``None`` or has no ``get_dataset()``.
+        ValueError: they differ.
     """
-    if env is None or not hasattr(env, "get_dataset"):
-        raise ValueError("expected normalizer=TrajectoryNormalizer(...) or a D4RL env with get_dataset(); got neither")
-    data = env.get_dataset()
-    return TrajectoryNormalizer.fit(observations=np.asarray(data["observations"]), actions=np.asarray(data["actions"]))
+    if info is not None and loaded.to_dict() != info.normalizer.to_dict():
+        raise ValueError(
+            f"{path}/{NORMALIZER}/config.json and {path}/{RUN_INFO} record different normalizers; "
+            "expected the same (the folder was edited by hand?)"
+        )
 
 
 def check_parts(
@@ -290,61 +309,6 @@ def check_parts(
     ):
         if found is not None and found != (obs_dim, act_dim):
             raise ValueError(f"the {name} has obs_dim, act_dim {found} but the normalizer {obs_dim}, {act_dim}")
-
-
-def load_normalizer(path: Path, info: RunInfo | None) -> TrajectoryNormalizer | Normalizer | None:
-    """The run's normalizer: its registered component as loaded (``normalizer/``, in folders written
-    since the normalizer was registered), or ``diffplan.json``'s record (every version); ``None`` if
-    neither.
-
-    Raises:
-        FileNotFoundError, ValueError: ``normalizer/`` is incomplete or corrupt, or differs from
-            ``diffplan.json``'s record.
-    """
-    from diffplan.planning.normalizer import Normalizer
-
-    if not (path / NORMALIZER).is_dir():
-        return info.normalizer if info else None
-    found = _load_model(path, NORMALIZER, Normalizer)
-    if info is not None and found.trajectory.to_dict() != info.normalizer.to_dict():
-        raise ValueError(
-            f"{path}/{NORMALIZER}/config.json and {path}/{RUN_INFO} record different normalizers; "
-            "expected the same (the folder was edited by hand?)"
-        )
-    return found
-
-
-def load_parts(
-    path: Path,
-    *,
-    normalizer: TrajectoryNormalizer | Normalizer | None,
-    env: Any,
-    load_fine: Callable[[Path], ValueGuidedRLPipeline],
-) -> dict[str, Any]:
-    """A run folder's pipeline constructor arguments, each file checked (see :func:`load_components`).
-
-    Args:
-        path: the run folder.
-        normalizer: replaces the recorded one (needed for a folder without ``diffplan.json``).
-        env: passed on (a D4RL env fits the normalizer of a folder without ``diffplan.json``).
-        load_fine: loads the fine level's run folder (``path/fine``) when there is one.
-    """
-    unet, value_function, scheduler, info = load_components(
-        path, need_info=normalizer is None and env is None and not (path / NORMALIZER).is_dir()
-    )
-    return {
-        "value_function": value_function,
-        "unet": unet,
-        "scheduler": scheduler,
-        "env": env,
-        "normalizer": normalizer or load_normalizer(path, info),
-        "plan_config": info.plan if info else None,
-        "info": info,
-        "inverse_dynamics": load_optional(path, INVERSE_DYNAMICS),
-        "critic": load_optional(path, CRITIC),
-        "state_value": load_optional(path, STATE_VALUE),
-        "fine": load_fine(path / FINE) if (path / FINE / RUN_INFO).is_file() else None,
-    }
 
 
 def save_run(out: Path, *, write: Callable[[str], None], models: list[torch.nn.Module], info: RunInfo) -> None:
