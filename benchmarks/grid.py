@@ -747,6 +747,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="make data, train runs and baselines first")
     parser.add_argument("--root", default=str(ROOT / "runs" / "grid"))
     parser.add_argument("--out", default=str(ROOT / "results" / "grid.json"))
+    parser.add_argument("--records", default=str(ROOT / "results" / "grid_runs"),
+                        help="folder of the seeds' records (one per table: results/grid_runs_remade beside "
+                        "results/grid_remade.json)")  # fmt: skip
     parser.add_argument("--figure", default=str(ROOT / "docs" / "images" / "grid.png"))
     args = parser.parse_args()
     methods = args.methods or [*PLANNERS, *BASELINES]
@@ -761,6 +764,7 @@ def main() -> None:
         episodes=args.episodes,
         eval_seed=args.eval_seed,
         root=Path(args.root),
+        records=Path(args.records),
     )
     out = Path(args.out)
     merged: dict[str, Any] = {}
