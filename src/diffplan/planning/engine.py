@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
+from numpy.typing import ArrayLike
 
 from diffplan.config import PlanConfig
 from diffplan.cudnn import cudnn_settings
@@ -41,7 +43,12 @@ if TYPE_CHECKING:
 StepEndCallback = Callable[
     ["ValueGuidedRLPipeline", int, int, dict[str, torch.Tensor]], "dict[str, torch.Tensor] | None"
 ]
-SAMPLERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
+Scheduler: TypeAlias = DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler
+SAMPLERS: dict[str, type[Scheduler]] = {
+    "ddpm": DDPMScheduler,
+    "ddim": DDIMScheduler,
+    "dpmsolver++": DPMSolverMultistepScheduler,
+}
 
 
 def step_callback(
@@ -97,7 +104,7 @@ class PlanEngine:
 
     def __init__(self, pipe: ValueGuidedRLPipeline) -> None:
         self.pipe = pipe
-        self.samplers: dict[str, Any] = {}
+        self.samplers: dict[str, Scheduler] = {}
         self.schedules: dict[tuple[int, int], DenoisingSchedule] = {}
         self.masks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.horizons_checked: set[int] = set()
@@ -123,7 +130,7 @@ class PlanEngine:
         """Seconds spent capturing this engine's CUDA graphs."""
         return sum(g.capture_seconds for g in self.graphs.values())
 
-    def scheduler_for(self, sampler: str | None) -> Any:
+    def scheduler_for(self, sampler: str | None) -> Scheduler:
         if sampler is None:
             return self.pipe.scheduler
         if sampler not in SAMPLERS:
@@ -134,7 +141,7 @@ class PlanEngine:
             self.samplers[sampler] = SAMPLERS[sampler].from_config(self.pipe.scheduler.config)
         return self.samplers[sampler]
 
-    def schedule(self, sampler: str | None, steps: int) -> tuple[Any, DenoisingSchedule]:
+    def schedule(self, sampler: str | None, steps: int) -> tuple[Scheduler, DenoisingSchedule]:
         """The scheduler of ``sampler`` with ``steps`` set, and its constants (computed once)."""
         scheduler = self.scheduler_for(sampler)
         key = (id(scheduler), steps)
@@ -154,10 +161,10 @@ class PlanEngine:
 
     def sample(
         self,
-        obs: Any,
+        obs: ArrayLike,
         *,
         cfg: PlanConfig,
-        goal: Any = None,
+        goal: ArrayLike | None = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
@@ -168,12 +175,13 @@ class PlanEngine:
         fine level (see :meth:`~diffplan.planning.pipeline.ValueGuidedRLPipeline.sample`)."""
         pipe = self.pipe
         check_ranker(cfg.rank_by, critic=pipe.critic, state_value=pipe.state_value)
-        kwargs = dict(goal=goal, generator=generator, constraints=constraints, cost=cost, callback=callback)
+        level = partial(self.sample_level, goal=goal, generator=generator, constraints=constraints, cost=cost,
+                        callback=callback)  # fmt: skip
         if pipe.fine is None or not cfg.coarse_to_fine:
-            return self.sample_level(obs, cfg=cfg, init=init, **kwargs)
+            return level(obs, cfg=cfg, init=init)
         if init is not None:
             raise ValueError("coarse-to-fine planning starts from noise: no warm start (set warm_start_steps=None)")
-        coarse = self.sample_level(obs, cfg=cfg, **kwargs)
+        coarse = level(obs, cfg=cfg)
         if pipe.fine.device != pipe.device or pipe.fine.dtype != pipe.dtype:
             pipe.fine.to(pipe.device, pipe.dtype)
         # the fine level plans the first coarse step: from the observation to the best coarse
@@ -184,10 +192,10 @@ class PlanEngine:
 
     def sample_level(
         self,
-        obs: Any,
+        obs: ArrayLike,
         *,
         cfg: PlanConfig,
-        goal: Any = None,
+        goal: ArrayLike | None = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
@@ -275,7 +283,7 @@ class PlanEngine:
         spec: CallSpec,
         inputs: dict[str, torch.Tensor],
         *,
-        scheduler: Any = None,
+        scheduler: Scheduler | None = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
         cost: Callable[[np.ndarray], np.ndarray] | None = None,

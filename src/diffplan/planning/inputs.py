@@ -3,10 +3,9 @@ the device, with the normalizer's constants kept there in float64."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from diffplan.data.normalization import TrajectoryNormalizer
 
@@ -46,7 +45,13 @@ class PlanInputs:
         return self._stats
 
     def observations(
-        self, obs: Any, *, device: torch.device, dtype: torch.dtype, name: str = "observation", partial: bool = False
+        self,
+        obs: ArrayLike,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        name: str = "observation",
+        partial: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Validate ``[dim]`` or ``[n, dim]`` input (``dim = obs_dim``, or ``<= obs_dim`` when ``partial``).
 

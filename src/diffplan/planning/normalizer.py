@@ -48,7 +48,7 @@ class Normalizer(ModelMixin, ConfigMixin):
         return cls(observations=record["observations"], actions=record["actions"])
 
     @classmethod
-    def given(cls, normalizer: TrajectoryNormalizer | Normalizer | None, *, env: Any = None) -> Normalizer:
+    def given(cls, normalizer: TrajectoryNormalizer | Normalizer | None, *, env: object = None) -> Normalizer:
         """The component for a pipeline's ``normalizer`` argument: as given, or fitted to a D4RL-style
         ``env.get_dataset()`` when ``None`` (as diffusers' own pipeline fits its scalar one).
 

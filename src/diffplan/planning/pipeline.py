@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet1DModel
 from diffusers.utils import logging as diffusers_logging
+from numpy.typing import ArrayLike
 
 from diffplan.config import PlanConfig
 from diffplan.data.normalization import TrajectoryNormalizer
@@ -95,7 +96,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         value_function: UNet1DModel | None,
         unet: UNet1DModel | DiT1DModel,
         scheduler: DDPMScheduler | DDIMScheduler,
-        env: Any = None,
+        env: object = None,
         *,
         normalizer: TrajectoryNormalizer | Normalizer | None = None,
         plan_config: PlanConfig | None = None,
@@ -170,7 +171,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
         pretrained_model_name_or_path: str | os.PathLike,
         *,
         normalizer: TrajectoryNormalizer | Normalizer | None = None,
-        env: Any = None,
+        env: object = None,
         device: str | torch.device | None = None,
         **kwargs: Any,
     ) -> Self:
@@ -291,9 +292,9 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
     def plan(
         self,
-        obs: Any,
+        obs: ArrayLike,
         *,
-        goal: Any = None,
+        goal: ArrayLike | None = None,
         batch_size: int | None = None,
         planning_horizon: int | None = None,
         n_guide_steps: int | None = None,
@@ -372,10 +373,10 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
     def sample(
         self,
-        obs: Any,
+        obs: ArrayLike,
         *,
         settings: PlanConfig | None = None,
-        goal: Any = None,
+        goal: ArrayLike | None = None,
         generator: torch.Generator | None = None,
         constraints: list[Constraint] | None = None,
         init: torch.Tensor | None = None,
@@ -411,7 +412,7 @@ class ValueGuidedRLPipeline(DiffusionPipeline):
 
     def __call__(
         self,
-        obs: Any,
+        obs: ArrayLike,
         batch_size: int | None = None,
         planning_horizon: int | None = None,
         n_guide_steps: int | None = None,

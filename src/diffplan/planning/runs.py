@@ -226,7 +226,7 @@ def pretrained_arguments(
     path: Path,
     *,
     normalizer: TrajectoryNormalizer | Normalizer | None,
-    env: Any,
+    env: object,
     load_fine: Callable[[Path], ValueGuidedRLPipeline],
 ) -> dict[str, Any]:
     """What the pipeline's ``from_pretrained`` gives diffusers' loader besides the components that
