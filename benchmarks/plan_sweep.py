@@ -11,6 +11,8 @@ episode seeds (seed + i, 1000 steps max) and envs planned together in one batche
         [--seed 1000] [--out results/sweep_NAME.json]
     python benchmarks/plan_sweep.py --run hopper-medium-dv --rows-of dv --seed 1000     # Monte Carlo runs
     python benchmarks/plan_sweep.py --run hopper-medium-dv --rows-of dv --speed-only --threads 2
+    python benchmarks/plan_sweep.py --run hopper-medium --rows "ddpm-20, 64 plans, 2 guides (reference)" \
+        --device cuda --episodes 10 --ddpm-episodes 10 --seed 5000 --out results/gpu/paper_settings_hopper-medium.json
 
 ``--rows-of dv`` sweeps a Monte Carlo run (the ``dv`` preset) from its stored settings: fewer
 denoising steps and fewer candidates, the two costs of a decision. ``--speed-only`` times each row's
@@ -106,10 +108,11 @@ def main() -> None:
     parser.add_argument("--rows-of", choices=("fast", "dv"), default="fast", help="the fast U-Net rows or dv's")
     parser.add_argument("--speed-only", action="store_true", help="only time each row with one env")
     parser.add_argument("--compile", action="store_true", help="with --speed-only: torch.compiled networks too")
+    parser.add_argument("--device", default="cpu", help="where the networks plan (e.g. cuda); envs step on the CPU")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    pipe = ValueGuidedRLPipeline.from_pretrained(args.run)
+    pipe = ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device)
     name = Path(str(args.run)).name
     out_path = args.out or ROOT / "results" / f"sweep_{name}.json"
     table = json.loads(out_path.read_text()) if out_path.exists() else {"rows": {}}
@@ -118,7 +121,7 @@ def main() -> None:
     def compiled_pipe() -> ValueGuidedRLPipeline:
         """The run loaded a second time with compiled networks, so that ``pipe`` stays eager for the other rows."""
         if not compiled_pipes:
-            compiled_pipes.append(ValueGuidedRLPipeline.from_pretrained(args.run).compile())
+            compiled_pipes.append(ValueGuidedRLPipeline.from_pretrained(args.run, device=args.device).compile())
         return compiled_pipes[0]
 
     if args.rows_of == "dv":
@@ -131,11 +134,11 @@ def main() -> None:
         if args.speed_only:
             from benchmarks.plan_speed import episode_speed
 
-            speed = episode_speed(pipe, config, 20, 1, "cpu", pipe.info.env_id)["seconds_per_decision"]
+            speed = episode_speed(pipe, config, 20, 1, args.device, pipe.info.env_id)["seconds_per_decision"]
             table["rows"].setdefault(row, {}).update(config=config, seconds_per_decision_1_env=speed)
             print(f"{row:<40} {speed * 1e3:7.1f} ms/decision (1 env, {args.threads} threads)")
             if args.compile:
-                compiled = episode_speed(compiled_pipe(), config, 20, 1, "cpu", pipe.info.env_id)
+                compiled = episode_speed(compiled_pipe(), config, 20, 1, args.device, pipe.info.env_id)
                 table["rows"][row]["seconds_per_decision_1_env_compiled"] = compiled["seconds_per_decision"]
                 print(f"{row:<40} {compiled['seconds_per_decision'] * 1e3:7.1f} ms/decision compiled")
             table["speed"] = {"threads": args.threads, "machine": machine(), "date": date.today().isoformat()}
@@ -174,6 +177,7 @@ def main() -> None:
             "threads": args.threads,
             "date": date.today().isoformat(),
             "machine": machine(),
+            "device": str(pipe.device) if pipe.device.type == "cpu" else torch.cuda.get_device_name(pipe.device),
         }
         atomic_write_json(out_path, table)  # after every row: an interrupted sweep keeps what it measured
     print(f"wrote {out_path}")
