@@ -140,6 +140,10 @@ def test_missing_and_corrupt_run_files(tiny_run: Path, tmp_path: Path) -> None:
     (bad_json / "diffplan.json").write_text("{not json")
     with pytest.raises(ValueError, match="diffplan.json is not valid JSON"):
         ValueGuidedRLPipeline.from_pretrained(bad_json)
+    shutil.copy(tiny_run / "diffplan.json", bad_json / "diffplan.json")
+    (bad_json / "model_index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="model_index.json is not valid JSON"):
+        ValueGuidedRLPipeline.from_pretrained(bad_json)
 
 
 def test_models_of_folders_written_before_they_were_registered_still_load(maze_run: Path, tmp_path: Path) -> None:
