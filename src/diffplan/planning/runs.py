@@ -249,7 +249,8 @@ def pretrained_arguments(
     given: dict[str, Any] = {"env": env, "plan_config": info.plan if info else None, "info": info}
     given |= older_components(path, index)
     if normalizer is not None or not registered:
-        given[NORMALIZER] = Normalizer.given(normalizer or (info.normalizer if info else None), env=env)
+        recorded = info.normalizer if info else None
+        given[NORMALIZER] = Normalizer.given(normalizer if normalizer is not None else recorded, env=env)
     if (path / FINE / RUN_INFO).is_file():
         given[FINE] = load_fine(path / FINE)
     return given
