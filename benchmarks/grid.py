@@ -156,6 +156,8 @@ class GridConfig:
         root: folder of the run folders.
         records: folder of each seed's evaluation record (planner rows) and result (baselines), kept with the
             repository: a seed whose run folder is gone still counts through its record.
+        table: the results table these seeds go into (``--out``); the training minutes its cells recorded
+            stand for a planner seed whose run folder and record are both gone (baseline budgets).
         bench_python: Python of the d3rlpy environment.
         baseline_minutes: baseline budget when the matching diffplan run has no recorded time.
         patience: curve evaluations (every 5,000 steps) without a new best before a baseline stops.
@@ -174,6 +176,7 @@ class GridConfig:
     num_envs: int = 10
     root: Path = ROOT / "runs" / "grid"
     records: Path = ROOT / "results" / "grid_runs"
+    table: Path | None = None
     bench_python: Path = ROOT / ".venv-bench" / "bin" / "python"
     baseline_minutes: float = 20.0
     patience: int = 6
@@ -273,9 +276,15 @@ def train_minutes(run: Path) -> float | None:
 
 
 def planner_minutes(cfg: GridConfig, name: str, method: str, seed: int) -> float | None:
-    """Training wall time of one planner seed: from its run folder, else from its evaluation record."""
+    """Training wall time of one planner seed: from its run folder, else from its evaluation record, else
+    from the results table's cell (a seed evaluated before records were kept)."""
     own = train_minutes(run_dir(cfg, name, method, seed))
-    return own if own is not None else (_read(record_path(cfg, name, method, seed)) or {}).get("minutes")
+    if own is None:
+        own = (_read(record_path(cfg, name, method, seed)) or {}).get("minutes")
+    if own is None and cfg.table is not None:
+        cell = ((_read(cfg.table) or {}).get(cfg.datasets[name]) or {}).get(method) or {}
+        own = next((r.get("minutes") for r in cell.get("runs", []) if r.get("seed") == seed), None)
+    return own
 
 
 def baseline_budget(cfg: GridConfig, name: str, seed: int) -> float:
@@ -765,6 +774,7 @@ def main() -> None:
         eval_seed=args.eval_seed,
         root=Path(args.root),
         records=Path(args.records),
+        table=Path(args.out),
     )
     out = Path(args.out)
     merged: dict[str, Any] = {}

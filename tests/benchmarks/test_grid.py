@@ -207,6 +207,22 @@ def test_baseline_budget_follows_the_seeds_method_else_the_next_planner_row_with
     assert grid.baseline_budget(cfg, "hopper-random", 2) == 25.0  # the seed's method comes first
 
 
+def test_baseline_budget_reads_a_planner_seed_without_folder_or_record_from_the_results_table(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path
+) -> None:
+    table = tmp_path / "grid.json"
+    cfg = _config(grid, hopper_dataset, tmp_path, planners={}, seeds=(0, 1, 2), baseline_minutes=20.0, table=table)
+    assert grid.baseline_budget(cfg, "hopper-random", 1) == 20.0  # no table yet
+    cell = {"runs": [{"seed": 0, "minutes": 21.5}, {"seed": 2, "minutes": None}]}
+    table.write_text(json.dumps({hopper_dataset: {"diffplan": cell, "dv": {"runs": [{"seed": 1, "minutes": 45.0}]}}}))
+    assert grid.baseline_budget(cfg, "hopper-random", 0) == 21.5
+    assert grid.baseline_budget(cfg, "hopper-random", 1) == 21.5  # the seed's method's other seeds, before dv
+    path = grid.record_path(cfg, "hopper-random", "diffplan", 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"minutes": 30.0}))
+    assert grid.baseline_budget(cfg, "hopper-random", 0) == 30.0  # a record comes before the table
+
+
 def test_grid_refuses_results_of_another_protocol(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
     cfg = _config(grid, hopper_dataset, tmp_path, planners={})
     _bc_result(tmp_path / "hopper-random" / "bc" / "seed0.json", [1.0, 2.0], eval_seed=0)
