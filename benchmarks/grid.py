@@ -715,8 +715,6 @@ def make_missing_datasets(cfg: GridConfig) -> None:
             continue
         family, kind = name.split("-", 1)
         cmd = [sys.executable, str(ROOT / "benchmarks" / "make_datasets.py"), FAMILIES[family], "--kinds", kind]
-        if kind == "medium-replay":
-            cmd += ["--behavior-run", str(ROOT / "behavior_runs" / FAMILIES[family].lower())]
         subprocess.run(cmd, check=True)
 
 

@@ -1,7 +1,9 @@
 """Generate diffplan's D4RL-style datasets and measure them: generation time and return statistics.
 
 Locomotion (needs the shipped SAC policies): random, medium, expert, medium-replay (the SAC
-replay buffer up to the medium snapshot; needs the behaviour run folder) and medium-expert (the
+replay buffer up to the medium snapshot of the behaviour run folder; where no folder holds a buffer,
+SAC is trained again as the shipped policy's run was, until its return reaches the shipped medium
+policy's, which takes 40,000-160,000 steps: minutes to an hour of one core) and medium-expert (the
 union of medium and expert). Mazes: the waypoint controller with a new goal each time one is
 reached.
 
@@ -27,6 +29,10 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: import the package as `python -m benchmarks.NAME` does
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, machine  # noqa: E402
+
+# learning_starts of the shipped policies' SAC runs (RESULTS.md, "Behaviour policies"): RL Zoo's 10,000
+# for Walker2d and HalfCheetah, SB3's default for Hopper
+BEHAVIOR_LEARNING_STARTS = {"Hopper-v5": 100, "Walker2d-v5": 10_000, "HalfCheetah-v5": 10_000}
 
 
 def stats(dataset_id: str, seconds: float) -> dict:
@@ -71,7 +77,7 @@ def versions() -> dict[str, str]:
 def main() -> None:
     import minari
 
-    from diffplan.collect.behavior import export_replay
+    from diffplan.collect.behavior import export_replay, make_medium_replay
     from diffplan.collect.collect import collect, dataset_exists
     from diffplan.envs.family import is_maze
     from diffplan.io import update_json
@@ -81,7 +87,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000, help="steps of each collected dataset")
     parser.add_argument("--random-steps", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--behavior-run", help="SAC behaviour run folder (for medium-replay)")
+    parser.add_argument("--behavior-run", help="SAC behaviour run folder (for medium-replay; default "
+                        "behavior_runs/ENV_ID, trained to the medium level when it holds no buffer)")  # fmt: skip
     parser.add_argument("--kinds", nargs="*", help="subset of kinds to make")
     args = parser.parse_args()
     family = args.env_id.split("-")[0].lower()
@@ -108,10 +115,12 @@ def main() -> None:
         elif kind == "waypoint":
             collect(env_id=args.env_id, behavior="waypoint", steps=args.steps, seed=args.seed, dataset_id=dataset_id)
         elif kind == "medium-replay":
-            if not args.behavior_run:
-                print("medium-replay needs --behavior-run, skipped")
-                continue
-            export_replay(run_dir=args.behavior_run, dataset_id=dataset_id)
+            run = Path(args.behavior_run or ROOT / "behavior_runs" / args.env_id.lower())
+            if (run / "state" / "replay.pkl").is_file():
+                export_replay(run_dir=run, dataset_id=dataset_id)
+            else:  # no behaviour run kept: SAC again, as the shipped policy's run was trained, until medium
+                make_medium_replay(env_id=args.env_id, run_dir=run, dataset_id=dataset_id, seed=args.seed,
+                                   learning_starts=BEHAVIOR_LEARNING_STARTS.get(args.env_id, 100))  # fmt: skip
         elif kind == "medium-expert":
             parts = [minari.load_dataset(f"diffplan/{family}/{k}-v0") for k in ("medium", "expert")]
             minari.combine_datasets(parts, dataset_id)

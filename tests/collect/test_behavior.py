@@ -31,6 +31,12 @@ def test_snapshots_are_saved_evaluated_and_resumable(sac_run: Path) -> None:
     train_sac(config=cfg, out_dir=sac_run)
     index = json.loads((sac_run / "snapshots.json").read_text())
     assert [s["step"] for s in index["snapshots"]] == [100, 200, 300]
+    from stable_baselines3.common.save_util import load_from_pkl
+
+    buf = load_from_pkl(sac_run / "state" / "replay.pkl")
+    assert buf.pos == 300  # the state saved at a snapshot holds every step up to it
+    # the resume started a new episode: the episode stored before it ends there, cut by the time limit
+    assert buf.dones[199, 0] == 1 and buf.timeouts[199, 0] == 1
     chosen = select_snapshots(index_path=sac_run / "snapshots.json", expert_window=0.0)
     assert chosen["expert"]["step"] == 300
     with pytest.raises(ValueError, match="use another --out folder"):
@@ -142,3 +148,31 @@ def test_snapshot_selection_rule(tmp_path: Path) -> None:
     assert chosen["expert"]["step"] == 70
     # medium: closest to a third of 2900 (= 967): step 60 (1000)
     assert chosen["medium"]["step"] == 60
+
+
+def test_medium_replay_made_from_nothing_stops_at_the_shipped_medium_level(
+    minari_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from diffplan.collect.behavior import make_medium_replay
+    from diffplan.data.episodes import load_episodes
+
+    monkeypatch.setattr("diffplan.collect.behavior.policies_dir", lambda: tmp_path)
+    with pytest.raises(ValueError, match="expected a shipped medium policy of Hopper-v5"):
+        make_medium_replay(env_id="Hopper-v5", run_dir=tmp_path / "none", dataset_id="test/mr-none-v0")
+    registry = {"Hopper-v5": {"medium": {"train_step": 40, "mean_return": -1e9}}}
+    (tmp_path / "policies.json").write_text(json.dumps(registry))
+    run = tmp_path / "reached"
+    kw = {"env_id": "Hopper-v5", "snapshot_every": 50}
+    assert make_medium_replay(run_dir=run, dataset_id="test/mr-a-v0", **kw) == 50  # the first snapshot reaches it
+    assert [s["step"] for s in json.loads((run / "snapshots.json").read_text())["snapshots"]] == [50]
+    assert load_episodes("test/mr-a-v0").num_steps == 50
+    assert make_medium_replay(run_dir=run, dataset_id="test/mr-b-v0", **kw) == 50  # resumed: not trained further
+    assert [s["step"] for s in json.loads((run / "snapshots.json").read_text())["snapshots"]] == [50]
+    registry["Hopper-v5"]["medium"]["mean_return"] = 1e9
+    (tmp_path / "policies.json").write_text(json.dumps(registry))
+    with pytest.raises(ValueError, match="did not reach the medium level 1000000000.0 in 100 steps"):
+        make_medium_replay(run_dir=tmp_path / "short", dataset_id="test/mr-c-v0", max_steps=100, **kw)
+    snaps = json.loads((tmp_path / "short" / "snapshots.json").read_text())["snapshots"]
+    assert [s["step"] for s in snaps] == [50, 100]

@@ -72,12 +72,14 @@ def evaluate_policy_returns(*, policy: Any, env_id: str, episodes: int, seed: in
     return [float(r) for r in result.returns]
 
 
-def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
+def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path, until_return: float | None = None) -> Path:
     """Train (or resume training) a SAC behaviour policy with snapshots.
 
     Args:
         config: the run's settings; must match those stored in ``out_dir`` when resuming.
         out_dir: folder for ``snapshots/``, ``snapshots.json`` and the resumable ``state/``.
+        until_return: stop at the first snapshot whose evaluated mean return reaches this (D4RL's
+            medium-replay: "until the policy reaches the medium level"); ``None`` trains all steps.
 
     Returns:
         The path of ``snapshots.json``.
@@ -104,8 +106,12 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
     state_buffer = out / "state" / "replay.pkl"
     env = gym.make(config.env_id)
     if state_model.exists() and state_buffer.exists():
-        model = sb3.SAC.load(state_model, env=env)
+        model = sb3.SAC.load(state_model, env=env)  # loading resets the env: a new episode begins
         model.load_replay_buffer(state_buffer)
+        buf = model.replay_buffer
+        if buf is not None and (buf.full or buf.pos > 0):  # so the stored one ends there, cut by the time limit
+            last = (buf.pos - 1) % buf.buffer_size
+            buf.dones[last], buf.timeouts[last] = 1.0, 1.0
     else:
         model = sb3.SAC("MlpPolicy", env, seed=config.seed, learning_starts=config.learning_starts, verbose=0)
     done_steps = int(model.num_timesteps)
@@ -114,15 +120,20 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
         def __init__(self) -> None:
             super().__init__()
             self.bar = tqdm(total=config.total_steps, initial=done_steps, desc=f"SAC {config.env_id}", unit="step")
+            self.reached = False
 
         def _on_step(self) -> bool:
             self.bar.update(1)
+            return not self.reached
+
+        def _on_rollout_end(self) -> None:
+            # SB3 stores a step's transition after on_step, before on_rollout_end: the buffer saved here
+            # holds every step so far
             step = self.model.num_timesteps
             if step % config.snapshot_every == 0 or step == config.total_steps:
-                self._snapshot(step)
-            return True
+                self.reached = self._snapshot(step) >= (np.inf if until_return is None else until_return)
 
-        def _snapshot(self, step: int) -> None:
+        def _snapshot(self, step: int) -> float:
             actor = model.policy.actor  # the SAC being trained (self.model is the same object)
 
             def act(obs: np.ndarray) -> np.ndarray:
@@ -150,9 +161,12 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path) -> Path:
                 model.save_replay_buffer(tmp)
             atomic_write_json(index_path, index)
             self.bar.set_postfix(step=step, ret=f"{np.mean(returns):.0f}")
+            return float(np.mean(returns))
 
     torch.set_num_threads(1)
     remaining = config.total_steps - done_steps
+    if until_return is not None and any(s["mean_return"] >= until_return for s in index["snapshots"]):
+        remaining = 0  # a resumed run that already reached the level
     if remaining > 0:
         model.learn(total_timesteps=remaining, callback=_Snapshot(), reset_num_timesteps=False)
     return index_path
@@ -244,11 +258,69 @@ def ship_policies(
     return entry
 
 
+def _shipped_medium(env_id: str) -> dict[str, Any]:
+    """The ``policies.json`` entry of the shipped medium policy of ``env_id`` (empty if none)."""
+    registry = policies_dir() / "policies.json"
+    return read_json(registry).get(env_id, {}).get("medium", {}) if registry.is_file() else {}
+
+
 def _shipped_medium_step(env_id: str) -> int | None:
     """The training step of the shipped medium policy of ``env_id`` (``policies.json``), if any."""
-    registry = policies_dir() / "policies.json"
-    entry = read_json(registry).get(env_id, {}).get("medium", {}) if registry.is_file() else {}
-    return entry.get("train_step")
+    return _shipped_medium(env_id).get("train_step")
+
+
+def make_medium_replay(
+    *,
+    env_id: str,
+    run_dir: str | Path,
+    dataset_id: str,
+    seed: int = 0,
+    learning_starts: int = 100,
+    snapshot_every: int = 10_000,
+    max_steps: int | None = None,
+) -> int:
+    """D4RL's medium-replay made from nothing: SAC is trained (resumably, in ``run_dir``) until a snapshot
+    reaches the shipped medium policy's mean return, and its replay buffer up to that snapshot is exported.
+
+    The shipped medium policy's level is its ``policies.json`` return (the return of the medium dataset's
+    sampled actions). SAC is not bit-reproducible, so a run made again reaches that level at another step
+    than the shipped policy's run did: the dataset differs from one made earlier (RESULTS.md, "Datasets").
+
+    Args:
+        env_id: Gymnasium id with a shipped medium policy.
+        run_dir: the behaviour run's folder (created, or resumed).
+        dataset_id: new Minari id.
+        seed: SAC seed.
+        learning_starts: random-action steps before SAC updates begin (as the shipped policy's run).
+        snapshot_every: steps between evaluated snapshots: the buffer ends at one of them.
+        max_steps: steps after which SAC gives up (default: three times the shipped policy's step).
+
+    Returns:
+        The number of transitions written.
+
+    Raises:
+        ValueError: no shipped medium policy for ``env_id``, or SAC did not reach its level in ``max_steps``.
+    """
+    shipped = _shipped_medium(env_id)
+    if "mean_return" not in shipped:
+        raise ValueError(
+            f"expected a shipped medium policy of {env_id} in {policies_dir() / 'policies.json'}, found none"
+        )
+    level = float(shipped["mean_return"])
+    max_steps = max_steps if max_steps is not None else 3 * int(shipped["train_step"])
+    cfg = BehaviorTrainConfig(
+        env_id=env_id, total_steps=max_steps, seed=seed, snapshot_every=snapshot_every, learning_starts=learning_starts
+    )
+    index = read_json(train_sac(config=cfg, out_dir=run_dir, until_return=level))
+    snaps = sorted(index["snapshots"], key=lambda s: s["step"])
+    reached = [s for s in snaps if s["mean_return"] >= level]
+    if not reached:
+        best = max(snaps, key=lambda s: s["mean_return"]) if snaps else {"mean_return": float("nan"), "step": 0}
+        raise ValueError(
+            f"SAC on {env_id} did not reach the medium level {level:.1f} in {max_steps} steps (best "
+            f"{best['mean_return']:.1f} at step {best['step']}); pass a larger max_steps: {run_dir} resumes"
+        )
+    return export_replay(run_dir=run_dir, dataset_id=dataset_id, until_step=int(reached[0]["step"]))
 
 
 def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | None = None) -> int:
