@@ -77,7 +77,7 @@ def versions() -> dict[str, str]:
 def main() -> None:
     import minari
 
-    from diffplan.collect.behavior import export_replay, make_medium_replay
+    from diffplan.collect.behavior import REPLAY_BUFFER, export_replay, make_medium_replay
     from diffplan.collect.collect import collect, dataset_exists
     from diffplan.envs.family import is_maze
     from diffplan.io import update_json
@@ -116,7 +116,7 @@ def main() -> None:
             collect(env_id=args.env_id, behavior="waypoint", steps=args.steps, seed=args.seed, dataset_id=dataset_id)
         elif kind == "medium-replay":
             run = Path(args.behavior_run or ROOT / "behavior_runs" / args.env_id.lower())
-            if (run / "state" / "replay.pkl").is_file():
+            if (run / REPLAY_BUFFER).is_file():
                 export_replay(run_dir=run, dataset_id=dataset_id)
             else:  # no behaviour run kept: SAC again, as the shipped policy's run was trained, until medium
                 make_medium_replay(env_id=args.env_id, run_dir=run, dataset_id=dataset_id, seed=args.seed,

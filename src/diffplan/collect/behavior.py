@@ -19,6 +19,7 @@ from diffplan.collect.policies import load_sac_actor, policies_dir, require_sb3
 from diffplan.io import atomic_path, atomic_write_json, read_json
 
 SNAPSHOT_INDEX = "snapshots.json"
+REPLAY_BUFFER = Path("state") / "replay.pkl"  # a behaviour run's resumable buffer, inside its folder
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path, until_return:
             raise ValueError(f"{out} holds a run with config {stored}, not {wanted}; use another --out folder")
         index["config"] = asdict(config)
     state_model = out / "state" / "sac.zip"
-    state_buffer = out / "state" / "replay.pkl"
+    state_buffer = out / REPLAY_BUFFER
     env = gym.make(config.env_id)
     if state_model.exists() and state_buffer.exists():
         model = sb3.SAC.load(state_model, env=env)  # loading resets the env: a new episode begins
@@ -131,7 +132,8 @@ def train_sac(*, config: BehaviorTrainConfig, out_dir: str | Path, until_return:
             # holds every step so far
             step = self.model.num_timesteps
             if step % config.snapshot_every == 0 or step == config.total_steps:
-                self.reached = self._snapshot(step) >= (np.inf if until_return is None else until_return)
+                mean_return = self._snapshot(step)
+                self.reached = until_return is not None and mean_return >= until_return
 
         def _snapshot(self, step: int) -> float:
             actor = model.policy.actor  # the SAC being trained (self.model is the same object)
@@ -349,7 +351,7 @@ def export_replay(*, run_dir: str | Path, dataset_id: str, until_step: int | Non
     from diffplan.envs.specs import reference_scores
 
     run_dir = Path(run_dir)
-    path = run_dir / "state" / "replay.pkl"
+    path = run_dir / REPLAY_BUFFER
     if not path.is_file():
         raise FileNotFoundError(f"expected the replay buffer of a behaviour run at {path}, found nothing")
     if dataset_exists(dataset_id):
