@@ -11,7 +11,7 @@ reached.
     python benchmarks/make_datasets.py PointMaze_UMaze-v3 --steps 200000
 
 Datasets go to MINARI_DATASETS_PATH (default ~/.minari/datasets) as diffplan/<env>/<kind>-v0;
-figures are merged into results/datasets.json and printed as a table.
+figures are merged into results/datasets.json (or --out) and printed as a table.
 """
 
 from __future__ import annotations
@@ -90,11 +90,14 @@ def main() -> None:
     parser.add_argument("--behavior-run", help="SAC behaviour run folder (for medium-replay; default "
                         "behavior_runs/ENV_ID, trained to the medium level when it holds no buffer)")  # fmt: skip
     parser.add_argument("--kinds", nargs="*", help="subset of kinds to make")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "datasets.json",
+                        help="table the figures are merged into (e.g. results/datasets_remade.json for datasets "
+                        "made again, whose rows must not replace the originals)")  # fmt: skip
     args = parser.parse_args()
     family = args.env_id.split("-")[0].lower()
     maze = is_maze(args.env_id)
     kinds = args.kinds or (["waypoint"] if maze else ["random", "medium", "expert", "medium-replay", "medium-expert"])
-    out_path = ROOT / "results" / "datasets.json"
+    out_path = args.out
     table = json.loads(out_path.read_text()) if out_path.exists() else {}
     for kind in kinds:
         dataset_id = f"diffplan/{family}/{kind}-v0"
