@@ -5,6 +5,7 @@ with training seeds, interval estimates and the probability of improvement.
                                            # print the table, draw docs/images/grid.png
     python benchmarks/grid.py --full       # first make missing datasets, train missing diffplan runs
                                            # (resuming) and the baselines, then the above
+    python benchmarks/grid.py --full --train-only   # train only: evaluate later, e.g. beside other training
     python benchmarks/grid.py --datasets hopper-medium --methods diffplan bc --full
 
 Rows: ``behavior`` (the dataset's own episodes), ``bc`` and ``iql`` (d3rlpy in `.venv-bench`,
@@ -722,8 +723,9 @@ def make_missing_datasets(cfg: GridConfig) -> None:
         subprocess.run(cmd, check=True)
 
 
-def run_grid(cfg: GridConfig, *, full: bool, progress: bool = True) -> dict[str, Any]:
-    """Train what is missing (``full``), evaluate, and return the ``results/grid.json`` table."""
+def run_grid(cfg: GridConfig, *, full: bool, evaluate: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train what is missing (``full``), evaluate (unless not ``evaluate``: then the table is empty), and
+    return the ``results/grid.json`` table."""
     if full:
         make_missing_datasets(cfg)
         for name in cfg.datasets:
@@ -733,6 +735,8 @@ def run_grid(cfg: GridConfig, *, full: bool, progress: bool = True) -> dict[str,
                         train_planner(cfg, name, method, seed, progress=progress)
                 for method in cfg.baselines:
                     train_baseline(cfg, name, method, seed)
+    if not evaluate:
+        return {}
     from diffplan.collect.collect import dataset_exists
 
     missing = [n for n in cfg.datasets if not dataset_exists(cfg.datasets[n])]
@@ -756,6 +760,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--eval-seed", type=int, default=0)
     parser.add_argument("--full", action="store_true", help="make data, train runs and baselines first")
+    parser.add_argument("--train-only", action="store_true", help="with --full: train what is missing and stop "
+                        "(evaluate later, e.g. on another core, with the same command without it)")  # fmt: skip
     parser.add_argument("--root", default=str(ROOT / "runs" / "grid"))
     parser.add_argument("--out", default=str(ROOT / "results" / "grid.json"))
     parser.add_argument("--records", default=str(ROOT / "results" / "grid_runs"),
@@ -778,6 +784,11 @@ def main() -> None:
         records=Path(args.records),
         table=Path(args.out),
     )
+    if args.train_only:
+        if not args.full:
+            parser.error("--train-only needs --full")
+        run_grid(cfg, full=True, evaluate=False)
+        return
     out = Path(args.out)
     merged: dict[str, Any] = {}
     for dataset_id, entry in run_grid(cfg, full=args.full).items():

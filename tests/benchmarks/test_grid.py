@@ -107,6 +107,19 @@ def test_grid_trains_evaluates_and_summarizes_two_seeds(
     assert row["bc"]["runs"][0]["curve"] == [[5000, 30.0, pytest.approx(refs.normalize(12.0))]]
 
 
+def test_grid_trains_without_evaluating_when_told(
+    grid: ModuleType, hopper_dataset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_evaluation(**_: object) -> None:
+        raise AssertionError("evaluated")
+
+    monkeypatch.setattr("diffplan.evaluation.evaluate", no_evaluation)
+    cfg = _config(grid, hopper_dataset, tmp_path, baselines=(), seeds=(0,))
+    assert grid.run_grid(cfg, full=True, evaluate=False, progress=False) == {}
+    assert (tmp_path / "hopper-random" / "diffplan" / "seed0" / "diffplan.json").is_file()
+    assert not (tmp_path / "hopper-random" / "diffplan" / "seed0.json").exists()  # no evaluation record
+
+
 def test_grid_trains_on_when_the_rows_steps_are_raised(grid: ModuleType, hopper_dataset: str, tmp_path: Path) -> None:
     import shutil
 
