@@ -610,8 +610,27 @@ def standing(results: dict[str, Any], method: str, *, choices: dict[str, str] | 
     }
 
 
-def standing_markdown(results: dict[str, Any]) -> str:
-    """One row per planner row (and per row with its choices, ``CHOICES``): its relative standing."""
+def first_complete(
+    tables: list[dict[str, Any]], method: str, *, choices: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Per dataset, the row of the first table in which ``method`` (or its variant chosen there) and both
+    baselines have cells: each dataset's cells come from one table, so from one dataset's episodes (a
+    dataset made again on another machine has other episodes and its own table, e.g.
+    ``results/grid_xeon.json`` beside ``results/grid.json``)."""
+    names = {dataset_id: name for name, dataset_id in grid_datasets().items()}
+    merged: dict[str, Any] = {}
+    for table in tables:
+        for dataset_id, row in table.items():
+            chosen = (choices or {}).get(names.get(dataset_id, ""), method)
+            if dataset_id not in merged and chosen in row and "bc" in row and "iql" in row:
+                merged[dataset_id] = row
+    return merged
+
+
+def standing_markdown(results: dict[str, Any], *more: dict[str, Any]) -> str:
+    """One row per planner row (and per row with its choices, ``CHOICES``): its relative standing over
+    the datasets of ``results`` and of ``more`` tables (each dataset's cells from the first table that has
+    the row and both baselines there: ``first_complete``)."""
     lines = [
         "| planner row | datasets | seeds | mean | BC | IQL | standing | ≥ IQL | ≥ BC |",
         "| --- |" + " ---: |" * 8,
@@ -619,7 +638,7 @@ def standing_markdown(results: dict[str, Any]) -> str:
     rows = [(m, m, None) for m in sorted(PLANNERS, key=_method_order)]
     rows += [(f"{m} with its choices", m, c) for m, c in CHOICES.items()]
     for label, method, choices in rows:
-        got = standing(results, method, choices=choices)
+        got = standing(first_complete([results, *more], method, choices=choices), method, choices=choices)
         if got is not None:
             lo, hi = got["seeds"]
             n = got["datasets"]
@@ -768,7 +787,16 @@ def main() -> None:
                         help="folder of the seeds' records (one per table: results/grid_runs_remade beside "
                         "results/grid_remade.json)")  # fmt: skip
     parser.add_argument("--figure", default=str(ROOT / "docs" / "images" / "grid.png"))
+    parser.add_argument("--standing", nargs="+", type=Path, metavar="TABLE",
+                        help="only print each planner row's relative standing over these results tables "
+                        "(each dataset's cells from the first table with the row, BC and IQL there)")  # fmt: skip
     args = parser.parse_args()
+    if args.standing:
+        missing = [str(p) for p in args.standing if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"expected results tables, got missing files: {', '.join(missing)}")
+        print(standing_markdown(*(json.loads(p.read_text()) for p in args.standing)))
+        return
     methods = args.methods or [*PLANNERS, *BASELINES]
     unknown = sorted(set(methods) - set(PLANNERS) - set(BASELINES))
     if unknown:

@@ -320,3 +320,12 @@ def test_grid_relative_standing_over_the_datasets_with_both_baselines(grid: Modu
     table = grid.standing_markdown(results)
     assert "| dv | 3 | 2–3 | 66.7 | 50.0 | 80.0 | 0.56 | 1 of 3 | 2 of 3 |" in table
     assert "| dv with its choices | 3 | 1–3 | 86.7 |" in table
+    # a second table (a dataset made again elsewhere) adds the datasets the first lacks a full cell of; a
+    # dataset complete in both keeps the first table's cells
+    remade = {
+        ids["hopper-medium"]: {"bc": cell(0.0), "iql": cell(10.0), "dv": cell(0.0)},  # not used: the first has it
+        "diffplan/halfcheetah/medium-replay-v0": {"bc": cell(10.0), "iql": cell(20.0), "dv": cell(35.0, 1)},
+    }
+    both = grid.first_complete([results, remade], "dv")
+    assert both[ids["hopper-medium"]] is results[ids["hopper-medium"]] and len(both) == 4
+    assert "| dv | 4 | 1–3 | 58.8 | 40.0 | 65.0 | 0.75 | 2 of 4 | 3 of 4 |" in grid.standing_markdown(results, remade)
