@@ -6,6 +6,7 @@ with training seeds, interval estimates and the probability of improvement.
     python benchmarks/grid.py --full       # first make missing datasets, train missing diffplan runs
                                            # (resuming) and the baselines, then the above
     python benchmarks/grid.py --full --train-only   # train only: evaluate later, e.g. beside other training
+    python benchmarks/grid.py --standing results/grid.json results/grid_xeon.json   # standing over both tables
     python benchmarks/grid.py --datasets hopper-medium --methods diffplan bc --full
 
 Rows: ``behavior`` (the dataset's own episodes), ``bc`` and ``iql`` (d3rlpy in `.venv-bench`,
