@@ -575,7 +575,13 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def standing(results: dict[str, Any], method: str, *, choices: dict[str, str] | None = None) -> dict[str, Any] | None:
+def standing(
+    results: dict[str, Any],
+    method: str,
+    *,
+    choices: dict[str, str] | None = None,
+    more: tuple[dict[str, Any], ...] = (),
+) -> dict[str, Any] | None:
     """Relative standing ``(row - BC) / (IQL - BC)`` of a planner row, on the mean normalized scores
     over the datasets where the row, BC and IQL all have a cell (issue 26's measure).
 
@@ -584,18 +590,19 @@ def standing(results: dict[str, Any], method: str, *, choices: dict[str, str] | 
         method: the planner row.
         choices: grid dataset name -> the row variant chosen there (e.g. ``{"walker2d-medium-expert":
             "dv-150k"}``), whose cell replaces the row's.
+        more: further tables (datasets made again elsewhere), for the datasets ``results`` has no full
+            cells of (``first_complete``).
 
     Returns:
         ``datasets`` (how many), ``seeds`` (fewest and most of the row's cells), the three means,
         ``standing``, ``at_least_iql`` and ``at_least_bc`` (datasets where the row's mean is at least
         the baseline's); ``None`` where no dataset has all three.
     """
-    names = {dataset_id: name for name, dataset_id in grid_datasets().items()}
-    cells = []
-    for dataset_id, row in results.items():
-        chosen = (choices or {}).get(names.get(dataset_id, ""), method)
-        if chosen in row and "bc" in row and "iql" in row:
-            cells.append((row[chosen], row["bc"]["mean"], row["iql"]["mean"]))
+    rows = first_complete([results, *more], method, choices=choices)
+    cells = [
+        (row[_variant(dataset_id, method, choices)], row["bc"]["mean"], row["iql"]["mean"])
+        for dataset_id, row in rows.items()
+    ]
     if not cells:
         return None
     mine, bc, iql = np.mean([(c["mean"], b, i) for c, b, i in cells], axis=0).tolist()
@@ -611,6 +618,12 @@ def standing(results: dict[str, Any], method: str, *, choices: dict[str, str] | 
     }
 
 
+def _variant(dataset_id: str, method: str, choices: dict[str, str] | None) -> str:
+    """The planner row whose cell stands for ``method`` on ``dataset_id``: its variant chosen there, else itself."""
+    names = {dataset_id: name for name, dataset_id in grid_datasets().items()}
+    return (choices or {}).get(names.get(dataset_id, ""), method)
+
+
 def first_complete(
     tables: list[dict[str, Any]], method: str, *, choices: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -618,12 +631,10 @@ def first_complete(
     baselines have cells: each dataset's cells come from one table, so from one dataset's episodes (a
     dataset made again on another machine has other episodes and its own table, e.g.
     ``results/grid_xeon.json`` beside ``results/grid.json``)."""
-    names = {dataset_id: name for name, dataset_id in grid_datasets().items()}
     merged: dict[str, Any] = {}
     for table in tables:
         for dataset_id, row in table.items():
-            chosen = (choices or {}).get(names.get(dataset_id, ""), method)
-            if dataset_id not in merged and chosen in row and "bc" in row and "iql" in row:
+            if dataset_id not in merged and {_variant(dataset_id, method, choices), "bc", "iql"} <= row.keys():
                 merged[dataset_id] = row
     return merged
 
@@ -639,7 +650,7 @@ def standing_markdown(results: dict[str, Any], *more: dict[str, Any]) -> str:
     rows = [(m, m, None) for m in sorted(PLANNERS, key=_method_order)]
     rows += [(f"{m} with its choices", m, c) for m, c in CHOICES.items()]
     for label, method, choices in rows:
-        got = standing(first_complete([results, *more], method, choices=choices), method, choices=choices)
+        got = standing(results, method, choices=choices, more=more)
         if got is not None:
             lo, hi = got["seeds"]
             n = got["datasets"]
@@ -798,6 +809,8 @@ def main() -> None:
             raise FileNotFoundError(f"expected results tables, got missing files: {', '.join(missing)}")
         print(standing_markdown(*(json.loads(p.read_text()) for p in args.standing)))
         return
+    if args.train_only and not args.full:
+        parser.error("--train-only needs --full")
     methods = args.methods or [*PLANNERS, *BASELINES]
     unknown = sorted(set(methods) - set(PLANNERS) - set(BASELINES))
     if unknown:
@@ -814,8 +827,6 @@ def main() -> None:
         table=Path(args.out),
     )
     if args.train_only:
-        if not args.full:
-            parser.error("--train-only needs --full")
         run_grid(cfg, full=True, evaluate=False)
         return
     out = Path(args.out)
